@@ -1,0 +1,84 @@
+/* sm_gpt2.h - the GPT-2 model library the stages call (device independent front end).
+ * Owner: the model module. Backends: sm_gpt2_backend.h. Data: sm_loader.h. */
+#ifndef SM_GPT2_H
+#define SM_GPT2_H
+
+#include "sm_gpt2_backend.h"
+#include "sm_loader.h"
+
+typedef enum { SM_DEVICE_AUTO = 0, SM_DEVICE_CPU = 1, SM_DEVICE_CUDA = 2 } sm_device;
+
+typedef struct sm_gpt2 sm_gpt2;
+
+typedef struct sm_gpt2_opts {
+    sm_device device;  /* AUTO: CUDA when libsm_cuda.so loads and a GPU is usable, else CPU (logged once) */
+    sm_dtype dtype;    /* compute dtype; master weights and optimizer state are always fp32 */
+    int threads;       /* CPU threads (0 = OpenMP default) */
+    int max_B, max_T;  /* largest batch the model will run */
+} sm_gpt2_opts;
+
+/* Parses "cpu", "cuda", "auto". */
+int sm_device_parse(const char *s, sm_device *out, sm_error *err);
+
+/* A new model with GPT-2's initialisation (normal(0, 0.02); residual projections scaled by
+ * 1/sqrt(2L); biases zero; LayerNorm weights 1) from seed. */
+int sm_gpt2_create(sm_gpt2 **out, const sm_gpt2_config *cfg, uint64_t seed, const sm_gpt2_opts *opts, sm_error *err);
+/* Loads an llm.c checkpoint (version 3 fp32 or 5 bf16), checking magic, version and exact size. */
+int sm_gpt2_load(sm_gpt2 **out, const char *path, const sm_gpt2_opts *opts, sm_error *err);
+/* Writes an llm.c checkpoint (version 3 or 5) to path via a temporary name and rename. */
+int sm_gpt2_save(sm_gpt2 *m, const char *path, int version, sm_error *err);
+void sm_gpt2_free(sm_gpt2 *m);
+
+const sm_gpt2_config *sm_gpt2_get_config(const sm_gpt2 *m);
+const char *sm_gpt2_device_name(const sm_gpt2 *m);
+size_t sm_gpt2_num_params(const sm_gpt2_config *cfg);
+/* 6N + 6LCT. */
+double sm_gpt2_flops_per_token(const sm_gpt2_config *cfg, int T);
+/* Bytes of memory (device memory on a GPU) a training run of B x T needs: parameters x 16 plus activations. */
+uint64_t sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype);
+
+/* Mean cross-entropy of the model on B x T inputs/targets. */
+int sm_gpt2_loss(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss, sm_error *err);
+
+typedef struct sm_train_opts {
+    int B, T;                  /* micro-batch */
+    int grad_accum;            /* micro-batches per optimizer step (>= 1) */
+    int64_t steps;             /* optimizer steps to reach (total, counting resumed ones) */
+    float lr, min_lr_frac;     /* peak learning rate; cosine decays to lr * min_lr_frac */
+    int warmup_steps;
+    float weight_decay, beta1, beta2, eps;
+    float grad_clip;           /* 0: none */
+    int eval_every;            /* steps between per-domain evaluations (0: only at the end) */
+    int eval_batches;          /* batches of B x T per domain per evaluation */
+    int checkpoint_every;      /* steps between resume files (0: none) */
+    const char *resume_path;   /* resume file: read if present, written every checkpoint_every steps */
+    uint64_t seed;
+} sm_train_opts;
+
+/* Fills opts with the defaults (lr 6e-4, warmup 10% of steps, min_lr_frac 0.1, wd 0.1, betas 0.9/0.95,
+ * eps 1e-8, clip 1.0, grad_accum 1). */
+void sm_train_opts_default(sm_train_opts *opts);
+
+typedef struct sm_train_event {
+    int64_t step;              /* optimizer step just completed */
+    int64_t steps;
+    double train_loss;         /* mean loss of the step */
+    double lr, grad_norm;
+    double tokens_per_s;
+    int eval;                  /* 1 if domain_losses holds a fresh evaluation */
+    const double *domain_losses; /* per loader domain, when eval */
+} sm_train_event;
+
+/* Called after every step; return nonzero to stop (the training returns SM_ERR_CANCELLED after
+ * writing a resume file if configured). */
+typedef int (*sm_train_callback)(void *ud, const sm_train_event *ev);
+
+/* Trains on loader's training stream until opts->steps; resumes from opts->resume_path when present,
+ * giving the same losses bit for bit as an uninterrupted run. */
+int sm_gpt2_train(sm_gpt2 *m, sm_loader *ld, const sm_train_opts *opts, sm_train_callback cb, void *ud, sm_error *err);
+
+/* Mean validation loss per loader domain over up to batches x B x T tokens of each domain's
+ * validation shards (fewer when a shard is smaller). losses has ndomains entries. */
+int sm_gpt2_eval_domains(sm_gpt2 *m, sm_loader *ld, int B, int T, int batches, double *losses, sm_error *err);
+
+#endif

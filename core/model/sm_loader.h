@@ -1,0 +1,41 @@
+/* sm_loader.h - the mixture data loader: one set of training shards and one set of validation shards
+ * per domain; draws B x T (+1) training sequences according to a mixture, deterministically from a seed.
+ * Owner: the model module. */
+#ifndef SM_LOADER_H
+#define SM_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../sm_common.h"
+
+typedef struct sm_loader sm_loader;
+
+typedef struct sm_loader_domain {
+    const char *name;
+    const char *const *train_paths; size_t ntrain;
+    const char *const *val_paths;   size_t nval;
+} sm_loader_domain;
+
+/* Opens every shard (validated). */
+int sm_loader_open(sm_loader **out, const sm_loader_domain *domains, size_t ndomains, sm_error *err);
+void sm_loader_free(sm_loader *ld);
+size_t sm_loader_num_domains(const sm_loader *ld);
+const char *sm_loader_domain_name(const sm_loader *ld, size_t i);
+uint64_t sm_loader_train_tokens(const sm_loader *ld, size_t i); /* tokens available for training */
+
+/* Sets the mixture for the next training stream: tokens[i] tokens of domain i in total over the run
+ * (the stream is then sum(tokens)/(B*T) sequences, domains interleaved deterministically from seed).
+ * sm_loader_set_weights does the same from weights and a total token budget. */
+int sm_loader_set_tokens(sm_loader *ld, const double *tokens, int B, int T, uint64_t seed, sm_error *err);
+int sm_loader_set_weights(sm_loader *ld, const double *weights, double total_tokens, int B, int T, uint64_t seed, sm_error *err);
+/* Total optimizer-free number of B x T batches in the stream set above. */
+int64_t sm_loader_num_batches(const sm_loader *ld);
+/* Fills inputs/targets (B*T each) with the next batch of the stream. */
+int sm_loader_next(sm_loader *ld, int32_t *inputs, int32_t *targets, sm_error *err);
+/* Stream position, for resume files. */
+uint64_t sm_loader_position(const sm_loader *ld);
+int sm_loader_seek(sm_loader *ld, uint64_t position, sm_error *err);
+/* Tokens served so far per domain, and epochs (times a domain's data had to repeat; 0 = no repeat). */
+void sm_loader_served(const sm_loader *ld, uint64_t *tokens, double *epochs);
+
+#endif

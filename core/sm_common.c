@@ -1,0 +1,178 @@
+/* sm_common.c - errors, logging, clocks, hashing, ids. */
+#include "sm_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+int sm_error_set(sm_error *err, int code, const char *fmt, ...) {
+    if (!err) return code;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int sm_error_wrap(sm_error *err, const char *fmt, ...) {
+    if (!err) return SM_ERR_INTERNAL;
+    char prefix[512], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return err->code;
+}
+
+const char *sm_error_name(int code) {
+    switch (code) {
+    case SM_OK: return "ok";
+    case SM_ERR_IO: return "io";
+    case SM_ERR_FORMAT: return "format";
+    case SM_ERR_ARG: return "usage";
+    case SM_ERR_NOMEM: return "memory";
+    case SM_ERR_CANCELLED: return "cancelled";
+    case SM_ERR_DB: return "database";
+    case SM_ERR_PLUGIN: return "plugin";
+    case SM_ERR_NOTFOUND: return "not found";
+    case SM_ERR_UNSUPPORTED: return "unsupported";
+    default: return "internal";
+    }
+}
+
+static int log_level = SM_LOG_INFO;
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void sm_log_set_level(int level) { log_level = level; }
+int sm_log_get_level(void) { return log_level; }
+
+void sm_log(int level, const char *fmt, ...) {
+    if (level > log_level) return;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    char ts[40];
+    sm_iso8601(sm_now(), ts);
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&log_mu);
+    if (!isatty(2)) fprintf(stderr, "%s ", ts);
+    fprintf(stderr, "%s: ", names[level < 0 ? 0 : level > 3 ? 3 : level]);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    pthread_mutex_unlock(&log_mu);
+    va_end(ap);
+}
+
+double sm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double sm_monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void sm_iso8601(double t, char out[40]) {
+    time_t s = (time_t)t;
+    long us = (long)((t - (double)s) * 1e6);
+    if (us < 0) us = 0;
+    if (us > 999999) us = 999999;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char buf[96]; /* wide enough for any int fields, so the compiler sees no truncation */
+    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+    snprintf(out, 40, "%s", buf);
+}
+
+struct sm_sha256_ctx {
+    EVP_MD_CTX *md;
+};
+
+sm_sha256_ctx *sm_sha256_new(void) {
+    sm_sha256_ctx *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    c->md = EVP_MD_CTX_new();
+    if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(c->md);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void sm_sha256_update(sm_sha256_ctx *c, const void *data, size_t n) { EVP_DigestUpdate(c->md, data, n); }
+
+void sm_sha256_final_hex(sm_sha256_ctx *c, char hex[65]) {
+    unsigned char d[32];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(c->md, d, &n);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    EVP_MD_CTX_free(c->md);
+    free(c);
+}
+
+void sm_sha256_hex(const void *data, size_t n, char hex[65]) {
+    sm_sha256_ctx *c = sm_sha256_new();
+    sm_sha256_update(c, data, n);
+    sm_sha256_final_hex(c, hex);
+}
+
+int sm_sha256_file(const char *path, char hex[65], uint64_t *bytes_out, sm_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return sm_error_set(err, SM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    sm_sha256_ctx *c = sm_sha256_new();
+    if (!c) {
+        close(fd);
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory hashing %s", path);
+    }
+    static const size_t bufsz = 1 << 20;
+    unsigned char *buf = malloc(bufsz);
+    uint64_t total = 0;
+    ssize_t r;
+    while (buf && (r = read(fd, buf, bufsz)) != 0) {
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            free(buf);
+            close(fd);
+            sm_sha256_final_hex(c, hex);
+            return sm_error_set(err, SM_ERR_IO, "cannot read %s: %s", path, strerror(e));
+        }
+        sm_sha256_update(c, buf, (size_t)r);
+        total += (uint64_t)r;
+    }
+    int oom = buf == NULL;
+    free(buf);
+    close(fd);
+    sm_sha256_final_hex(c, hex);
+    if (oom) return sm_error_set(err, SM_ERR_NOMEM, "out of memory hashing %s", path);
+    if (bytes_out) *bytes_out = total;
+    return SM_OK;
+}
+
+void sm_uuid4(char out[37]) {
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t r = getrandom(b + got, sizeof b - got, 0);
+        if (r > 0) got += (size_t)r;
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
