@@ -31,7 +31,9 @@ int sm_error_wrap(sm_error *err, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    char joined[sizeof prefix + sizeof old + 2];
+    snprintf(joined, sizeof joined, "%s: %s", prefix, old);
+    snprintf(err->msg, sizeof err->msg, "%.*s", (int)sizeof err->msg - 1, joined);
     return err->code;
 }
 
@@ -95,7 +97,7 @@ void sm_iso8601(double t, char out[40]) {
     char buf[96]; /* wide enough for any int fields, so the compiler sees no truncation */
     snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
              tm.tm_hour, tm.tm_min, tm.tm_sec, us);
-    snprintf(out, 40, "%s", buf);
+    snprintf(out, 40, "%.39s", buf);
 }
 
 struct sm_sha256_ctx {
