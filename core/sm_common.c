@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -177,4 +179,43 @@ void sm_uuid4(char out[37]) {
     b[8] = (b[8] & 0x3f) | 0x80;
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
              b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static char build_dir[PATH_MAX];
+static pthread_once_t build_dir_once = PTHREAD_ONCE_INIT;
+
+static int has_plugins_dir(const char *dir) {
+    char p[PATH_MAX + 16];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/plugins", dir);
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void find_build_dir(void) {
+    const char *env = getenv("SM_BUILD");
+    if (env && *env) {
+        snprintf(build_dir, sizeof build_dir, "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        snprintf(build_dir, sizeof build_dir, "build");
+        return;
+    }
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(build_dir, sizeof build_dir, "%s", exe);
+    for (int up = 0; up < 2 && !has_plugins_dir(exe); up++) {
+        slash = strrchr(exe, '/');
+        if (!slash || slash == exe) break;
+        *slash = 0;
+        if (has_plugins_dir(exe)) snprintf(build_dir, sizeof build_dir, "%s", exe);
+    }
+}
+
+const char *sm_build_dir(void) {
+    pthread_once(&build_dir_once, find_build_dir);
+    return build_dir;
 }

@@ -63,6 +63,11 @@ int sm_sha256_file(const char *path, char hex[65], uint64_t *bytes_out, sm_error
 /* A random UUID v4 string (36 chars plus NUL) from getrandom(2). */
 void sm_uuid4(char out[37]);
 
+/* The build directory holding plugins/, lib/ and data files such as the vocabulary: $SM_BUILD when set,
+ * else the directory of the running executable or the nearest of its two parents that has a plugins/
+ * folder (test and bench binaries live below the build directory). Never NULL. */
+const char *sm_build_dir(void);
+
 #define SM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif
