@@ -184,11 +184,14 @@ void sm_uuid4(char out[37]) {
 static char build_dir[PATH_MAX];
 static pthread_once_t build_dir_once = PTHREAD_ONCE_INIT;
 
-static int has_plugins_dir(const char *dir) {
+/* A build directory holds the engine binary and its library (the source tree's plugins/ must not match). */
+static int is_build_dir(const char *dir) {
     char p[PATH_MAX + 16];
     struct stat st;
-    snprintf(p, sizeof p, "%s/plugins", dir);
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    snprintf(p, sizeof p, "%s/libscalemix.a", dir);
+    if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) return 1;
+    snprintf(p, sizeof p, "%s/scalemix", dir);
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static void find_build_dir(void) {
@@ -207,11 +210,11 @@ static void find_build_dir(void) {
     char *slash = strrchr(exe, '/');
     if (slash) *slash = 0;
     snprintf(build_dir, sizeof build_dir, "%s", exe);
-    for (int up = 0; up < 2 && !has_plugins_dir(exe); up++) {
+    for (int up = 0; up < 2 && !is_build_dir(exe); up++) {
         slash = strrchr(exe, '/');
         if (!slash || slash == exe) break;
         *slash = 0;
-        if (has_plugins_dir(exe)) snprintf(build_dir, sizeof build_dir, "%s", exe);
+        if (is_build_dir(exe)) snprintf(build_dir, sizeof build_dir, "%s", exe);
     }
 }
 

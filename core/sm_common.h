@@ -64,8 +64,8 @@ int sm_sha256_file(const char *path, char hex[65], uint64_t *bytes_out, sm_error
 void sm_uuid4(char out[37]);
 
 /* The build directory holding plugins/, lib/ and data files such as the vocabulary: $SM_BUILD when set,
- * else the directory of the running executable or the nearest of its two parents that has a plugins/
- * folder (test and bench binaries live below the build directory). Never NULL. */
+ * else the directory of the running executable or the nearest of its two parents that holds the engine
+ * (scalemix or libscalemix.a; test and bench binaries live below the build directory). Never NULL. */
 const char *sm_build_dir(void);
 
 #define SM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

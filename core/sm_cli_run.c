@@ -1,0 +1,153 @@
+/* sm_cli_run.c - `scalemix run` and `scalemix plan`. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sm_commands.h"
+#include "sm_display.h"
+#include "sm_engine.h"
+#include "sm_lua.h"
+
+static const char run_usage[] =
+    "usage: scalemix run FILE.lua [options]\n"
+    "       scalemix plan FILE.lua [options]   (dry run: which stages would be reused or run, and why)\n"
+    "\n"
+    "  --param KEY=VALUE     a script parameter (repeatable); the script reads params.KEY. Numbers and\n"
+    "                        true/false are converted; anything else is a string\n"
+    "  --db DSN              the lineage database (libpq connection string); 'none' for no database.\n"
+    "                        Default: $SCALEMIX_DB, the libpq environment, else an embedded server\n"
+    "  --workspace DIR       workspace folder (default $SCALEMIX_HOME or ./.scalemix)\n"
+    "  --parallel N          most stages running at once (default: CPU cores)\n"
+    "  --threads N           CPU threads shared by running stages (default: CPU cores)\n"
+    "  --log auto|plain|json output style (default auto: live lines on a terminal, plain lines otherwise)\n"
+    "  --quiet, --verbose    less or more output (--verbose adds Lua tracebacks)\n"
+    "  --events FILE         also append every lineage event as a JSON line to FILE\n"
+    "  --trigger T, --nominal-time ISO8601, --schedule NAME, --pipeline NAME\n"
+    "                        how the run was started (set by the scheduling daemon)\n"
+    "\n"
+    "exit status: 0 success, 1 the pipeline failed or was cancelled, 2 usage error\n";
+
+static json_t *param_value(const char *v) {
+    if (!strcmp(v, "true")) return json_true();
+    if (!strcmp(v, "false")) return json_false();
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (*v && !*end && errno == 0) {
+        if (d == (double)(long long)d && !strpbrk(v, ".eE")) return json_integer((json_int_t)d);
+        return json_real(d);
+    }
+    return json_string(v);
+}
+
+static int run_or_plan(int argc, char **argv, int plan) {
+    static const struct option longopts[] = {
+        {"param", required_argument, 0, 'p'},   {"db", required_argument, 0, 'd'},       {"workspace", required_argument, 0, 'w'},
+        {"parallel", required_argument, 0, 'j'}, {"threads", required_argument, 0, 't'}, {"log", required_argument, 0, 'l'},
+        {"quiet", no_argument, 0, 'q'},          {"verbose", no_argument, 0, 'v'},       {"events", required_argument, 0, 'e'},
+        {"trigger", required_argument, 0, 'T'},  {"nominal-time", required_argument, 0, 'N'},
+        {"schedule", required_argument, 0, 'S'}, {"pipeline", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    sm_engine_opts o = {.plan = plan};
+    int log_mode = SM_DISPLAY_AUTO, verbosity = 1, c;
+    json_t *params = json_object();
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+hqv", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                fprintf(stderr, "scalemix %s: --param wants KEY=VALUE, got '%s'\n", argv[0], optarg);
+                json_decref(params);
+                return 2;
+            }
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
+            json_object_set_new(params, key, param_value(eq + 1));
+            break;
+        }
+        case 'd': o.db = optarg; break;
+        case 'w': o.workspace = optarg; break;
+        case 'j': o.parallel = atoi(optarg); break;
+        case 't': o.threads = atoi(optarg); break;
+        case 'l':
+            if (!strcmp(optarg, "json")) log_mode = SM_DISPLAY_JSON;
+            else if (!strcmp(optarg, "plain")) log_mode = SM_DISPLAY_PLAIN;
+            else if (!strcmp(optarg, "auto")) log_mode = SM_DISPLAY_AUTO;
+            else {
+                fprintf(stderr, "scalemix %s: --log wants auto, plain or json, got '%s'\n", argv[0], optarg);
+                json_decref(params);
+                return 2;
+            }
+            break;
+        case 'q': verbosity = 0; break;
+        case 'v': verbosity = 2; break;
+        case 'e': o.events_path = optarg; break;
+        case 'T': o.trigger = optarg; break;
+        case 'N': o.nominal_time = optarg; break;
+        case 'S': o.schedule = optarg; break;
+        case 'P': o.pipeline = optarg; break;
+        case 'h': fputs(run_usage, stdout); json_decref(params); return 0;
+        default:
+            fprintf(stderr, "scalemix %s: unknown or incomplete option '%s'\n%s", argv[0], argv[optind - 1], run_usage);
+            json_decref(params);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "scalemix %s: %s\n%s", argv[0], optind >= argc ? "which script? give FILE.lua" : "give exactly one script",
+                run_usage);
+        json_decref(params);
+        return 2;
+    }
+    if ((o.parallel < 0) || (o.threads < 0)) {
+        fprintf(stderr, "scalemix %s: --parallel and --threads want positive numbers\n", argv[0]);
+        json_decref(params);
+        return 2;
+    }
+    const char *script = argv[optind];
+    struct stat st;
+    if (stat(script, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "scalemix %s: cannot read script %s: %s\n", argv[0], script, errno ? strerror(errno) : "not a file");
+        json_decref(params);
+        return 2;
+    }
+    sm_display_init(log_mode, verbosity);
+    char sha[65];
+    sm_error err = {0};
+    if (sm_sha256_file(script, sha, NULL, &err) != SM_OK) {
+        fprintf(stderr, "scalemix %s: %s\n", argv[0], err.msg);
+        json_decref(params);
+        return 2;
+    }
+    o.script_path = script;
+    o.script_sha256 = sha;
+    o.params = params;
+    sm_engine *e;
+    if (sm_engine_create(&e, &o, &err) != SM_OK) {
+        fprintf(stderr, "scalemix %s: %s\n", argv[0], err.msg);
+        json_decref(params);
+        return err.code == SM_ERR_ARG ? 2 : 1;
+    }
+    if (!plan) sm_display_line(SM_LOG_INFO, NULL, "run %s of %s (workspace %s%s%s)", sm_engine_run_id(e), script,
+                               sm_engine_workspace(e)->root, sm_engine_dsn(e) ? "" : ", no database", "");
+    int rc = sm_lua_run(e, script, params, &err);
+    int status = rc == SM_OK ? SM_STAGE_SUCCEEDED : rc == SM_ERR_CANCELLED ? SM_STAGE_CANCELLED : SM_STAGE_FAILED;
+    sm_engine_finish(e, status, rc == SM_OK ? NULL : err.msg);
+    if (rc != SM_OK) {
+        fprintf(stderr, "scalemix: %s%s\n", rc == SM_ERR_CANCELLED ? "cancelled: " : "", err.msg);
+        if (!plan) fprintf(stderr, "scalemix: run %s %s\n", sm_engine_run_id(e), rc == SM_ERR_CANCELLED ? "cancelled" : "failed");
+    } else if (!plan) {
+        sm_display_line(SM_LOG_INFO, NULL, "run %s succeeded", sm_engine_run_id(e));
+    }
+    sm_engine_free(e);
+    json_decref(params);
+    return rc == SM_OK ? 0 : rc == SM_ERR_ARG ? 2 : 1;
+}
+
+int sm_cmd_run(int argc, char **argv) { return run_or_plan(argc, argv, 0); }
+int sm_cmd_plan(int argc, char **argv) { return run_or_plan(argc, argv, 1); }

@@ -1,0 +1,90 @@
+/* sm_test_echo.c - a test stage: echoes its parameters, optionally sleeps (checking cancel), fails,
+ * writes an output, records metrics and a double array. Used by the engine's tests and benchmarks. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "sm_plugin.h"
+
+static int run(const sm_host_api *api, sm_host *h, const char *params_json, const char *inputs_json, sm_error *err) {
+    json_t *p = json_loads(params_json, 0, NULL);
+    json_t *in = json_loads(inputs_json, 0, NULL);
+    double value = json_number_value(json_object_get(p, "value"));
+    json_int_t sleep_ms = json_integer_value(json_object_get(p, "sleep_ms"));
+    const char *text = json_string_value(json_object_get(p, "text"));
+    int rc = SM_OK;
+    for (json_int_t t = 0; t < sleep_ms; t += 10) {
+        if (api->cancelled(h)) {
+            rc = SM_ERR_CANCELLED;
+            goto out;
+        }
+        api->progress(h, (double)t, (double)sleep_ms, "ms");
+        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+    }
+    if (json_is_true(json_object_get(p, "fail"))) {
+        rc = sm_error_set(err, SM_ERR_PLUGIN, "asked to fail (value %g)", value);
+        goto out;
+    }
+    /* Inputs: sum the sizes of the files named, to prove the paths reach the plugin. */
+    double in_bytes = 0;
+    const char *k;
+    json_t *ref;
+    json_object_foreach(in, k, ref) {
+        const char *path = json_string_value(json_object_get(ref, "path"));
+        FILE *f = path ? fopen(path, "rb") : NULL;
+        if (!f) {
+            rc = sm_error_set(err, SM_ERR_IO, "cannot open input %s", k);
+            goto out;
+        }
+        fseek(f, 0, SEEK_END);
+        in_bytes += (double)ftell(f);
+        fclose(f);
+    }
+    if (text) {
+        char path[4096];
+        if ((rc = api->output_path(h, "text", path, sizeof path)) != SM_OK) goto out;
+        FILE *f = fopen(path, "wb");
+        if (!f) {
+            rc = sm_error_set(err, SM_ERR_IO, "cannot write %s", path);
+            goto out;
+        }
+        fputs(text, f);
+        fclose(f);
+        char digest[65];
+        if ((rc = api->output_commit(h, "text", path, "text", "{\"test\": true}", digest)) != SM_OK) {
+            sm_error_set(err, rc, "commit failed");
+            goto out;
+        }
+    }
+    api->metric(h, "value", 1, NULL, value);
+    api->metric(h, "value", 2, "code", value * 2);
+    double arr[3] = {value, value * 2, value * 3};
+    api->result_f64(h, "triple", arr, 3);
+    char res[256];
+    snprintf(res, sizeof res, "{\"double\": %.17g, \"input_bytes\": %.17g, \"threads\": %d}", value * 2, in_bytes, api->threads(h));
+    api->result(h, res);
+    api->log(h, SM_LOG_DEBUG, "echoed %g", value);
+out:
+    json_decref(p);
+    json_decref(in);
+    return rc;
+}
+
+static const sm_plugin_desc desc = {
+    .struct_size = sizeof(sm_plugin_desc),
+    .abi_major = SM_PLUGIN_ABI_MAJOR,
+    .abi_minor = SM_PLUGIN_ABI_MINOR,
+    .name = "sm_test_echo",
+    .version = "1.0.0",
+    .cache_salt = "",
+    .description = "test stage: echoes a value",
+    .params_schema = "{\"value\": {\"type\": \"number\", \"required\": true, \"doc\": \"the value\"},"
+                     " \"sleep_ms\": {\"type\": \"integer\", \"default\": 0},"
+                     " \"fail\": {\"type\": \"boolean\", \"default\": false},"
+                     " \"text\": {\"type\": \"string\", \"default\": null},"
+                     " \"tags\": {\"type\": \"array\", \"default\": []}}",
+    .resources = NULL,
+    .run = run,
+};
+
+const sm_plugin_desc *sm_plugin_describe(void) { return &desc; }
