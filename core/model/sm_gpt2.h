@@ -17,7 +17,10 @@ typedef struct sm_gpt2_opts {
     int max_B, max_T;  /* largest batch the model will run */
 } sm_gpt2_opts;
 
-/* Parses "cpu", "cuda", "auto". */
+/* Parses "cpu", "cuda", "auto".
+ * The CPU backend computes in fp32 only: dtype SM_DTYPE_BF16 on the CPU is rejected with
+ * SM_ERR_UNSUPPORTED. max_B/max_T of 0 default to 4 x min(64, maxT); larger batches grow the
+ * backend on demand. */
 int sm_device_parse(const char *s, sm_device *out, sm_error *err);
 
 /* A new model with GPT-2's initialisation (normal(0, 0.02); residual projections scaled by
@@ -37,6 +40,14 @@ double sm_gpt2_flops_per_token(const sm_gpt2_config *cfg, int T);
 /* Bytes of memory (device memory on a GPU) a training run of B x T needs: parameters x 16 plus activations. */
 uint64_t sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype);
 
+/* Reads an llm.c checkpoint's config and its parameters widened to fp32 (malloc'd; caller frees);
+ * version_out may be NULL. Same checks as sm_gpt2_load. */
+int sm_gpt2_read_checkpoint(const char *path, sm_gpt2_config *cfg, float **params, int *version_out, sm_error *err);
+/* Copies the current fp32 master weights (sm_gpt2_num_params floats, checkpoint order) to dst. */
+int sm_gpt2_get_params(sm_gpt2 *m, float *dst, sm_error *err);
+/* Optimizer steps taken so far (0 for a new or loaded model; restored from a resume file). */
+int64_t sm_gpt2_step(const sm_gpt2 *m);
+
 /* Mean cross-entropy of the model on B x T inputs/targets. */
 int sm_gpt2_loss(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss, sm_error *err);
 
@@ -45,7 +56,7 @@ typedef struct sm_train_opts {
     int grad_accum;            /* micro-batches per optimizer step (>= 1) */
     int64_t steps;             /* optimizer steps to reach (total, counting resumed ones) */
     float lr, min_lr_frac;     /* peak learning rate; cosine decays to lr * min_lr_frac */
-    int warmup_steps;
+    int warmup_steps;          /* < 0: 10% of steps */
     float weight_decay, beta1, beta2, eps;
     float grad_clip;           /* 0: none */
     int eval_every;            /* steps between per-domain evaluations (0: only at the end) */
@@ -74,7 +85,10 @@ typedef struct sm_train_event {
 typedef int (*sm_train_callback)(void *ud, const sm_train_event *ev);
 
 /* Trains on loader's training stream until opts->steps; resumes from opts->resume_path when present,
- * giving the same losses bit for bit as an uninterrupted run. */
+ * giving the same losses bit for bit as an uninterrupted run. The loader's mixture must be set with the
+ * same B and T, and its stream must hold at least (steps - done) * grad_accum batches from its current
+ * position. The resume file holds the fp32 weights, AdamW moments, step, the loader seed and position
+ * (the only randomness in training is the data order, which seed and position determine). */
 int sm_gpt2_train(sm_gpt2 *m, sm_loader *ld, const sm_train_opts *opts, sm_train_callback cb, void *ud, sm_error *err);
 
 /* Mean validation loss per loader domain over up to batches x B x T tokens of each domain's

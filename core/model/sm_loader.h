@@ -24,7 +24,9 @@ const char *sm_loader_domain_name(const sm_loader *ld, size_t i);
 uint64_t sm_loader_train_tokens(const sm_loader *ld, size_t i); /* tokens available for training */
 
 /* Sets the mixture for the next training stream: tokens[i] tokens of domain i in total over the run
- * (the stream is then sum(tokens)/(B*T) sequences, domains interleaved deterministically from seed).
+ * (the stream is then round(sum(tokens)/(B*T)) batches; each domain gets its share of those B*batches
+ * sequences, rounded by largest remainder so the total is exact; domains are interleaved by a seeded
+ * shuffle). Resets the position to 0 and the served counts.
  * sm_loader_set_weights does the same from weights and a total token budget. */
 int sm_loader_set_tokens(sm_loader *ld, const double *tokens, int B, int T, uint64_t seed, sm_error *err);
 int sm_loader_set_weights(sm_loader *ld, const double *weights, double total_tokens, int B, int T, uint64_t seed, sm_error *err);
@@ -35,7 +37,18 @@ int sm_loader_next(sm_loader *ld, int32_t *inputs, int32_t *targets, sm_error *e
 /* Stream position, for resume files. */
 uint64_t sm_loader_position(const sm_loader *ld);
 int sm_loader_seek(sm_loader *ld, uint64_t position, sm_error *err);
-/* Tokens served so far per domain, and epochs (times a domain's data had to repeat; 0 = no repeat). */
+/* The B, T and seed of the mixture set last; SM_ERR_ARG when none is set. */
+int sm_loader_batch_shape(const sm_loader *ld, int *B, int *T, uint64_t *seed, sm_error *err);
+/* Sequences per domain in the stream set last (ndomains entries). */
+void sm_loader_planned(const sm_loader *ld, uint64_t *sequences);
+/* Tokens in domain i's validation shards, read back to back as one stream. */
+uint64_t sm_loader_val_tokens(const sm_loader *ld, size_t i);
+/* Copies n validation tokens of domain i starting at offset; SM_ERR_ARG past the end. */
+int sm_loader_val_read(const sm_loader *ld, size_t i, uint64_t offset, size_t n, int32_t *out, sm_error *err);
+/* Tokens served so far per domain, and epochs (times a domain's data had to repeat; 0 = no repeat).
+ * Training sequences are sequential windows of T+1 tokens (stride T) over a domain's shards read back to
+ * back; when a domain's windows run out it starts over, and epochs[i] = max(0, windows served /
+ * windows available - 1) (fractional). Either array may be NULL. */
 void sm_loader_served(const sm_loader *ld, uint64_t *tokens, double *epochs);
 
 #endif

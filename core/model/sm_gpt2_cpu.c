@@ -1,0 +1,590 @@
+/* sm_gpt2_cpu.c - the CPU backend of GPT-2: fp32, matrix products through OpenBLAS sgemm, everything
+ * else plain loops parallelised with OpenMP.
+ *
+ * Determinism: every parallel loop partitions its work statically and every reduction across threads
+ * goes through fixed-size chunks summed in a fixed order, so results depend only on the inputs (and,
+ * through OpenBLAS's own blocking, the thread count). bf16 compute is not emulated on the CPU: asking
+ * for SM_DTYPE_BF16 returns SM_ERR_UNSUPPORTED (checkpoints in bf16 still load; they are widened). */
+#include "sm_gpt2_backend.h"
+#include "sm_gpt2_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sm_gpt2_backend {
+    sm_gpt2_config cfg;
+    int maxB, maxT, threads;
+    size_t nparams, sizes[16], off[16];
+    float *params, *grads, *m, *v;
+    float *arena;
+    /* activations (per-layer ones stacked L times, each maxB*maxT rows) */
+    float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res2, *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu, *res3, *lnf, *lnf_mean, *lnf_rstd, *logits, *lse, *losses;
+    /* backward scratch */
+    float *dres, *dbig, *dmid, *dqkv;
+    int32_t *inputs, *targets;
+    int B, T, have_targets;
+};
+
+static const int decay_tensor[16] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0};
+
+size_t sm_gpt2_param_sizes(const sm_gpt2_config *cfg, size_t sizes[16]) {
+    size_t C = (size_t)cfg->channels, L = (size_t)cfg->num_layers;
+    sizes[0] = (size_t)cfg->padded_vocab_size * C;
+    sizes[1] = (size_t)cfg->max_seq_len * C;
+    sizes[2] = L * C;
+    sizes[3] = L * C;
+    sizes[4] = L * 3 * C * C;
+    sizes[5] = L * 3 * C;
+    sizes[6] = L * C * C;
+    sizes[7] = L * C;
+    sizes[8] = L * C;
+    sizes[9] = L * C;
+    sizes[10] = L * 4 * C * C;
+    sizes[11] = L * 4 * C;
+    sizes[12] = L * C * 4 * C;
+    sizes[13] = L * C;
+    sizes[14] = C;
+    sizes[15] = C;
+    size_t n = 0;
+    for (int i = 0; i < 16; i++) n += sizes[i];
+    return n;
+}
+
+/* Floats of activations and backward scratch for B x T; shared with sm_gpt2_memory_need. */
+size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T) {
+    size_t BT = (size_t)B * T, C = (size_t)cfg->channels, L = (size_t)cfg->num_layers;
+    size_t NH = (size_t)cfg->num_heads, V = (size_t)cfg->vocab_size;
+    size_t per_layer = BT * (C + 2 + 3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + (size_t)B * NH * T * T;
+    return BT * C + L * per_layer + BT * (C + 2) + BT * V + 2 * BT + BT * (C + 4 * C + C + 3 * C);
+}
+
+static int cpu_destroy_internal(sm_gpt2_backend *b) {
+    if (!b) return 0;
+    free(b->params);
+    free(b->grads);
+    free(b->m);
+    free(b->v);
+    free(b->arena);
+    free(b->inputs);
+    free(b->targets);
+    free(b);
+    return 0;
+}
+
+static void cpu_destroy(sm_gpt2_backend *b) { cpu_destroy_internal(b); }
+
+static float *xalloc(size_t n) {
+    void *p = NULL;
+    if (n == 0) n = 1;
+    if (posix_memalign(&p, 64, n * sizeof(float)) != 0) return NULL;
+    return p;
+}
+
+static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const float *params, sm_dtype dtype,
+                      int max_B, int max_T, int threads, sm_error *err) {
+    *out = NULL;
+    if (dtype != SM_DTYPE_FP32)
+        return sm_error_set(err, SM_ERR_UNSUPPORTED,
+                            "the CPU backend computes in fp32 only; use dtype fp32 on the CPU (bf16 is for CUDA)");
+    int rc = sm_gpt2_config_check(cfg, err);
+    if (rc) return rc;
+    if (max_B < 1 || max_T < 1 || max_T > cfg->max_seq_len)
+        return sm_error_set(err, SM_ERR_ARG, "batch %d x %d invalid (need B >= 1, 1 <= T <= max_seq_len %d)", max_B,
+                            max_T, cfg->max_seq_len);
+    sm_gpt2_backend *b = calloc(1, sizeof *b);
+    if (!b) return sm_error_set(err, SM_ERR_NOMEM, "out of memory for the CPU backend");
+    b->cfg = *cfg;
+    b->maxB = max_B;
+    b->maxT = max_T;
+    b->threads = threads > 0 ? threads : omp_get_max_threads();
+    openblas_set_num_threads(b->threads);
+    b->nparams = sm_gpt2_param_sizes(cfg, b->sizes);
+    size_t o = 0;
+    for (int i = 0; i < 16; i++) { b->off[i] = o; o += b->sizes[i]; }
+    size_t nact = sm_gpt2_cpu_act_floats(cfg, max_B, max_T);
+    size_t BT = (size_t)max_B * max_T;
+    b->params = xalloc(b->nparams);
+    b->grads = xalloc(b->nparams);
+    b->m = xalloc(b->nparams);
+    b->v = xalloc(b->nparams);
+    b->arena = xalloc(nact);
+    b->inputs = malloc(BT * sizeof(int32_t));
+    b->targets = malloc(BT * sizeof(int32_t));
+    if (!b->params || !b->grads || !b->m || !b->v || !b->arena || !b->inputs || !b->targets) {
+        cpu_destroy_internal(b);
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory: the CPU backend needs %.1f MiB",
+                            (4.0 * b->nparams * 4 + nact * 4.0) / 1048576.0);
+    }
+    memcpy(b->params, params, b->nparams * sizeof(float));
+    memset(b->grads, 0, b->nparams * sizeof(float));
+    memset(b->m, 0, b->nparams * sizeof(float));
+    memset(b->v, 0, b->nparams * sizeof(float));
+    size_t C = cfg->channels, L = cfg->num_layers, NH = cfg->num_heads, V = cfg->vocab_size;
+    float *p = b->arena;
+#define TAKE(field, n) do { b->field = p; p += (n); } while (0)
+    TAKE(encoded, BT * C);
+    TAKE(ln1, L * BT * C);
+    TAKE(ln1_mean, L * BT);
+    TAKE(ln1_rstd, L * BT);
+    TAKE(qkv, L * BT * 3 * C);
+    TAKE(att, L * (size_t)max_B * NH * max_T * max_T);
+    TAKE(atty, L * BT * C);
+    TAKE(res2, L * BT * C);
+    TAKE(ln2, L * BT * C);
+    TAKE(ln2_mean, L * BT);
+    TAKE(ln2_rstd, L * BT);
+    TAKE(fch, L * BT * 4 * C);
+    TAKE(fch_gelu, L * BT * 4 * C);
+    TAKE(res3, L * BT * C);
+    TAKE(lnf, BT * C);
+    TAKE(lnf_mean, BT);
+    TAKE(lnf_rstd, BT);
+    TAKE(logits, BT * V);
+    TAKE(lse, BT);
+    TAKE(losses, BT);
+    TAKE(dres, BT * C);
+    TAKE(dbig, BT * 4 * C);
+    TAKE(dmid, BT * C);
+    TAKE(dqkv, BT * 3 * C);
+#undef TAKE
+    if ((size_t)(p - b->arena) != nact) {
+        cpu_destroy_internal(b);
+        return sm_error_set(err, SM_ERR_INTERNAL, "CPU backend arena layout mismatch");
+    }
+    *out = b;
+    return SM_OK;
+}
+
+/* ---- kernels ---- */
+
+static void layernorm_fwd(int nt, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                          const float *bias, size_t N, size_t C) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < N; i++) {
+        const float *x = inp + i * C;
+        float s = 0.0f;
+        for (size_t c = 0; c < C; c++) s += x[c];
+        float mu = s / C;
+        float v = 0.0f;
+        for (size_t c = 0; c < C; c++) { float d = x[c] - mu; v += d * d; }
+        float r = 1.0f / sqrtf(v / C + 1e-5f);
+        float *o = out + i * C;
+        for (size_t c = 0; c < C; c++) o[c] = (x[c] - mu) * r * w[c] + bias[c];
+        mean[i] = mu;
+        rstd[i] = r;
+    }
+}
+
+/* dinp += LN'(dout); dw += sum(dout * xhat); db += sum(dout). */
+static void layernorm_bwd(int nt, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < N; i++) {
+        const float *x = inp + i * C, *g = dout + i * C;
+        float mu = mean[i], r = rstd[i];
+        float a = 0.0f, bsum = 0.0f;
+        for (size_t c = 0; c < C; c++) {
+            float xh = (x[c] - mu) * r, dn = g[c] * w[c];
+            a += dn;
+            bsum += dn * xh;
+        }
+        a /= C;
+        bsum /= C;
+        float *d = dinp + i * C;
+        for (size_t c = 0; c < C; c++) {
+            float xh = (x[c] - mu) * r, dn = g[c] * w[c];
+            d[c] += (dn - a - xh * bsum) * r;
+        }
+    }
+    /* Parameter gradients: each thread owns a range of channels and walks the rows in order. */
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        size_t c0 = C * t / n, c1 = C * (t + 1) / n;
+        for (size_t i = 0; i < N; i++) {
+            const float *x = inp + i * C, *g = dout + i * C;
+            float mu = mean[i], r = rstd[i];
+            for (size_t c = c0; c < c1; c++) {
+                dw[c] += g[c] * (x[c] - mu) * r;
+                db[c] += g[c];
+            }
+        }
+    }
+}
+
+/* out (N x OC) = inp (N x IC) . w^T (w is OC x IC) + bias; with accumulate, out already holds a residual
+ * to which the product and bias are added. */
+static void matmul_fwd(int nt, float *out, const float *inp, const float *w, const float *bias, size_t N, size_t IC,
+                       size_t OC, int accumulate) {
+    if (bias) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < N; i++) {
+            float *o = out + i * OC;
+            if (accumulate)
+                for (size_t j = 0; j < OC; j++) o[j] += bias[j];
+            else
+                memcpy(o, bias, OC * sizeof(float));
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)IC, 1.0f, inp, (int)IC, w, (int)IC,
+                (bias || accumulate) ? 1.0f : 0.0f, out, (int)OC);
+}
+
+/* dinp (= or +=) dout . w; dw += dout^T . inp; dbias += column sums of dout. */
+static void matmul_bwd(int nt, float *dinp, int dinp_accumulate, float *dw, float *dbias, const float *dout,
+                       const float *inp, const float *w, size_t N, size_t IC, size_t OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)IC, (int)OC, 1.0f, dout, (int)OC, w, (int)IC,
+                dinp_accumulate ? 1.0f : 0.0f, dinp, (int)IC);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)IC, (int)N, 1.0f, dout, (int)OC, inp, (int)IC,
+                1.0f, dw, (int)IC);
+    if (dbias) {
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), n = omp_get_num_threads();
+            size_t j0 = OC * t / n, j1 = OC * (t + 1) / n;
+            for (size_t i = 0; i < N; i++) {
+                const float *g = dout + i * OC;
+                for (size_t j = j0; j < j1; j++) dbias[j] += g[j];
+            }
+        }
+    }
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+static void gelu_fwd(int nt, float *out, const float *inp, size_t n) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+
+/* d (in place: dgelu -> dpre) */
+static void gelu_bwd(int nt, float *d, const float *inp, size_t n) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + 0.044715f * x * x * x);
+        float th = tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        d[i] *= g;
+    }
+}
+
+static void attention_fwd(int nt, float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    size_t C3 = (size_t)C * 3;
+#pragma omp parallel for collapse(3) num_threads(nt) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+                    float s = 0.0f;
+                    for (int i = 0; i < hs; i++) s += q[i] * k[i];
+                    s *= scale;
+                    a[t2] = s;
+                    if (s > mx) mx = s;
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - mx); sum += a[t2]; }
+                float inv = 1.0f / sum;
+                for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
+                float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+                    float w = a[t2];
+                    for (int i = 0; i < hs; i++) o[i] += w * v[i];
+                }
+            }
+}
+
+/* dqkv is overwritten. Each (b, h) writes a disjoint slice, so the loop is race free. */
+static void attention_bwd(int nt, float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T,
+                          int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    size_t C3 = (size_t)C * 3;
+#pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float datt[T];
+            for (int t = 0; t < T; t++) {
+                float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                for (int i = 0; i < hs; i++) dq[i] = 0.0f;
+                for (int i = 0; i < hs; i++) dq[C + i] = 0.0f;
+                for (int i = 0; i < hs; i++) dq[2 * C + i] = 0.0f;
+            }
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *go = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+                const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+                    float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+                    float s = 0.0f;
+                    float w = a[t2];
+                    for (int i = 0; i < hs; i++) { s += go[i] * v[i]; dv[i] += w * go[i]; }
+                    datt[t2] = s;
+                    dot += w * s;
+                }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float dp = a[t2] * (datt[t2] - dot) * scale;
+                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+                    float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+                    for (int i = 0; i < hs; i++) { dq[i] += dp * k[i]; dk[i] += dp * q[i]; }
+                }
+            }
+        }
+}
+
+/* ---- ops ---- */
+
+static int check_batch(sm_gpt2_backend *b, const int32_t *tok, const int32_t *tgt, int B, int T, sm_error *err) {
+    if (B < 1 || T < 1 || B > b->maxB || T > b->maxT)
+        return sm_error_set(err, SM_ERR_ARG, "batch %d x %d exceeds the model's largest batch %d x %d (set max_B/max_T)",
+                            B, T, b->maxB, b->maxT);
+    int V = b->cfg.vocab_size;
+    for (size_t i = 0; i < (size_t)B * T; i++) {
+        if (tok[i] < 0 || tok[i] >= V)
+            return sm_error_set(err, SM_ERR_ARG, "input token %d at position %zu is outside the vocabulary [0, %d)",
+                                tok[i], i, V);
+        if (tgt && (tgt[i] < 0 || tgt[i] >= V))
+            return sm_error_set(err, SM_ERR_ARG, "target token %d at position %zu is outside the vocabulary [0, %d)",
+                                tgt[i], i, V);
+    }
+    return SM_OK;
+}
+
+#define PAR(i) (b->params + b->off[i])
+#define GRD(i) (b->grads + b->off[i])
+
+static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
+                       float *losses, sm_error *err) {
+    int rc = check_batch(b, inputs, targets, B, T, err);
+    if (rc) return rc;
+    int nt = b->threads;
+    openblas_set_num_threads(nt);
+    size_t BT = (size_t)B * T, C = b->cfg.channels, L = b->cfg.num_layers, V = b->cfg.vocab_size;
+    size_t NH = b->cfg.num_heads;
+    size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
+    memcpy(b->inputs, inputs, BT * sizeof(int32_t));
+    if (targets) memcpy(b->targets, targets, BT * sizeof(int32_t));
+    b->B = B;
+    b->T = T;
+    b->have_targets = targets != NULL;
+    const float *wte = PAR(0), *wpe = PAR(1);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < BT; i++) {
+        const float *e = wte + (size_t)inputs[i] * C, *p = wpe + (i % T) * C;
+        float *o = b->encoded + i * C;
+        for (size_t c = 0; c < C; c++) o[c] = e[c] + p[c];
+    }
+    for (size_t l = 0; l < L; l++) {
+        const float *res = l == 0 ? b->encoded : b->res3 + (l - 1) * mBT * C;
+        float *ln1 = b->ln1 + l * mBT * C, *qkv = b->qkv + l * mBT * 3 * C, *att = b->att + l * attsz;
+        float *atty = b->atty + l * mBT * C, *res2 = b->res2 + l * mBT * C, *ln2 = b->ln2 + l * mBT * C;
+        float *fch = b->fch + l * mBT * 4 * C, *gel = b->fch_gelu + l * mBT * 4 * C, *res3 = b->res3 + l * mBT * C;
+        layernorm_fwd(nt, ln1, b->ln1_mean + l * mBT, b->ln1_rstd + l * mBT, res, PAR(2) + l * C, PAR(3) + l * C, BT, C);
+        matmul_fwd(nt, qkv, ln1, PAR(4) + l * 3 * C * C, PAR(5) + l * 3 * C, BT, C, 3 * C, 0);
+        attention_fwd(nt, atty, att, qkv, B, T, (int)C, (int)NH);
+        memcpy(res2, res, BT * C * sizeof(float));
+        matmul_fwd(nt, res2, atty, PAR(6) + l * C * C, PAR(7) + l * C, BT, C, C, 1);
+        layernorm_fwd(nt, ln2, b->ln2_mean + l * mBT, b->ln2_rstd + l * mBT, res2, PAR(8) + l * C, PAR(9) + l * C, BT, C);
+        matmul_fwd(nt, fch, ln2, PAR(10) + l * 4 * C * C, PAR(11) + l * 4 * C, BT, C, 4 * C, 0);
+        gelu_fwd(nt, gel, fch, BT * 4 * C);
+        memcpy(res3, res2, BT * C * sizeof(float));
+        matmul_fwd(nt, res3, gel, PAR(12) + l * 4 * C * C, PAR(13) + l * C, BT, 4 * C, C, 1);
+    }
+    const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
+    layernorm_fwd(nt, b->lnf, b->lnf_mean, b->lnf_rstd, last, PAR(14), PAR(15), BT, C);
+    /* Logits over the first V rows of wte only: padded rows are never predicted. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)V, (int)C, 1.0f, b->lnf, (int)C, wte, (int)C,
+                0.0f, b->logits, (int)V);
+    if (!targets) return SM_OK;
+    /* Softmax and cross-entropy fused: only the log-sum-exp is kept; backward rebuilds the softmax. */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < BT; i++) {
+        const float *z = b->logits + i * V;
+        float mx = -INFINITY;
+        for (size_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+        float s = 0.0f;
+        for (size_t j = 0; j < V; j++) s += expf(z[j] - mx);
+        float lse = mx + logf(s);
+        b->lse[i] = lse;
+        b->losses[i] = lse - z[targets[i]];
+    }
+    double sum = 0.0;
+    for (size_t i = 0; i < BT; i++) sum += b->losses[i];
+    if (loss) *loss = (float)(sum / (double)BT);
+    if (losses) memcpy(losses, b->losses, BT * sizeof(float));
+    return SM_OK;
+}
+
+static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
+    if (!b->have_targets)
+        return sm_error_set(err, SM_ERR_ARG, "backward needs a preceding forward pass with targets");
+    int nt = b->threads;
+    openblas_set_num_threads(nt);
+    int B = b->B, T = b->T;
+    size_t BT = (size_t)B * T, C = b->cfg.channels, L = b->cfg.num_layers, V = b->cfg.vocab_size;
+    size_t NH = b->cfg.num_heads;
+    size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
+    float dscale = grad_scale / (float)BT;
+    /* dlogits in place: (softmax - onehot) * scale / BT */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < BT; i++) {
+        float *z = b->logits + i * V;
+        float lse = b->lse[i];
+        for (size_t j = 0; j < V; j++) z[j] = expf(z[j] - lse) * dscale;
+        z[b->targets[i]] -= dscale;
+    }
+    float *wte = PAR(0);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)C, (int)BT, 1.0f, b->logits, (int)V, b->lnf,
+                (int)C, 1.0f, GRD(0), (int)C);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)C, (int)V, 1.0f, b->logits, (int)V, wte,
+                (int)C, 0.0f, b->dmid, (int)C);
+    memset(b->dres, 0, BT * C * sizeof(float));
+    const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
+    layernorm_bwd(nt, b->dres, GRD(14), GRD(15), b->dmid, last, PAR(14), b->lnf_mean, b->lnf_rstd, BT, C);
+    for (size_t li = L; li-- > 0;) {
+        size_t l = li;
+        const float *res = l == 0 ? b->encoded : b->res3 + (l - 1) * mBT * C;
+        float *ln1 = b->ln1 + l * mBT * C, *qkv = b->qkv + l * mBT * 3 * C, *att = b->att + l * attsz;
+        float *atty = b->atty + l * mBT * C, *res2 = b->res2 + l * mBT * C, *ln2 = b->ln2 + l * mBT * C;
+        float *fch = b->fch + l * mBT * 4 * C, *gel = b->fch_gelu + l * mBT * 4 * C;
+        /* MLP */
+        matmul_bwd(nt, b->dbig, 0, GRD(12) + l * 4 * C * C, GRD(13) + l * C, b->dres, gel, PAR(12) + l * 4 * C * C, BT,
+                   4 * C, C);
+        gelu_bwd(nt, b->dbig, fch, BT * 4 * C);
+        matmul_bwd(nt, b->dmid, 0, GRD(10) + l * 4 * C * C, GRD(11) + l * 4 * C, b->dbig, ln2, PAR(10) + l * 4 * C * C,
+                   BT, C, 4 * C);
+        layernorm_bwd(nt, b->dres, GRD(8) + l * C, GRD(9) + l * C, b->dmid, res2, PAR(8) + l * C, b->ln2_mean + l * mBT,
+                      b->ln2_rstd + l * mBT, BT, C);
+        /* attention */
+        matmul_bwd(nt, b->dmid, 0, GRD(6) + l * C * C, GRD(7) + l * C, b->dres, atty, PAR(6) + l * C * C, BT, C, C);
+        attention_bwd(nt, b->dqkv, b->dmid, qkv, att, B, T, (int)C, (int)NH);
+        matmul_bwd(nt, b->dmid, 0, GRD(4) + l * 3 * C * C, GRD(5) + l * 3 * C, b->dqkv, ln1, PAR(4) + l * 3 * C * C, BT,
+                   C, 3 * C);
+        layernorm_bwd(nt, b->dres, GRD(2) + l * C, GRD(3) + l * C, b->dmid, res, PAR(2) + l * C, b->ln1_mean + l * mBT,
+                      b->ln1_rstd + l * mBT, BT, C);
+    }
+    /* Embeddings: threads own channel ranges, rows in order (deterministic, race free). */
+    float *dwte = GRD(0), *dwpe = GRD(1);
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        size_t c0 = C * t / n, c1 = C * (t + 1) / n;
+        for (size_t i = 0; i < BT; i++) {
+            const float *g = b->dres + i * C;
+            float *de = dwte + (size_t)b->inputs[i] * C, *dp = dwpe + (i % T) * C;
+            for (size_t c = c0; c < c1; c++) { de[c] += g[c]; dp[c] += g[c]; }
+        }
+    }
+    return SM_OK;
+}
+
+static int cpu_zero_grad(sm_gpt2_backend *b, sm_error *err) {
+    (void)err;
+    memset(b->grads, 0, b->nparams * sizeof(float));
+    return SM_OK;
+}
+
+#define NCHUNK 256
+
+static int cpu_grad_norm(sm_gpt2_backend *b, double *norm, sm_error *err) {
+    (void)err;
+    double part[NCHUNK];
+    size_t n = b->nparams;
+#pragma omp parallel for num_threads(b->threads) schedule(static)
+    for (int k = 0; k < NCHUNK; k++) {
+        size_t i0 = n * k / NCHUNK, i1 = n * (k + 1) / NCHUNK;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)b->grads[i] * b->grads[i];
+        part[k] = s;
+    }
+    double s = 0.0;
+    for (int k = 0; k < NCHUNK; k++) s += part[k];
+    *norm = sqrt(s);
+    return SM_OK;
+}
+
+static int cpu_adamw(sm_gpt2_backend *b, float lr, float beta1, float beta2, float eps, float weight_decay,
+                     float grad_mult, int t, sm_error *err) {
+    if (t < 1) return sm_error_set(err, SM_ERR_ARG, "AdamW step must be >= 1 (got %d)", t);
+    float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
+    for (int k = 0; k < 16; k++) {
+        float wd = decay_tensor[k] ? weight_decay : 0.0f;
+        float *p = b->params + b->off[k], *g = b->grads + b->off[k], *m = b->m + b->off[k], *v = b->v + b->off[k];
+        size_t n = b->sizes[k];
+#pragma omp parallel for num_threads(b->threads) schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            float gr = g[i] * grad_mult;
+            float mi = beta1 * m[i] + (1.0f - beta1) * gr;
+            float vi = beta2 * v[i] + (1.0f - beta2) * gr * gr;
+            m[i] = mi;
+            v[i] = vi;
+            float mh = mi / c1, vh = vi / c2;
+            p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+        }
+    }
+    return SM_OK;
+}
+
+static int cpu_get_params(sm_gpt2_backend *b, float *dst, sm_error *err) {
+    (void)err;
+    memcpy(dst, b->params, b->nparams * sizeof(float));
+    return SM_OK;
+}
+
+static int cpu_get_grads(sm_gpt2_backend *b, float *dst, sm_error *err) {
+    (void)err;
+    memcpy(dst, b->grads, b->nparams * sizeof(float));
+    return SM_OK;
+}
+
+static int cpu_get_moments(sm_gpt2_backend *b, float *m, float *v, sm_error *err) {
+    (void)err;
+    memcpy(m, b->m, b->nparams * sizeof(float));
+    memcpy(v, b->v, b->nparams * sizeof(float));
+    return SM_OK;
+}
+
+static int cpu_set_moments(sm_gpt2_backend *b, const float *m, const float *v, sm_error *err) {
+    (void)err;
+    memcpy(b->m, m, b->nparams * sizeof(float));
+    memcpy(b->v, v, b->nparams * sizeof(float));
+    return SM_OK;
+}
+
+static const sm_gpt2_backend_ops cpu_ops = {
+    .struct_size = sizeof(sm_gpt2_backend_ops),
+    .name = "cpu",
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .forward = cpu_forward,
+    .backward = cpu_backward,
+    .zero_grad = cpu_zero_grad,
+    .grad_norm = cpu_grad_norm,
+    .adamw = cpu_adamw,
+    .get_params = cpu_get_params,
+    .get_grads = cpu_get_grads,
+    .get_moments = cpu_get_moments,
+    .set_moments = cpu_set_moments,
+};
+
+const sm_gpt2_backend_ops *sm_gpt2_cpu_backend(void) { return &cpu_ops; }
