@@ -350,8 +350,10 @@ function Stage:wait()
   await_handle(self.handle)
   local h = self.handle
   self.status = STATUS[C.sm_api_status(h)] or "unknown"
-  if self.status == "failed" or self.status == "cancelled" then
-    user_error(string.format("stage %s %s: %s", self.name, self.status, ffi.string(C.sm_api_stage_error(h))))
+  if self.status == "cancelled" then
+    user_error(string.format("stage %s cancelled", self.name))
+  elseif self.status == "failed" then
+    user_error(string.format("stage %s failed: %s", self.name, ffi.string(C.sm_api_stage_error(h))))
   end
   self.stage_run_id = ffi.string(C.sm_api_stage_run_id(h))
   self.reason = ffi.string(C.sm_api_reason(h))

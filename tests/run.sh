@@ -29,7 +29,12 @@ want() { [ -z "${TESTS:-}" ] || [[ "$1" == *"$TESTS"* ]]; }
 
 for t in "$BUILD"/tests/test_*; do [ -x "$t" ] && want "$t" && run_one "unit/$(basename "$t")" "$t"; done
 for t in "$BUILD"/tests/gpu/test_*; do [ -x "$t" ] && want "$t" && run_one "gpu/$(basename "$t")" "$t"; done
-for t in tests/lua/test_*.lua; do [ -f "$t" ] && want "$t" && run_one "lua/$(basename "$t")" "$BUILD/scalemix" run --db none --quiet "$t"; done
+for t in tests/lua/test_*.lua; do
+  [ -f "$t" ] && want "$t" || continue
+  ws=$(mktemp -d /tmp/sm-lua-ws.XXXXXX)
+  SCALEMIX_HOME="$ws" SCALEMIX_PLUGIN_PATH="$SM_BUILD/tests/plugins" run_one "lua/$(basename "$t")" "$BUILD/scalemix" run --db none --quiet "$t"
+  rm -rf "$ws"
+done
 for t in tests/integration/test_*.sh; do [ -f "$t" ] && want "$t" && run_one "integration/$(basename "$t")" bash "$t"; done
 
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"

@@ -1,0 +1,162 @@
+/* bench_tokenize.c - GPT-2 tokenizer throughput in MB/s (10^6 bytes of UTF-8 input per second), one
+ * thread and several, on real text.
+ *
+ * usage: bench_tokenize [--threads 1,2] [--repeat N] [--vocab PATH] [FILE]
+ * FILE is plain UTF-8 text (tests/bench/bench_tokenize.sh prepares it from corpus/ or from text found
+ * on this machine); without FILE, /usr/share/common-licenses is used. The text is cut into chunks that
+ * end at the first newline at least 64 KiB after the chunk start (the same cut the JavaScript side of
+ * bench_tokenize.sh uses), and threads take chunks round-robin, each with its own encoder. It prints
+ * the token count and a 32-bit FNV-1a hash of all ids in chunk order, so other tokenizers can be compared
+ * for exactness on the same text, and the best of N runs per thread count. */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sm_common.h"
+#include "tok/sm_tok.h"
+
+typedef struct {
+    const sm_tok *tok;
+    const char *text;
+    const size_t *cuts; /* chunk i is [cuts[i], cuts[i + 1]) */
+    size_t nchunks;
+    int tid, nthreads;
+    uint64_t ntokens, hash;
+    int failed;
+} worker;
+
+static void *work(void *arg) {
+    worker *w = arg;
+    sm_tok_enc *e = sm_tok_enc_new(w->tok);
+    sm_tok_ids ids = {0};
+    sm_error err;
+    if (!e) { w->failed = 1; return NULL; }
+    for (size_t c = (size_t)w->tid; c < w->nchunks; c += (size_t)w->nthreads) {
+        ids.n = 0;
+        if (sm_tok_encode(e, w->text + w->cuts[c], w->cuts[c + 1] - w->cuts[c], 0, &ids, &err) != SM_OK) { w->failed = 1; break; }
+        w->ntokens += ids.n;
+    }
+    sm_tok_ids_free(&ids);
+    sm_tok_enc_free(e);
+    return NULL;
+}
+
+static int append_file(const char *path, char **buf, size_t *len, size_t *cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    for (;;) {
+        if (*cap - *len < 65536) {
+            *cap = *cap * 2 + 65536;
+            *buf = realloc(*buf, *cap);
+            if (!*buf) { fclose(f); return -1; }
+        }
+        size_t got = fread(*buf + *len, 1, *cap - *len, f);
+        if (!got) break;
+        *len += got;
+    }
+    fclose(f);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *threads_arg = "1,2", *vocab = NULL, *file = NULL;
+    int repeat = 3;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads_arg = argv[++i];
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
+        else if (argv[i][0] != '-') file = argv[i];
+        else { fprintf(stderr, "usage: bench_tokenize [--threads 1,2] [--repeat N] [--vocab PATH] [FILE]\n"); return 2; }
+    }
+    if (repeat < 1) repeat = 1;
+    sm_error err = {0};
+    sm_tok *tok;
+    if (sm_tok_load(&tok, vocab, &err) != SM_OK) { fprintf(stderr, "bench_tokenize: %s\n", err.msg); return 1; }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    if (file) {
+        if (append_file(file, &text, &len, &cap)) { fprintf(stderr, "bench_tokenize: cannot read %s\n", file); return 1; }
+    } else {
+        const char *dir = "/usr/share/common-licenses";
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            if (de->d_name[0] == '.') continue;
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            append_file(p, &text, &len, &cap);
+        }
+        if (d) closedir(d);
+        file = dir;
+    }
+    if (!len) { fprintf(stderr, "bench_tokenize: no text in %s\n", file); return 1; }
+    size_t *cuts = malloc((len / 65536 + 2) * sizeof *cuts), nchunks = 0;
+    cuts[0] = 0;
+    while (cuts[nchunks] < len) {
+        size_t p = cuts[nchunks] + 65536;
+        if (p >= len) p = len;
+        else {
+            const char *nl = memchr(text + p, '\n', len - p);
+            p = nl ? (size_t)(nl - text) + 1 : len;
+        }
+        cuts[++nchunks] = p;
+    }
+    /* exactness fingerprint: one pass, ids in chunk order */
+    {
+        sm_tok_enc *e = sm_tok_enc_new(tok);
+        sm_tok_ids ids = {0};
+        uint32_t h = 2166136261u;
+        uint64_t n = 0;
+        for (size_t c = 0; c < nchunks; c++) {
+            ids.n = 0;
+            sm_tok_encode(e, text + cuts[c], cuts[c + 1] - cuts[c], 0, &ids, &err);
+            for (size_t i = 0; i < ids.n; i++) h = (h ^ ids.ids[i]) * 16777619u;
+            n += ids.n;
+        }
+        printf("text: %s, %.2f MB in %zu chunks; %llu tokens; ids fnv1a32 %08x\n", file, len / 1e6, nchunks,
+               (unsigned long long)n, h);
+        sm_tok_ids_free(&ids);
+        sm_tok_enc_free(e);
+    }
+    double base = 0;
+    for (const char *p = threads_arg; *p;) {
+        int nt = atoi(p);
+        if (nt < 1) nt = 1;
+        double best = 1e30;
+        uint64_t ntok = 0;
+        for (int r = 0; r < repeat; r++) {
+            worker *ws = calloc((size_t)nt, sizeof *ws);
+            pthread_t *th = calloc((size_t)nt, sizeof *th);
+            double t0 = sm_monotonic();
+            for (int i = 0; i < nt; i++) {
+                ws[i] = (worker){.tok = tok, .text = text, .cuts = cuts, .nchunks = nchunks, .tid = i, .nthreads = nt};
+                pthread_create(&th[i], NULL, work, &ws[i]);
+            }
+            ntok = 0;
+            for (int i = 0; i < nt; i++) {
+                pthread_join(th[i], NULL);
+                ntok += ws[i].ntokens;
+                if (ws[i].failed) { fprintf(stderr, "bench_tokenize: encoding failed\n"); return 1; }
+            }
+            double dt = sm_monotonic() - t0;
+            if (dt < best) best = dt;
+            free(ws);
+            free(th);
+        }
+        double mbs = len / 1e6 / best;
+        if (nt == 1) base = mbs;
+        printf("sm_tok threads=%d: %.2f MB/s (%.2f M tokens/s, %llu tokens, best of %d)", nt, mbs, ntok / 1e6 / best,
+               (unsigned long long)ntok, repeat);
+        if (nt > 1 && base > 0) printf("; %.2fx one thread, %.0f%% scaling efficiency", mbs / base, 100.0 * mbs / base / nt);
+        printf("\n");
+        p = strchr(p, ',');
+        if (!p) break;
+        p++;
+    }
+    free(cuts);
+    free(text);
+    sm_tok_free(tok);
+    return 0;
+}
