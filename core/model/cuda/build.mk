@@ -1,0 +1,27 @@
+# core/model/cuda/build.mk - the CUDA backend, $(BUILD)/lib/libsm_cuda.so, which core/model/sm_gpt2.c dlopens.
+# Built whenever nvcc exists, with or without a GPU (the library loads and answers its probe without one).
+ifneq ($(strip $(NVCC)),)
+CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
+CUDA_LIBDIR ?= $(CUDA_HOME)/lib64
+CUDA_SRCS := $(wildcard core/model/cuda/*.cu)
+CUDA_OBJS := $(CUDA_SRCS:%.cu=$(BUILD)/obj/%.o)
+# sm_90 machine code plus compute_90 PTX that newer GPUs JIT-compile; only the two entry points are exported.
+NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCC_FLAGS ?= -O3 -std=c++17 $(NVCC_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-fvisibility=hidden -Icore -MMD -MP
+
+all: $(BUILD)/lib/libsm_cuda.so
+TEST_EXTRA += $(BUILD)/lib/libsm_cuda.so
+
+$(BUILD)/obj/core/model/cuda/%.o: core/model/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+$(BUILD)/lib/libsm_cuda.so: $(CUDA_OBJS)
+	@mkdir -p $(dir $@)
+	$(NVCC) -shared $(NVCC_ARCH) -o $@ $^ -L$(CUDA_LIBDIR) -Xlinker -rpath,$(CUDA_LIBDIR) -lcublasLt -lcublas -lcudart
+else
+all: sm-cuda-skipped
+.PHONY: sm-cuda-skipped
+sm-cuda-skipped:
+	@echo "scalemix: nvcc not found, the CUDA backend (libsm_cuda.so) is skipped; models run on the CPU"
+endif
