@@ -3,6 +3,7 @@
 #ifndef SM_DB_H
 #define SM_DB_H
 
+#include <stddef.h>
 #include <uv.h>
 #include "../sm_common.h"
 #include "../sm_events.h"
@@ -19,5 +20,53 @@ int sm_db_resolve(const char *workspace, const char *cli_dsn, char **dsn_out, sm
  * batches) and replayed in order when the server is unreachable or restarts, keyed by event_id so that
  * nothing is written twice. */
 int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_sink **out, sm_error *err);
+
+/* The workspace directory: $SCALEMIX_HOME if set, else ./.scalemix, made absolute (not created). */
+int sm_db_workspace(char *out, size_t n, sm_error *err);
+
+/* Like sm_db_resolve without applying migrations: picks the server (starting the embedded one). */
+int sm_db_pick(const char *workspace, const char *cli_dsn, char **dsn_out, sm_error *err);
+
+/* Creates (initdb) and starts the embedded server of workspace if needed, as an unprivileged user when
+ * running as root; returns the writer DSN (malloc'd). Serialized across processes by a file lock. */
+int sm_db_server_start(const char *workspace, char **dsn_out, sm_error *err);
+
+/* Stops the embedded server of workspace (pg_ctl stop -m fast); SM_OK if it was not running. */
+int sm_db_server_stop(const char *workspace, sm_error *err);
+
+/* *running = 1 if the embedded server of workspace answers; info gets a one-line description. */
+int sm_db_server_status(const char *workspace, int *running, char *info, size_t n, sm_error *err);
+
+/* The embedded server's Unix socket directory for workspace (<workspace>/pg/run, or a short directory
+ * under /tmp keyed by a hash of the workspace when that path would exceed the socket path limit). */
+int sm_db_socket_dir(const char *workspace, char *out, size_t n, sm_error *err);
+
+/* The DSN of the read-only role for the database at dsn: $SCALEMIX_DB_RO if set, else dsn with the user
+ * replaced by scalemix_ro (malloc'd). */
+int sm_db_ro_dsn(const char *dsn, char **ro_out, sm_error *err);
+
+/* Applies pending migrations to the database at dsn under an advisory lock, each in a transaction,
+ * recorded in schema_migrations; refuses a database newer than this binary. *applied (may be NULL) gets
+ * how many were applied now. */
+int sm_db_migrate(const char *dsn, int *applied, sm_error *err);
+
+/* The highest migration version this binary carries. */
+int sm_db_schema_version_supported(void);
+
+/* The highest version recorded in schema_migrations of dsn (0 if none). */
+int sm_db_schema_version(const char *dsn, int *version, sm_error *err);
+
+/* Sink statistics for tests and benchmarks (the sink returned by sm_pg_sink_open). */
+typedef struct sm_pg_sink_stats {
+    uint64_t emitted;    /* events accepted by emit */
+    uint64_t journaled;  /* events durably in the journal */
+    uint64_t committed;  /* events whose batch the database committed */
+    uint64_t rejected;   /* events the database refused one by one (kept in journal/rejected.jsonl) */
+    uint64_t batches;    /* batches committed */
+    uint64_t reconnects; /* connections (re)established after the first */
+    uint64_t replayed;   /* events taken over from journals of earlier sinks at open */
+    int connected;
+} sm_pg_sink_stats;
+void sm_pg_sink_get_stats(sm_sink *sink, sm_pg_sink_stats *out);
 
 #endif
