@@ -560,7 +560,7 @@ static int cu_adamw(sm_gpt2_backend *b, float lr, float beta1, float beta2, floa
     if (!b) return fail(err, SM_ERR_ARG, "cuda backend: adamw needs a model");
     if (t < 1) return fail(err, SM_ERR_ARG, "cuda backend: adamw step %d must be >= 1", t);
     CK(cudaSetDevice(b->device));
-    float bc1 = (float)(1.0 - pow((double)beta1, (double)t)), bc2 = (float)(1.0 - pow((double)beta2, (double)t));
+    float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t); // as the CPU backend
     for (int i = 0; i < P_COUNT; i++) {
         int matrix = i == P_WTE || i == P_WPE || i == P_QKVW || i == P_ATTPROJW || i == P_FCW || i == P_FCPROJW;
         float wd = matrix ? weight_decay : 0.0f;
