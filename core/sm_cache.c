@@ -76,7 +76,7 @@ int sm_cache_store(const sm_workspace *ws, const char *key, json_t *entry, sm_er
     sm_workspace_path(ws, path, sizeof path, "cache/%s.json", key);
     char *s = sm_json_canonical(entry);
     if (!s) return sm_error_set(err, SM_ERR_NOMEM, "cannot serialise the cache entry");
-    int rc = sm_write_file_atomic(path, s, strlen(s), err);
+    int rc = sm_write_file_atomic(path, s, strlen(s), 0, err);
     free(s);
     return rc;
 }

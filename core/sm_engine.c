@@ -463,7 +463,7 @@ static void after_work_cb(uv_work_t *w, int status) {
         char sp[PATH_MAX];
         state_path(e, sr->stage_name, sp, sizeof sp);
         char *ps = sm_json_canonical(sr->parts);
-        sm_write_file_atomic(sp, ps, strlen(ps), NULL);
+        sm_write_file_atomic(sp, ps, strlen(ps), 0, NULL);
         free(ps);
         sm_remove_tree(sr->scratch);
         finalize_texts(sr);

@@ -208,7 +208,7 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) 
 
 int sm_remove_tree(const char *path) { return nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
-int sm_write_file_atomic(const char *path, const void *data, size_t n, sm_error *err) {
+int sm_write_file_atomic(const char *path, const void *data, size_t n, int durable, sm_error *err) {
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -227,7 +227,7 @@ int sm_write_file_atomic(const char *path, const void *data, size_t n, sm_error 
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    if ((durable && fsync(fd) != 0) || close(fd) != 0) {
         unlink(tmp);
         return sm_error_set(err, SM_ERR_IO, "cannot flush %s: %s", tmp, strerror(errno));
     }

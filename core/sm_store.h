@@ -43,8 +43,10 @@ int sm_dir_digest(const char *dir, char digest[65], uint64_t *bytes, uint64_t *f
 int sm_mkdirs(const char *path, sm_error *err);
 /* rm -rf (used for scratch folders only). */
 int sm_remove_tree(const char *path);
-/* Writes data to path atomically: a temporary sibling, fsync, rename. */
-int sm_write_file_atomic(const char *path, const void *data, size_t n, sm_error *err);
+/* Writes data to path atomically: a temporary sibling, then rename, so readers never see a partial file
+ * even if the process is killed. durable = 1 also fsyncs before the rename (survives power loss); small
+ * metadata whose loss only costs a re-run (cache entries) skips that. */
+int sm_write_file_atomic(const char *path, const void *data, size_t n, int durable, sm_error *err);
 /* Reads a whole file (NUL-terminated, *n without the NUL); caller frees. */
 int sm_read_file(const char *path, char **data, size_t *n, sm_error *err);
 
