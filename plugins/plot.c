@@ -127,7 +127,7 @@ static int plot_fit(sm_svg **out, const char *title, json_t *data, sm_error *err
     return SM_OK;
 }
 
-typedef struct mix_pt { double budget; json_t *w; } mix_pt;
+typedef struct mix_pt { double budget; json_t *w; const char *label; } mix_pt;
 static int cmp_mix(const void *a, const void *b) {
     double x = ((const mix_pt *)a)->budget, y = ((const mix_pt *)b)->budget;
     return (x > y) - (x < y);
@@ -144,6 +144,8 @@ static int plot_weights(sm_svg **out, const char *title, json_t *data, sm_error 
         json_t *e = json_array_get(mixes, i);
         mp[i].budget = json_number_value(json_object_get(e, "budget"));
         mp[i].w = json_object_get(e, "weights");
+        mp[i].label = json_string_value(json_object_get(e, "label"));
+        if (!mp[i].label) mp[i].label = json_string_value(json_object_get(e, "method"));
         if (!(mp[i].budget > 0) || !json_is_object(mp[i].w)) {
             free(mp);
             return sm_error_set(err, SM_ERR_ARG, STAGE ": mixtures[%zu] needs a positive budget and weights {domain: w}", i);
@@ -158,6 +160,18 @@ static int plot_weights(sm_svg **out, const char *title, json_t *data, sm_error 
     double *x = malloc(nm * sizeof *x), *y = malloc(nm * sizeof *y);
     if (!s || !x || !y) rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
     if (!rc) sm_svg_panel(s, 0, NULL, "token budget", "weight", 1, 0);
+    double wmax = 0;
+    for (size_t i = 0; i < nm && !rc; i++) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(mp[i].w, key, v) if (json_is_number(v) && json_number_value(v) > wmax) wmax = json_number_value(v);
+        /* each labelled mixture (e.g. "ddo", "autoscale") marks its budget */
+        if (mp[i].label) sm_svg_vline(s, 0, mp[i].budget, mp[i].label);
+    }
+    /* weights start at zero: a share's size is read against it */
+    double ytop = wmax * 1.12;
+    if (wmax <= 1 && ytop > 1) ytop = 1; /* shares never exceed 1 */
+    if (!rc && wmax > 0) sm_svg_yrange(s, 0, 0, ytop);
     for (size_t d = 0; d < m && !rc; d++) {
         size_t n = 0;
         for (size_t i = 0; i < nm; i++) {

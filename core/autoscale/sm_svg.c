@@ -24,9 +24,17 @@ typedef struct series {
     int style, color;
 } series;
 
+typedef struct vline {
+    double x;
+    char *label;
+} vline;
+
 typedef struct panel {
     char *title, *xlabel, *ylabel;
     int logx, logy;
+    double ylo, yhi; /* fixed y range when ylo < yhi */
+    vline *vl;
+    size_t nvl;
     series *ser;
     size_t nser, cap;
     int next_color;
@@ -64,6 +72,8 @@ void sm_svg_free(sm_svg *s) {
             free(pn->ser[i].y);
         }
         free(pn->ser);
+        for (size_t i = 0; i < pn->nvl; i++) free(pn->vl[i].label);
+        free(pn->vl);
         free(pn->title);
         free(pn->xlabel);
         free(pn->ylabel);
@@ -84,6 +94,25 @@ int sm_svg_panel(sm_svg *s, int p, const char *title, const char *xlabel, const 
     pn->ylabel = dup_or_null(ylabel);
     pn->logx = logx;
     pn->logy = logy;
+    return SM_OK;
+}
+
+int sm_svg_yrange(sm_svg *s, int p, double lo, double hi) {
+    if (!s || p < 0 || p >= s->cols * s->rows || !(lo < hi)) return SM_ERR_ARG;
+    s->panels[p].ylo = lo;
+    s->panels[p].yhi = hi;
+    return SM_OK;
+}
+
+int sm_svg_vline(sm_svg *s, int p, double x, const char *label) {
+    if (!s || p < 0 || p >= s->cols * s->rows || !isfinite(x)) return SM_ERR_ARG;
+    panel *pn = &s->panels[p];
+    vline *nv = realloc(pn->vl, (pn->nvl + 1) * sizeof *nv);
+    if (!nv) return SM_ERR_NOMEM;
+    pn->vl = nv;
+    nv[pn->nvl].x = x;
+    nv[pn->nvl].label = dup_or_null(label);
+    pn->nvl++;
     return SM_OK;
 }
 
@@ -179,6 +208,12 @@ static double tr(double v, int log) { return log ? log10(v) : v; }
 
 static void range_of(const panel *pn, int which, axis *ax) {
     int log = which ? pn->logy : pn->logx;
+    if (which && pn->ylo < pn->yhi && (!log || pn->ylo > 0)) {
+        ax->lo = tr(pn->ylo, log);
+        ax->hi = tr(pn->yhi, log);
+        ax->log = log;
+        return;
+    }
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < pn->nser; i++) {
         const series *se = &pn->ser[i];
@@ -190,6 +225,13 @@ static void range_of(const panel *pn, int which, axis *ax) {
             if (v > hi) hi = v;
         }
     }
+    if (!which)
+        for (size_t i = 0; i < pn->nvl; i++)
+            if (usable(pn->vl[i].x, log)) {
+                double v = tr(pn->vl[i].x, log);
+                if (v < lo) lo = v;
+                if (v > hi) hi = v;
+            }
     if (!(lo <= hi)) { lo = 0; hi = 1; }
     if (hi - lo < 1e-12 * (fabs(lo) + fabs(hi)) || hi == lo) {
         double d = log ? 0.5 : (lo == 0 ? 1 : fabs(lo) * 0.1);
@@ -231,7 +273,8 @@ static void render_panel(buf *b, const panel *pn, int idx, double ox, double oy)
     axis ax, ay;
     range_of(pn, 0, &ax);
     range_of(pn, 1, &ay);
-    double x0 = ox + ML, y0 = oy + MT, w = PW - ML - MR, h = PH - MT - MB;
+    double top = pn->title ? MT : 12;
+    double x0 = ox + ML, y0 = oy + top, w = PW - ML - MR, h = PH - top - MB;
 #define SX(v) (x0 + (tr((v), ax.log) - ax.lo) / (ax.hi - ax.lo) * w)
 #define SY(v) (y0 + h - (tr((v), ay.log) - ay.lo) / (ay.hi - ay.lo) * h)
     bprintf(b, "<g class=\"panel\">\n");
@@ -274,6 +317,18 @@ static void render_panel(buf *b, const panel *pn, int idx, double ox, double oy)
     bprintf(b, "<clipPath id=\"clip%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", idx, x0,
             y0, w, h);
     bprintf(b, "<g clip-path=\"url(#clip%d)\">\n", idx);
+    for (size_t i = 0; i < pn->nvl; i++) {
+        if (!usable(pn->vl[i].x, ax.log)) continue;
+        double px = SX(pn->vl[i].x);
+        bprintf(b, "<line class=\"marker\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" "
+                   "stroke-dasharray=\"3,3\"/>\n", px, y0, px, y0 + h);
+        if (pn->vl[i].label) {
+            bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#555\" transform=\"rotate(-90 %.1f %.1f)\" "
+                       "text-anchor=\"end\">", px + 3, y0 + 4, px + 3, y0 + 4);
+            besc(b, pn->vl[i].label);
+            bprintf(b, "</text>\n");
+        }
+    }
     for (size_t i = 0; i < pn->nser; i++) {
         const series *se = &pn->ser[i];
         const char *col = sm_svg_color(se->color);
@@ -310,7 +365,29 @@ static void render_panel(buf *b, const panel *pn, int idx, double ox, double oy)
         }
     if (nl) {
         double lw = 34 + 6.5 * (double)(longest > 40 ? 40 : longest), lh = 6 + 16.0 * nl;
-        double lx = x0 + w - lw - 6, ly = y0 + 6;
+        /* the corner whose box covers the fewest plotted points (vertices count for lines) */
+        double cand[4][2] = {{x0 + w - lw - 6, y0 + 6}, {x0 + 6, y0 + 6}, {x0 + w - lw - 6, y0 + h - lh - 6},
+                             {x0 + 6, y0 + h - lh - 6}};
+        int bestc = 0;
+        size_t bestn = (size_t)-1;
+        for (int c = 0; c < 4; c++) {
+            size_t cnt = 0;
+            for (size_t i = 0; i < pn->nser; i++) {
+                const series *se = &pn->ser[i];
+                for (size_t k = 0; k < se->n; k++) {
+                    if (!usable(se->x[k], ax.log) || !usable(se->y[k], ay.log)) continue;
+                    double px = SX(se->x[k]), py = SY(se->y[k]);
+                    cnt += px >= cand[c][0] - 4 && px <= cand[c][0] + lw + 4 && py >= cand[c][1] - 4 && py <= cand[c][1] + lh + 4;
+                    /* a segment crossing the box counts through its midpoint */
+                    if (k > 0 && (se->style & SM_SVG_LINE) && usable(se->x[k - 1], ax.log) && usable(se->y[k - 1], ay.log)) {
+                        double mx = 0.5 * (px + SX(se->x[k - 1])), my = 0.5 * (py + SY(se->y[k - 1]));
+                        cnt += mx >= cand[c][0] && mx <= cand[c][0] + lw && my >= cand[c][1] && my <= cand[c][1] + lh;
+                    }
+                }
+            }
+            if (cnt < bestn) { bestn = cnt; bestc = c; }
+        }
+        double lx = cand[bestc][0], ly = cand[bestc][1];
         bprintf(b, "<g class=\"legend\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#fff\" "
                    "fill-opacity=\"0.85\" stroke=\"#bbb\"/>\n", lx, ly, lw, lh);
         int row = 0;

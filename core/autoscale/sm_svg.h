@@ -21,6 +21,10 @@ sm_svg *sm_svg_new(const char *title, int cols, int rows);
 void sm_svg_free(sm_svg *s);
 /* Panel settings (panel index row-major, 0-based). Strings may be NULL. */
 int sm_svg_panel(sm_svg *s, int panel, const char *title, const char *xlabel, const char *ylabel, int logx, int logy);
+/* Fixes the y range of a panel (lo < hi) instead of fitting it to the data. */
+int sm_svg_yrange(sm_svg *s, int panel, double lo, double hi);
+/* A dashed vertical marker at x with an optional label (e.g. a budget a mixture was computed at). */
+int sm_svg_vline(sm_svg *s, int panel, double x, const char *label);
 /* Adds a series (copied). color < 0 picks the next palette color of the panel; name NULL or "" keeps it
  * out of the legend. Points that are not finite (or not positive on a log axis) are skipped. */
 int sm_svg_add(sm_svg *s, int panel, const char *name, const double *x, const double *y, size_t n, int style,

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *xml_check(const char *s, const char *want_root) {
+static inline const char *xml_check(const char *s, const char *want_root) {
     static char msg[256];
     char stack[64][64];
     int depth = 0, roots = 0;
@@ -76,7 +76,7 @@ static const char *xml_check(const char *s, const char *want_root) {
     return NULL;
 }
 
-static int count_substr(const char *s, const char *sub) {
+static inline int count_substr(const char *s, const char *sub) {
     int n = 0;
     for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub)) n++;
     return n;

@@ -1,0 +1,585 @@
+/* test_autoscale_plugins.c - the fit, extrapolate, compare and plot plugins, loaded from the build's
+ * plugins/ directory and run against a fake host that captures what they report. */
+#include "../sm_test.h"
+
+#include <dlfcn.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "autoscale/sm_fit.h"
+#include "autoscale/sm_waterfill.h"
+#include "sm_plugin.h"
+#include "test_autoscale_xml.h"
+
+/* ---- the fake host */
+struct sm_host {
+    char *result;
+    int nf64;
+    char f64_name[8][32];
+    double f64[8][16];
+    size_t f64_n[8];
+    int nmix;
+    char mix_method[4][32];
+    double mix_budget[4], mix_w[4][16], mix_t[4][16];
+    size_t mix_n[4];
+    char mix_dom[4][16][32];
+    int nfits;
+    char fit_dom[16][32];
+    double fit_abc[16][4];
+    int nmetrics;
+    char metric_name[32][64];
+    double metric_v[32];
+    int64_t metric_step[32];
+    int warns;
+    char outdir[256], committed[512], committed_kind[32], committed_name[128], committed_meta[256];
+    int ncommit;
+};
+
+static void h_log(sm_host *h, int level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "  [plugin log %d] ", level);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    if (level == SM_LOG_WARN) h->warns++;
+}
+static void h_progress(sm_host *h, double d, double t, const char *u) { (void)h; (void)d; (void)t; (void)u; }
+static int h_cancelled(sm_host *h) { (void)h; return 0; }
+static int h_threads(sm_host *h) { (void)h; return 1; }
+static int h_output_path(sm_host *h, const char *name, char *out, size_t cap) {
+    int w = snprintf(out, cap, "%s/%s.tmp", h->outdir, name);
+    return w < 0 || (size_t)w >= cap ? SM_ERR_ARG : SM_OK;
+}
+static int h_output_commit(sm_host *h, const char *name, const char *tmp, const char *kind, const char *meta,
+                           char digest[65]) {
+    uint64_t bytes;
+    if (sm_sha256_file(tmp, digest, &bytes, NULL)) return SM_ERR_IO;
+    snprintf(h->committed, sizeof h->committed, "%s/%s", h->outdir, name);
+    if (rename(tmp, h->committed)) return SM_ERR_IO;
+    snprintf(h->committed_kind, sizeof h->committed_kind, "%s", kind);
+    snprintf(h->committed_name, sizeof h->committed_name, "%s", name);
+    snprintf(h->committed_meta, sizeof h->committed_meta, "%s", meta ? meta : "");
+    h->ncommit++;
+    return SM_OK;
+}
+static const char *h_scratch(sm_host *h) { return h->outdir; }
+static int h_metric(sm_host *h, const char *name, int64_t step, const char *domain, double v) {
+    (void)domain;
+    if (h->nmetrics < 32) {
+        snprintf(h->metric_name[h->nmetrics], 64, "%s", name);
+        h->metric_v[h->nmetrics] = v;
+        h->metric_step[h->nmetrics] = step;
+        h->nmetrics++;
+    }
+    return SM_OK;
+}
+static int h_result(sm_host *h, const char *json) {
+    free(h->result);
+    h->result = strdup(json);
+    return SM_OK;
+}
+static int h_result_f64(sm_host *h, const char *name, const double *v, size_t n) {
+    if (h->nf64 >= 8 || n > 16) return SM_ERR_ARG;
+    snprintf(h->f64_name[h->nf64], 32, "%s", name);
+    memcpy(h->f64[h->nf64], v, n * sizeof *v);
+    h->f64_n[h->nf64++] = n;
+    return SM_OK;
+}
+static int h_mixture(sm_host *h, const char *method, double budget, size_t n, const char *const *d, const double *w,
+                     const double *t) {
+    if (h->nmix >= 4 || n > 16) return SM_ERR_ARG;
+    int k = h->nmix++;
+    snprintf(h->mix_method[k], 32, "%s", method);
+    h->mix_budget[k] = budget;
+    h->mix_n[k] = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(h->mix_dom[k][i], 32, "%s", d[i]);
+        h->mix_w[k][i] = w[i];
+        h->mix_t[k][i] = t[i];
+    }
+    return SM_OK;
+}
+static int h_fit(sm_host *h, const char *domain, double a, double b, double c, double rmse) {
+    if (h->nfits >= 16) return SM_ERR_ARG;
+    snprintf(h->fit_dom[h->nfits], 32, "%s", domain);
+    h->fit_abc[h->nfits][0] = a;
+    h->fit_abc[h->nfits][1] = b;
+    h->fit_abc[h->nfits][2] = c;
+    h->fit_abc[h->nfits][3] = rmse;
+    h->nfits++;
+    return SM_OK;
+}
+
+static const sm_host_api API = {
+    .struct_size = sizeof(sm_host_api), .abi_major = SM_PLUGIN_ABI_MAJOR, .abi_minor = SM_PLUGIN_ABI_MINOR,
+    .log = h_log, .progress = h_progress, .cancelled = h_cancelled, .threads = h_threads,
+    .output_path = h_output_path, .output_commit = h_output_commit, .scratch_dir = h_scratch, .metric = h_metric,
+    .result = h_result, .result_f64 = h_result_f64, .mixture = h_mixture, .fit = h_fit,
+};
+
+static void host_reset(sm_host *h) {
+    free(h->result);
+    memset(h, 0, sizeof *h);
+    snprintf(h->outdir, sizeof h->outdir, "/tmp/sm-as-plugin-test-%d", (int)getpid());
+    mkdir(h->outdir, 0755);
+}
+
+static const sm_plugin_desc *load(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/plugins/%s.so", sm_build_dir(), name);
+    void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!so) FAILF("cannot load %s (%s): build the plugins first", path, dlerror());
+    sm_plugin_describe_fn fn = (sm_plugin_describe_fn)dlsym(so, SM_PLUGIN_ENTRY);
+    if (!fn) FAILF("%s exports no %s", path, SM_PLUGIN_ENTRY);
+    const sm_plugin_desc *d = fn();
+    CHECK(d && d->abi_major == SM_PLUGIN_ABI_MAJOR && d->abi_minor <= SM_PLUGIN_ABI_MINOR);
+    CHECK_EQ_STR(d->name, name);
+    return d;
+}
+
+static sm_host H;
+
+/* runs the plugin with params (a JSON text); returns its code; *res is the parsed result or NULL */
+static int call(const sm_plugin_desc *d, const char *params, json_t **res, sm_error *e) {
+    host_reset(&H);
+    memset(e, 0, sizeof *e);
+    int rc = d->run(&API, &H, params, "{}", e);
+    *res = NULL;
+    if (H.result) {
+        json_error_t je;
+        *res = json_loads(H.result, 0, &je);
+        if (!*res) FAILF("result is not JSON: %s", je.text);
+    }
+    return rc;
+}
+
+static double num(json_t *o, const char *path1, const char *path2) {
+    json_t *v = json_object_get(o, path1);
+    if (path2) v = json_object_get(v, path2);
+    if (!json_is_number(v)) FAILF("result has no number at %s%s%s", path1, path2 ? "." : "", path2 ? path2 : "");
+    return json_number_value(v);
+}
+
+TEST(schemas_declare_the_contract) {
+    static const char *names[] = {"fit", "extrapolate", "compare", "plot"};
+    static const char *params[][5] = {{"domains", "base", "runs", "lower", "budget"},
+                                      {"from", "budget", "steps", "actual", NULL},
+                                      {"curves", "target", "metric", NULL, NULL},
+                                      {"kind", "title", "data", "file", NULL}};
+    for (int i = 0; i < 4; i++) {
+        const sm_plugin_desc *d = load(names[i]);
+        json_error_t je;
+        json_t *s = json_loads(d->params_schema, 0, &je);
+        CHECK_MSG(json_is_object(s), "%s: schema is not a JSON object: %s", names[i], je.text);
+        size_t n = 0;
+        for (int k = 0; k < 5 && params[i][k]; k++, n++) {
+            json_t *p = json_object_get(s, params[i][k]);
+            CHECK_MSG(json_is_object(p) && json_is_string(json_object_get(p, "type")), "%s: no parameter %s", names[i],
+                      params[i][k]);
+        }
+        CHECK_EQ_INT(json_object_size(s), n);
+        json_decref(s);
+        CHECK(d->version && d->description && d->cache_salt && d->run);
+    }
+}
+
+/* synthetic truth: normalized responses y_d(x) = (x + a)^-b + c with c chosen so that y_d(1) = 1 */
+static const char *DOMS[3] = {"books", "code", "web"};
+static const double TRUTH[3][2] = {{0.5, 0.3}, {0.1, 0.6}, {1.0, 0.15}};
+static const double BASE_TOK[3] = {1e6, 5e5, 2e6}, BASE_METRIC = 25.0;
+static double truth_y(int d, double x) {
+    double a = TRUTH[d][0], b = TRUTH[d][1], c = 1 - pow(1 + a, -b);
+    return sm_fit_eval(a, b, c, x);
+}
+
+static char *fit_params(const double *factors, int nf, const char *extra) {
+    json_t *p = json_object(), *doms = json_array(), *tok = json_object(), *runs = json_array();
+    for (int d = 0; d < 3; d++) {
+        json_array_append_new(doms, json_string(DOMS[d]));
+        json_object_set_new(tok, DOMS[d], json_real(BASE_TOK[d]));
+        for (int k = 0; k < nf; k++)
+            json_array_append_new(runs, json_pack("{s:s,s:f,s:f}", "domain", DOMS[d], "factor", factors[k], "metric",
+                                                  BASE_METRIC * truth_y(d, factors[k])));
+    }
+    json_object_set_new(p, "domains", doms);
+    json_object_set_new(p, "base", json_pack("{s:o,s:f}", "tokens", tok, "metric", BASE_METRIC));
+    json_object_set_new(p, "runs", runs);
+    if (extra) {
+        json_t *x = json_loads(extra, 0, NULL);
+        json_object_update(p, x);
+        json_decref(x);
+    }
+    char *s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(p);
+    return s;
+}
+
+TEST(fit_recovers_truth_and_optimum) {
+    const sm_plugin_desc *d = load("fit");
+    double factors[2] = {0.2, 3.0};
+    char *params = fit_params(factors, 2, "{\"lower\": null, \"budget\": null}");
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    free(params);
+    CHECK(r);
+    CHECK_NEAR(num(r, "lower", NULL), 0.2, 0);      /* default: the smallest factor */
+    CHECK_NEAR(num(r, "budget", NULL), 3.5e6, 1e-6); /* default: the base total */
+    double a[3], b[3], wsum = 0, tsum = 0;
+    for (int k = 0; k < 3; k++) {
+        json_t *pk = json_object_get(json_object_get(r, "params"), DOMS[k]);
+        a[k] = num(pk, "a", NULL);
+        b[k] = num(pk, "b", NULL);
+        CHECK_NEAR(a[k], TRUTH[k][0], 1e-9);
+        CHECK_NEAR(b[k], TRUTH[k][1], 1e-9);
+        CHECK_NEAR(num(pk, "c", NULL), 1 - pow(1 + TRUTH[k][0], -TRUTH[k][1]), 1e-9);
+        CHECK(num(r, "rmse", DOMS[k]) < 1e-12);
+        CHECK_EQ_INT(json_array_size(json_object_get(json_object_get(r, "flags"), DOMS[k])), 0);
+        CHECK_EQ_INT(json_array_size(json_object_get(json_object_get(r, "points"), DOMS[k])), 3);
+        wsum += num(r, "weights", DOMS[k]);
+        tsum += num(r, "tokens", DOMS[k]);
+    }
+    CHECK_NEAR(wsum, 1, 1e-14);
+    CHECK_NEAR(tsum, 3.5e6, 1e-6);
+    CHECK(num(r, "kkt", "max_violation") < 1e-10);
+    /* the optimum of the true curves, solved here directly */
+    double n[3];
+    sm_wf_problem p = {3, a, b, BASE_TOK, 0.2, 3.5e6};
+    CHECK_EQ_INT(sm_wf_solve(&p, n, NULL, NULL), 0);
+    for (int k = 0; k < 3; k++) CHECK_NEAR(num(r, "tokens", DOMS[k]), n[k] * BASE_TOK[k], 1e-3);
+    /* lineage: three fits and one DDO mixture, plus f64 arrays in domain order */
+    CHECK_EQ_INT(H.nfits, 3);
+    CHECK_EQ_STR(H.fit_dom[1], "code");
+    CHECK_NEAR(H.fit_abc[1][1], 0.6, 1e-9);
+    CHECK_EQ_INT(H.nmix, 1);
+    CHECK_EQ_STR(H.mix_method[0], "ddo");
+    CHECK_NEAR(H.mix_budget[0], 3.5e6, 1e-6);
+    CHECK_EQ_STR(H.mix_dom[0][2], "web");
+    CHECK_NEAR(H.mix_w[0][2], num(r, "weights", "web"), 1e-15);
+    CHECK_EQ_INT(H.nf64, 2);
+    CHECK_EQ_STR(H.f64_name[0], "weights");
+    CHECK_NEAR(H.f64[0][0], num(r, "weights", "books"), 1e-15);
+    json_decref(r);
+}
+
+TEST(fit_least_squares_with_more_factors_and_budget) {
+    const sm_plugin_desc *d = load("fit");
+    double factors[4] = {0.2, 0.5, 2.0, 3.0};
+    char *params = fit_params(factors, 4, "{\"lower\": 0.3, \"budget\": 1e7}");
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    free(params);
+    CHECK_NEAR(num(r, "lower", NULL), 0.3, 0);
+    CHECK_NEAR(num(r, "budget", NULL), 1e7, 0);
+    for (int k = 0; k < 3; k++) {
+        CHECK_NEAR(num(json_object_get(r, "params"), DOMS[k], "b"), TRUTH[k][1], 1e-7);
+        CHECK(json_is_false(json_object_get(json_object_get(r, "exact"), DOMS[k])));
+        CHECK(num(r, "n", DOMS[k]) >= 0.3);
+    }
+    CHECK(num(r, "kkt", "max_violation") < 1e-10);
+    json_decref(r);
+}
+
+TEST(fit_flags_bad_data) {
+    const sm_plugin_desc *d = load("fit");
+    /* web gets worse with more web data */
+    const char *params =
+        "{\"domains\": [\"code\", \"web\"], \"base\": {\"tokens\": {\"code\": 1e6, \"web\": 1e6}, \"metric\": 20},"
+        " \"runs\": [{\"domain\": \"code\", \"factor\": 0.2, \"metric\": 21.6}, {\"domain\": \"code\", \"factor\": 3, \"metric\": 19.2},"
+        "          {\"domain\": \"web\", \"factor\": 0.2, \"metric\": 19.5}, {\"domain\": \"web\", \"factor\": 3, \"metric\": 20.4}],"
+        " \"lower\": null, \"budget\": null}";
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    json_t *fl = json_object_get(json_object_get(r, "flags"), "web");
+    CHECK(json_array_size(fl) >= 2);
+    int nm = 0, ne = 0;
+    for (size_t i = 0; i < json_array_size(fl); i++) {
+        const char *s = json_string_value(json_array_get(fl, i));
+        nm += s && !strcmp(s, "non_monotone");
+        ne += s && !strcmp(s, "non_positive_exponent");
+    }
+    CHECK(nm == 1 && ne == 1);
+    CHECK_EQ_INT(json_array_size(json_object_get(json_object_get(r, "flags"), "code")), 0);
+    CHECK(H.warns >= 1);
+    /* the domain that does not benefit stays at the bound */
+    CHECK_NEAR(num(r, "n", "web"), 0.2, 1e-15);
+    json_decref(r);
+}
+
+TEST(fit_param_errors) {
+    const sm_plugin_desc *d = load("fit");
+    json_t *r;
+    sm_error e;
+    CHECK_EQ_INT(call(d, "{\"domains\": [\"a\"], \"runs\": []}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "'base' is missing"));
+    CHECK(r == NULL);
+    CHECK_EQ_INT(call(d, "{\"domains\": [\"a\"], \"base\": {\"tokens\": {\"a\": 1e6}, \"metric\": 20},"
+                         " \"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": 21}]}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "'a' has 2 point(s)") && strstr(e.msg, "at least 3"));
+    CHECK_EQ_INT(call(d, "{\"domains\": [\"a\"], \"base\": {\"tokens\": {\"a\": 1e6}, \"metric\": 20},"
+                         " \"runs\": [{\"domain\": \"zz\", \"factor\": 0.2, \"metric\": 21}]}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "unknown domain 'zz'"));
+    CHECK_EQ_INT(call(d, "{\"domains\": [\"a\", \"b\"], \"base\": {\"tokens\": {\"a\": 1e6}, \"metric\": 20}, \"runs\": []}", &r,
+                      &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "no entry for domain 'b'"));
+    CHECK_EQ_INT(call(d, "{\"domains\": [\"a\", \"a\"]}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "twice"));
+    CHECK_EQ_INT(call(d, "[1, 2", &r, &e), SM_ERR_ARG);
+    CHECK_EQ_INT(call(d, "{\"domains\": [\"a\"], \"base\": {\"tokens\": {\"a\": 1e6}, \"metric\": -3}, \"runs\": []}", &r, &e),
+                 SM_ERR_ARG);
+    CHECK(strstr(e.msg, "positive"));
+    double factors[2] = {0.2, 3.0};
+    char *params = fit_params(factors, 2, "{\"budget\": 1000}");
+    CHECK_EQ_INT(call(d, params, &r, &e), SM_ERR_ARG);
+    free(params);
+    CHECK(strstr(e.msg, "below the lower bound"));
+}
+
+/* DDO optima of loss = sum beta_i N_i^-gamma_i at lambda1 q^k */
+static const double BETA[3] = {3.0, 1.5, 0.8}, GAMMA[3] = {0.3, 0.5, 0.15};
+static void model_opt(double lambda, double *n) {
+    for (int i = 0; i < 3; i++) n[i] = pow(BETA[i] * GAMMA[i] / lambda, 1 / (GAMMA[i] + 1));
+}
+static json_t *tok_obj(const double *n) {
+    return json_pack("{s:f,s:f,s:f}", DOMS[0], n[0], DOMS[1], n[1], DOMS[2], n[2]);
+}
+static char *ex_params(const double *n1, const double *n2, const char *extra, const double *actual) {
+    json_t *p = json_object();
+    json_object_set_new(p, "from", json_pack("[{s:f,s:o},{s:f,s:o}]", "budget", n1[0] + n1[1] + n1[2], "tokens", tok_obj(n1),
+                                             "budget", n2[0] + n2[1] + n2[2], "tokens", tok_obj(n2)));
+    if (actual) json_object_set_new(p, "actual", json_pack("{s:o}", "tokens", tok_obj(actual)));
+    if (extra) {
+        json_t *x = json_loads(extra, 0, NULL);
+        json_object_update(p, x);
+        json_decref(x);
+    }
+    char *s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(p);
+    return s;
+}
+
+TEST(extrapolate_steps_budget_and_validation) {
+    const sm_plugin_desc *d = load("extrapolate");
+    double n1[3], n2[3], n3[3], nh[3];
+    model_opt(1e-7, n1);
+    model_opt(2.5e-8, n2);
+    model_opt(2.5e-8 / 4, n3);
+    model_opt(1e-7 / 2, nh); /* t = 1/2 */
+    json_t *r;
+    sm_error e;
+    char *p = ex_params(n1, n2, "{\"steps\": 1, \"budget\": null}", NULL);
+    CHECK_MSG(call(d, p, &r, &e) == 0, "%s", e.msg);
+    free(p);
+    double b3 = n3[0] + n3[1] + n3[2];
+    for (int i = 0; i < 3; i++) CHECK_NEAR(num(r, "tokens", DOMS[i]) / n3[i], 1, 1e-13);
+    CHECK_NEAR(num(r, "budget", NULL) / b3, 1, 1e-13);
+    CHECK_NEAR(num(r, "t", NULL), 2, 0);
+    CHECK(json_is_null(json_object_get(r, "validation")));
+    CHECK_EQ_INT(H.nmix, 1);
+    CHECK_EQ_STR(H.mix_method[0], "autoscale");
+    json_decref(r);
+    /* the continuous form at the same budget, and at an arbitrary one */
+    char extra[128];
+    snprintf(extra, sizeof extra, "{\"budget\": %.17g}", b3);
+    p = ex_params(n1, n2, extra, NULL);
+    CHECK_MSG(call(d, p, &r, &e) == 0, "%s", e.msg);
+    free(p);
+    CHECK_NEAR(num(r, "t", NULL), 2, 1e-12);
+    for (int i = 0; i < 3; i++) CHECK_NEAR(num(r, "tokens", DOMS[i]) / n3[i], 1, 1e-12);
+    json_decref(r);
+    p = ex_params(n1, n2, "{\"budget\": 123456789}", NULL);
+    CHECK_MSG(call(d, p, &r, &e) == 0, "%s", e.msg);
+    free(p);
+    double s = 0, ws = 0;
+    for (int i = 0; i < 3; i++) { s += num(r, "tokens", DOMS[i]); ws += num(r, "weights", DOMS[i]); }
+    CHECK_NEAR(s, 123456789, 1e-6);
+    CHECK_NEAR(ws, 1, 1e-14);
+    json_decref(r);
+    /* validation: the model's optimum at the geometric-mean budget is predicted exactly ... */
+    p = ex_params(n1, n2, NULL, nh);
+    CHECK_MSG(call(d, p, &r, &e) == 0, "%s", e.msg);
+    free(p);
+    json_t *v = json_object_get(r, "validation");
+    CHECK(json_is_object(v));
+    CHECK_NEAR(num(r, "t", NULL), 0.5, 1e-10);
+    CHECK(num(v, "l1", NULL) < 1e-12);
+    CHECK(num(v, "max_abs_weight_err", NULL) < 1e-12);
+    CHECK(H.nmetrics >= 2);
+    json_decref(r);
+    /* ... and a different actual optimum shows up as an error */
+    double off[3] = {nh[0] * 1.2, nh[1], nh[2] * 0.9};
+    p = ex_params(n1, n2, NULL, off);
+    CHECK_MSG(call(d, p, &r, &e) == 0, "%s", e.msg);
+    free(p);
+    v = json_object_get(r, "validation");
+    CHECK(num(v, "l1", NULL) > 1e-3);
+    CHECK_NEAR(num(v, "token_rel_err", "books"), num(r, "tokens", "books") / off[0] - 1, 1e-14);
+    CHECK_NEAR(num(v, "budget", NULL), off[0] + off[1] + off[2], 1e-6);
+    CHECK_NEAR(num(v, "weight_abs_err", "books") + num(v, "weight_abs_err", "code") + num(v, "weight_abs_err", "web"), 0,
+               1e-14);
+    json_decref(r);
+}
+
+TEST(extrapolate_param_errors) {
+    const sm_plugin_desc *d = load("extrapolate");
+    double n1[3], n2[3];
+    model_opt(1e-7, n1);
+    model_opt(2.5e-8, n2);
+    json_t *r;
+    sm_error e;
+    char *p = ex_params(n1, n2, "{\"steps\": 1, \"budget\": 1e9}", NULL);
+    CHECK_EQ_INT(call(d, p, &r, &e), SM_ERR_ARG);
+    free(p);
+    CHECK(strstr(e.msg, "not both"));
+    p = ex_params(n1, n2, NULL, NULL);
+    CHECK_EQ_INT(call(d, p, &r, &e), SM_ERR_ARG);
+    free(p);
+    CHECK(strstr(e.msg, "'budget'"));
+    p = ex_params(n2, n1, "{\"steps\": 1}", NULL);
+    CHECK_EQ_INT(call(d, p, &r, &e), SM_ERR_ARG);
+    free(p);
+    CHECK(strstr(e.msg, "smaller budget first"));
+    p = ex_params(n1, n2, "{\"steps\": 1.5}", NULL);
+    CHECK_EQ_INT(call(d, p, &r, &e), SM_ERR_ARG);
+    free(p);
+    CHECK_EQ_INT(call(d, "{\"from\": [{\"tokens\": {\"a\": 1, \"b\": 2}}, {\"tokens\": {\"a\": 2, \"c\": 3}}], \"steps\": 1}", &r,
+                      &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "domain 'b'"));
+    CHECK_EQ_INT(call(d, "{\"from\": [{\"tokens\": {\"a\": 1}}], \"steps\": 1}", &r, &e), SM_ERR_ARG);
+}
+
+TEST(compare_speedups) {
+    const sm_plugin_desc *d = load("compare");
+    const char *params =
+        "{\"curves\": {\"autoscale\": {\"steps\": [200, 400, 500, 600, 1000], \"values\": [35, 25, 22, 18, 15]},"
+        "             \"uniform\": {\"steps\": [250, 500, 750, 1000], \"values\": [40, 30, 24, 20]},"
+        "             \"strong\": {\"steps\": [500, 1000], \"values\": [20, 14]}},"
+        " \"target\": \"autoscale\", \"metric\": \"perplexity\"}";
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    CHECK_NEAR(num(r, "speedup", "uniform"), 0.45, 1e-15);
+    CHECK_NEAR(num(r, "steps_to_reach", "uniform"), 550, 1e-12);
+    CHECK(json_is_null(json_object_get(json_object_get(r, "speedup"), "strong")));
+    CHECK(json_is_null(json_object_get(json_object_get(r, "steps_to_reach"), "strong")));
+    CHECK_NEAR(num(r, "final", "strong"), 14, 0);
+    CHECK_NEAR(num(r, "final", "autoscale"), 15, 0);
+    CHECK_EQ_INT(H.nmetrics, 1);
+    CHECK_EQ_STR(H.metric_name[0], "speedup_vs_uniform");
+    CHECK_NEAR(H.metric_v[0], 0.45, 1e-15);
+    CHECK_EQ_INT(H.metric_step[0], 1000);
+    json_decref(r);
+    CHECK_EQ_INT(call(d, "{\"curves\": {\"a\": {\"steps\": [1], \"values\": [2]}, \"b\": {\"steps\": [1], \"values\": [2]}},"
+                         " \"target\": \"autoscale\"}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "no curve named 'autoscale'"));
+    CHECK_EQ_INT(call(d, "{\"curves\": {\"autoscale\": {\"steps\": [1, 2], \"values\": [2]}, \"b\": {\"steps\": [1], "
+                         "\"values\": [2]}}}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "2 steps but 1 values"));
+    CHECK_EQ_INT(call(d, "{\"curves\": {\"autoscale\": {\"steps\": [1], \"values\": [2]}}, \"metric\": \"accuracy\"}", &r, &e),
+                 SM_ERR_ARG);
+}
+
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static void check_plot(const char *params, const char *file, const char *const *must) {
+    const sm_plugin_desc *d = load("plot");
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    CHECK_EQ_STR(json_string_value(json_object_get(r, "file")), file);
+    CHECK_EQ_INT(strlen(json_string_value(json_object_get(r, "digest"))), 64);
+    CHECK_EQ_INT(H.ncommit, 1);
+    CHECK_EQ_STR(H.committed_kind, "plot");
+    CHECK_EQ_STR(H.committed_name, file);
+    char *svg = read_file(H.committed);
+    CHECK(svg);
+    const char *why = xml_check(svg, "svg");
+    CHECK_MSG(why == NULL, "%s is not well-formed: %s", file, why);
+    for (int i = 0; must[i]; i++) CHECK_MSG(strstr(svg, must[i]), "%s lacks %s", file, must[i]);
+    char hex[65];
+    sm_sha256_hex(svg, strlen(svg), hex);
+    CHECK_EQ_STR(hex, json_string_value(json_object_get(r, "digest")));
+    free(svg);
+    unlink(H.committed);
+    json_decref(r);
+}
+
+TEST(plot_fit_from_fit_result) {
+    /* the fit plugin's own result is the plot's data */
+    const sm_plugin_desc *f = load("fit");
+    double factors[2] = {0.2, 3.0};
+    char *params = fit_params(factors, 2, NULL);
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(f, params, &r, &e) == 0, "%s", e.msg);
+    free(params);
+    json_t *pp = json_pack("{s:s,s:s,s:o,s:s}", "kind", "fit", "title", "DDO fits", "data", r, "file", "fits.svg");
+    char *ps = json_dumps(pp, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(pp);
+    static const char *must[] = {"data-name=\"measured runs\"", "data-name=\"optimum\"", "books (b = ", "code (b = ",
+                                 "web (b = ", "DDO fits", "<polyline", NULL};
+    check_plot(ps, "fits.svg", must);
+    free(ps);
+}
+
+TEST(plot_weights_and_loss) {
+    static const char *mw[] = {"data-name=\"code\"", "data-name=\"web\"", "token budget (log scale)", "<polyline", NULL};
+    check_plot("{\"kind\": \"weights\", \"title\": null, \"file\": \"weights\", \"data\": {\"mixtures\": ["
+               "{\"budget\": 3e7, \"weights\": {\"code\": 0.3, \"web\": 0.7}},"
+               "{\"budget\": 1e7, \"weights\": {\"code\": 0.4, \"web\": 0.6}},"
+               "{\"budget\": 1e9, \"weights\": {\"code\": 0.2, \"web\": 0.8}, \"label\": \"autoscale\"}]}}",
+               "weights.svg", mw);
+    static const char *ml[] = {"data-name=\"autoscale\"", "data-name=\"uniform\"", "training tokens", NULL};
+    check_plot("{\"kind\": \"loss\", \"title\": \"Validation perplexity\", \"file\": null, \"data\": {\"curves\": {"
+               "\"autoscale\": {\"steps\": [0, 100, 200], \"values\": [60, 30, 22], \"tokens_per_step\": 8192},"
+               "\"uniform\": {\"steps\": [0, 100, 200], \"values\": [60, 33, 25], \"tokens_per_step\": 8192}}}}",
+               "loss.svg", ml);
+}
+
+TEST(plot_param_errors) {
+    const sm_plugin_desc *d = load("plot");
+    json_t *r;
+    sm_error e;
+    CHECK_EQ_INT(call(d, "{\"kind\": \"pie\", \"data\": {}}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "unknown kind"));
+    CHECK_EQ_INT(call(d, "{\"kind\": \"loss\", \"data\": {\"curves\": {\"a\": {\"steps\": [1], \"values\": [1]}}},"
+                         " \"file\": \"../evil.svg\"}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "plain file name"));
+    CHECK_EQ_INT(call(d, "{\"kind\": \"fit\", \"data\": {\"params\": {}}}", &r, &e), SM_ERR_ARG);
+    CHECK_EQ_INT(call(d, "{\"kind\": \"weights\", \"data\": {\"mixtures\": [{\"budget\": -1, \"weights\": {}}]}}", &r, &e),
+                 SM_ERR_ARG);
+    CHECK_EQ_INT(H.ncommit, 0);
+}
+
+int main(void) {
+    RUN(schemas_declare_the_contract);
+    RUN(fit_recovers_truth_and_optimum);
+    RUN(fit_least_squares_with_more_factors_and_budget);
+    RUN(fit_flags_bad_data);
+    RUN(fit_param_errors);
+    RUN(extrapolate_steps_budget_and_validation);
+    RUN(extrapolate_param_errors);
+    RUN(compare_speedups);
+    RUN(plot_fit_from_fit_result);
+    RUN(plot_weights_and_loss);
+    RUN(plot_param_errors);
+    host_reset(&H);
+    rmdir(H.outdir);
+    TEST_EXIT();
+}
