@@ -70,8 +70,17 @@ double sm_sched_now(void) {
 /* ---- database ---- */
 
 const char *sm_sched_workspace(void) {
+    /* absolute, so that children, the database server's user and log paths agree whatever their cwd */
+    static char ws[PATH_MAX];
     const char *h = getenv("SCALEMIX_HOME");
-    return h && *h ? h : ".scalemix";
+    char cwd[PATH_MAX - 16];
+    if (h && *h && h[0] == '/')
+        snprintf(ws, sizeof ws, "%s", h);
+    else if (getcwd(cwd, sizeof cwd))
+        snprintf(ws, sizeof ws, "%s/%s", cwd, h && *h ? h : ".scalemix");
+    else
+        snprintf(ws, sizeof ws, "%s", h && *h ? h : ".scalemix");
+    return ws;
 }
 
 PGconn *sm_sched_connect(const char *cli_dsn, char **dsn_out, sm_error *err) {
