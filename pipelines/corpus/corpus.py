@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corpus_io import CorpusError, clean, run_checked  # noqa: E402
+from corpus_io import CorpusError, cached_selection, clean, run_checked  # noqa: E402
 from corpus_sources import DOMAINS, NPM_PINS, all_debs, all_npms  # noqa: E402
 
 MB = 1000 * 1000
@@ -179,8 +180,19 @@ def groff_version():
 class Ctx:
     """What a source reader needs; picklable so that domains can be built in worker processes."""
 
-    def __init__(self, debs, npms, unpacked, jobs):
+    def __init__(self, debs, npms, unpacked, jobs, cache, digest):
         self.debs, self.npms, self.unpacked, self.jobs, self.groff = debs, npms, unpacked, jobs, GROFF
+        self.cache, self.digest = cache, digest
+
+    def select(self, pkg, name, produce):
+        """produce()'s (path, bytes) list, cached per package file, selection and script version."""
+        origin = os.path.basename(self.debs[pkg] if pkg in self.debs else self.npms[pkg])
+        stem = os.path.join(self.cache, "select", "%s--%s--" % (origin, name))
+        path = stem + self.digest[:16] + ".tar"
+        if not os.path.exists(path):
+            for old in glob.glob(glob.escape(stem) + "*.tar"):
+                os.remove(old)  # made by an older version of these scripts
+        return cached_selection(path, produce)
 
     def deb(self, pkg):
         return self.debs[pkg]
@@ -303,7 +315,10 @@ def write_manifest(out, stats, versions, groff):
 
 def build(args):
     t0 = time.time()
-    cap = int(float(args.cap_mb) * MB)
+    try:
+        cap = int(float(args.cap_mb) * MB)
+    except ValueError:
+        cap = -1
     if cap < 10000:
         raise CorpusError("arguments", "-", "CORPUS_CAP_MB=%s is too small (at least 0.01)" % args.cap_mb)
     out, cache = os.path.abspath(args.out), os.path.abspath(args.cache)
@@ -326,7 +341,7 @@ def build(args):
         work = os.path.join(out, ".partial")
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
-        ctx = Ctx(debs, npms, unpacked, args.jobs)
+        ctx = Ctx(debs, npms, unpacked, args.jobs, cache, inputs["scripts"])
         order = ["docs", "code", "tex", "books", "qa", "web", "encyclopedia", "legal"]  # slowest first
         results = {}
         with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as ex:

