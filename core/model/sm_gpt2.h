@@ -91,6 +91,12 @@ typedef int (*sm_train_callback)(void *ud, const sm_train_event *ev);
  * (the only randomness in training is the data order, which seed and position determine). */
 int sm_gpt2_train(sm_gpt2 *m, sm_loader *ld, const sm_train_opts *opts, sm_train_callback cb, void *ud, sm_error *err);
 
+/* One optimizer step on one batch outside a loader (zero gradients, forward, backward, clipping, AdamW as
+ * step sm_gpt2_step(m) + 1 with o's hyperparameters at learning rate lr). Fills loss and, when fwd_s is not
+ * NULL, the seconds the forward pass took. For benchmarks and callers that feed their own batches. */
+int sm_gpt2_step_batch(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, const sm_train_opts *o,
+                       double lr, float *loss, double *fwd_s, sm_error *err);
+
 /* Mean validation loss per loader domain over up to batches x B x T tokens of each domain's
  * validation shards (fewer when a shard is smaller). losses has ndomains entries. */
 int sm_gpt2_eval_domains(sm_gpt2 *m, sm_loader *ld, int B, int T, int batches, double *losses, sm_error *err);

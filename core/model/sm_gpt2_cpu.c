@@ -101,7 +101,7 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     b->maxB = max_B;
     b->maxT = max_T;
     b->threads = threads > 0 ? threads : omp_get_max_threads();
-    openblas_set_num_threads(b->threads);
+    openblas_set_num_threads(1);
     b->nparams = sm_gpt2_param_sizes(cfg, b->sizes);
     size_t o = 0;
     for (int i = 0; i < 16; i++) { b->off[i] = o; o += b->sizes[i]; }
@@ -160,6 +160,37 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
 }
 
 /* ---- kernels ---- */
+
+/* Row-major sgemm split across the OpenMP threads by blocks of C (along N, or along M when M is larger),
+ * each block one single-threaded OpenBLAS call. One thread pool (OpenMP) does all the work: OpenBLAS's
+ * own pthread pool would spin against OpenMP's between calls. Each output element is computed by one
+ * call with a fixed partition, so results are deterministic for a thread count. */
+static void gemm(int nt, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *Cm, int ldc) {
+    int byN = N >= M;
+    int D = byN ? N : M;
+    int parts = nt;
+    if (parts > 1 && D < 64 * parts) parts = D / 64 > 1 ? D / 64 : 1;
+#pragma omp parallel for num_threads(parts) schedule(static)
+    for (int t = 0; t < parts; t++) {
+        int d0 = (int)(((int64_t)D * t / parts) & ~15), d1 = t == parts - 1 ? D : (int)(((int64_t)D * (t + 1) / parts) & ~15);
+        if (d1 <= d0) continue;
+        const float *a = A, *b = B;
+        float *c;
+        int m = M, n = N;
+        if (byN) {
+            b = tb ? B + (size_t)d0 * ldb : B + d0;
+            c = Cm + d0;
+            n = d1 - d0;
+        } else {
+            a = ta ? A + d0 : A + (size_t)d0 * lda;
+            c = Cm + (size_t)d0 * ldc;
+            m = d1 - d0;
+        }
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, 1.0f, a, lda,
+                    b, ldb, beta, c, ldc);
+    }
+}
 
 static void layernorm_fwd(int nt, float *out, float *mean, float *rstd, const float *inp, const float *w,
                           const float *bias, size_t N, size_t C) {
@@ -230,17 +261,14 @@ static void matmul_fwd(int nt, float *out, const float *inp, const float *w, con
                 memcpy(o, bias, OC * sizeof(float));
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)IC, 1.0f, inp, (int)IC, w, (int)IC,
-                (bias || accumulate) ? 1.0f : 0.0f, out, (int)OC);
+    gemm(nt, 0, 1, (int)N, (int)OC, (int)IC, inp, (int)IC, w, (int)IC, (bias || accumulate) ? 1.0f : 0.0f, out, (int)OC);
 }
 
 /* dinp (= or +=) dout . w; dw += dout^T . inp; dbias += column sums of dout. */
 static void matmul_bwd(int nt, float *dinp, int dinp_accumulate, float *dw, float *dbias, const float *dout,
                        const float *inp, const float *w, size_t N, size_t IC, size_t OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)IC, (int)OC, 1.0f, dout, (int)OC, w, (int)IC,
-                dinp_accumulate ? 1.0f : 0.0f, dinp, (int)IC);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)IC, (int)N, 1.0f, dout, (int)OC, inp, (int)IC,
-                1.0f, dw, (int)IC);
+    gemm(nt, 0, 0, (int)N, (int)IC, (int)OC, dout, (int)OC, w, (int)IC, dinp_accumulate ? 1.0f : 0.0f, dinp, (int)IC);
+    gemm(nt, 1, 0, (int)OC, (int)IC, (int)N, dout, (int)OC, inp, (int)IC, 1.0f, dw, (int)IC);
     if (dbias) {
 #pragma omp parallel num_threads(nt)
         {
@@ -378,7 +406,7 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
     int rc = check_batch(b, inputs, targets, B, T, err);
     if (rc) return rc;
     int nt = b->threads;
-    openblas_set_num_threads(nt);
+    openblas_set_num_threads(1);
     size_t BT = (size_t)B * T, C = b->cfg.channels, L = b->cfg.num_layers, V = b->cfg.vocab_size;
     size_t NH = b->cfg.num_heads;
     size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
@@ -413,8 +441,7 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
     const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
     layernorm_fwd(nt, b->lnf, b->lnf_mean, b->lnf_rstd, last, PAR(14), PAR(15), BT, C);
     /* Logits over the first V rows of wte only: padded rows are never predicted. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)V, (int)C, 1.0f, b->lnf, (int)C, wte, (int)C,
-                0.0f, b->logits, (int)V);
+    gemm(nt, 0, 1, (int)BT, (int)V, (int)C, b->lnf, (int)C, wte, (int)C, 0.0f, b->logits, (int)V);
     if (!targets) return SM_OK;
     /* Softmax and cross-entropy fused: only the log-sum-exp is kept; backward rebuilds the softmax. */
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -439,7 +466,7 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     if (!b->have_targets)
         return sm_error_set(err, SM_ERR_ARG, "backward needs a preceding forward pass with targets");
     int nt = b->threads;
-    openblas_set_num_threads(nt);
+    openblas_set_num_threads(1);
     int B = b->B, T = b->T;
     size_t BT = (size_t)B * T, C = b->cfg.channels, L = b->cfg.num_layers, V = b->cfg.vocab_size;
     size_t NH = b->cfg.num_heads;
@@ -454,10 +481,8 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
         z[b->targets[i]] -= dscale;
     }
     float *wte = PAR(0);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)C, (int)BT, 1.0f, b->logits, (int)V, b->lnf,
-                (int)C, 1.0f, GRD(0), (int)C);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, (int)C, (int)V, 1.0f, b->logits, (int)V, wte,
-                (int)C, 0.0f, b->dmid, (int)C);
+    gemm(nt, 1, 0, (int)V, (int)C, (int)BT, b->logits, (int)V, b->lnf, (int)C, 1.0f, GRD(0), (int)C);
+    gemm(nt, 0, 0, (int)BT, (int)C, (int)V, b->logits, (int)V, wte, (int)C, 0.0f, b->dmid, (int)C);
     memset(b->dres, 0, BT * C * sizeof(float));
     const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
     layernorm_bwd(nt, b->dres, GRD(14), GRD(15), b->dmid, last, PAR(14), b->lnf_mean, b->lnf_rstd, BT, C);

@@ -178,6 +178,23 @@ int sm_gpt2_eval_domains(sm_gpt2 *m, sm_loader *ld, int B, int T, int batches, d
 
 /* ---- training ---- */
 
+int sm_gpt2_step_batch(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, const sm_train_opts *o,
+                       double lr, float *loss, double *fwd_s, sm_error *err) {
+    int rc = sm_gpt2_ensure_batch(m, B, T, err);
+    if (!rc) rc = m->ops->zero_grad(m->be, err);
+    double t0 = sm_monotonic();
+    if (!rc) rc = m->ops->forward(m->be, inputs, targets, B, T, loss, NULL, err);
+    if (fwd_s) *fwd_s = sm_monotonic() - t0;
+    if (!rc) rc = m->ops->backward(m->be, 1.0f, err);
+    double norm = 0.0;
+    if (!rc) rc = m->ops->grad_norm(m->be, &norm, err);
+    if (rc) return rc;
+    float mult = (o->grad_clip > 0 && norm > o->grad_clip) ? (float)(o->grad_clip / norm) : 1.0f;
+    rc = m->ops->adamw(m->be, (float)lr, o->beta1, o->beta2, o->eps, o->weight_decay, mult, (int)(m->step + 1), err);
+    if (!rc) m->step++;
+    return rc;
+}
+
 static int do_eval(sm_gpt2 *m, sm_loader *ld, const sm_train_opts *o, double *dl, sm_error *err) {
     if (o->eval_batches < 1) return SM_OK;
     return sm_gpt2_eval_domains(m, ld, o->B, o->T, o->eval_batches, dl, err);

@@ -31,9 +31,10 @@ int sm_shard_open(sm_shard *s, const char *path, sm_error *err) {
     if (h[0] == SM_SHARD_MAGIC && h[1] == SM_SHARD_VERSION) token_bytes = 2;
     else if (h[0] == SM_SHARD_MAGIC_U32 && h[1] == SM_SHARD_VERSION_U32) token_bytes = 4;
     else {
+        int32_t magic = h[0], version = h[1]; /* read before the unmap */
         munmap(map, (size_t)st.st_size);
         return sm_error_set(err, SM_ERR_FORMAT, "%s: not an llm.c token shard (magic %d version %d; want %d/%d or %d/%d)",
-                            path, h[0], h[1], SM_SHARD_MAGIC, SM_SHARD_VERSION, SM_SHARD_MAGIC_U32, SM_SHARD_VERSION_U32);
+                            path, magic, version, SM_SHARD_MAGIC, SM_SHARD_VERSION, SM_SHARD_MAGIC_U32, SM_SHARD_VERSION_U32);
     }
     uint64_t ntok = (uint32_t)h[2];
     uint64_t want = SM_SHARD_HEADER_BYTES + ntok * (uint64_t)token_bytes;
