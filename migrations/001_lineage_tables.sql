@@ -81,16 +81,19 @@ CREATE TABLE stage_io (
 );
 CREATE INDEX stage_io_artifact_idx ON stage_io (artifact_id, direction);
 
+-- The hot table. One index only, which serves both lookups by stage run and metric name and replays:
+-- an event always carries the same stage_run_id and name, so (stage_run_id, name, event_id) is unique
+-- exactly when event_id is.
 CREATE TABLE metrics (
-    event_id      text PRIMARY KEY,
+    event_id      text NOT NULL,
     stage_run_id  text NOT NULL,
     name          text NOT NULL,
     step          bigint,
     domain        text,
     value         double precision,
-    recorded_at   timestamptz
+    recorded_at   timestamptz,
+    PRIMARY KEY (stage_run_id, name, event_id)
 );
-CREATE INDEX metrics_stage_name_idx ON metrics (stage_run_id, name, domain, step);
 
 CREATE TABLE mixtures (
     event_id       text NOT NULL,

@@ -56,6 +56,9 @@ int sm_db_schema_version_supported(void);
 /* The highest version recorded in schema_migrations of dsn (0 if none). */
 int sm_db_schema_version(const char *dsn, int *version, sm_error *err);
 
+/* dsn re-rendered with any password masked, for messages and `scalemix db dsn`. */
+void sm_db_dsn_redact(const char *dsn, char *out, size_t n);
+
 /* Sink statistics for tests and benchmarks (the sink returned by sm_pg_sink_open). */
 typedef struct sm_pg_sink_stats {
     uint64_t emitted;    /* events accepted by emit */

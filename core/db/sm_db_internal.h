@@ -25,7 +25,5 @@ void sm_db_conninfo_add(char *buf, size_t n, const char *key, const char *value)
 /* Blocking connect with a timeout and application_name; NULL and err set on failure. The message never
  * contains the password. */
 PGconn *sm_db_connect(const char *dsn, const char *app, int timeout_s, sm_error *err);
-/* dsn with the password removed, for messages. */
-void sm_db_dsn_redact(const char *dsn, char *out, size_t n);
 
 #endif
