@@ -239,7 +239,8 @@ static int cmd_simple(int argc, char **argv) {
     sm_time_format_utc((int64_t)floor(sm_sched_now()), now);
     const char *v[2] = {name, now};
     const char *sql = !strcmp(argv[0], "pause")
-                          ? "UPDATE schedules SET paused = true, updated_at = now() WHERE name = $1 RETURNING schedule_id"
+                          ? "UPDATE schedules SET paused = true, updated_at = now() WHERE name = $1 AND $2::text IS NOT NULL "
+                            "RETURNING schedule_id"
                       : !strcmp(argv[0], "resume")
                           ? "UPDATE schedules SET paused = false, updated_at = now(), decided_through = "
                             "GREATEST(decided_through, $2::timestamptz) WHERE name = $1 RETURNING schedule_id"
