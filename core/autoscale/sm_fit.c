@@ -177,18 +177,51 @@ static int tri_solve(tri *t, double roots[4][3], int *steps) {
         if (log(l1) - log(l2) >= t->log_ratio) lo = mid; else hi = mid;
     }
     double s0 = hi;
-    /* h(s0+) = -D01 < 0 and h -> -D01 again as s grows: scan for sign changes, then bisect each */
-    enum { SCAN = 600 };
-    int nroots = 0;
-    double prev_s = s0, prev_h = -t->d01, b;
-    for (int k = 0; k <= SCAN && nroots < 4; k++) {
-        double d = t->w * pow(10.0, -12.0 + 20.0 * k / SCAN);
-        double s = s0 + d;
-        double h = tri_h(t, s, &b);
+    /* h(s0+) = -D01 < 0 and h -> -D01 again as s grows, with one hump in between: the roots are where
+     * the hump crosses zero. Scan for sign changes, and refine the hump's top so that two roots closer
+     * together than the scan's spacing (near tangency) are not missed. */
+    enum { SCAN = 200 };
+    double S[SCAN + 1], Hs[SCAN + 1], b;
+    int kmax = -1;
+    for (int k = 0; k <= SCAN; k++) {
+        S[k] = s0 + t->w * pow(10.0, -12.0 + 20.0 * k / SCAN);
+        Hs[k] = tri_h(t, S[k], &b);
         (*steps)++;
-        if (!isfinite(h)) continue;
-        if ((prev_h < 0) != (h < 0) || h == 0) {
-            double slo = prev_s, shi = s, hlo = prev_h;
+        if (isfinite(Hs[k]) && (kmax < 0 || Hs[k] > Hs[kmax])) kmax = k;
+    }
+    if (kmax < 0) return 0;
+    double brackets[8][2];
+    int nb = 0;
+    for (int k = 1; k <= SCAN && nb < 6; k++)
+        if (isfinite(Hs[k - 1]) && isfinite(Hs[k]) && ((Hs[k - 1] < 0) != (Hs[k] < 0))) {
+            brackets[nb][0] = S[k - 1];
+            brackets[nb][1] = S[k];
+            nb++;
+        }
+    /* golden-section search for the top of the hump around the best scan point */
+    double glo = S[kmax > 0 ? kmax - 1 : 0], ghi = S[kmax < SCAN ? kmax + 1 : SCAN];
+    const double gr = 0.6180339887498949;
+    double c1 = ghi - gr * (ghi - glo), c2 = glo + gr * (ghi - glo), bb;
+    double h1 = tri_h(t, c1, &bb), h2 = tri_h(t, c2, &bb);
+    for (int it = 0; it < 200 && !adjacent(glo, ghi) && c1 < c2; it++) {
+        if (h1 > h2 || !isfinite(h2)) { ghi = c2; c2 = c1; h2 = h1; c1 = ghi - gr * (ghi - glo); h1 = tri_h(t, c1, &bb); }
+        else { glo = c1; c1 = c2; h1 = h2; c2 = glo + gr * (ghi - glo); h2 = tri_h(t, c2, &bb); }
+        (*steps)++;
+    }
+    double smax = h1 > h2 ? c1 : c2, hmax = h1 > h2 ? h1 : h2;
+    double tangent = -1;
+    if (hmax > 0) {
+        double left = S[kmax > 0 ? kmax - 1 : 0], right = S[kmax < SCAN ? kmax + 1 : SCAN];
+        if (Hs[kmax > 0 ? kmax - 1 : 0] < 0 && smax > left) { brackets[nb][0] = left; brackets[nb][1] = smax; nb++; }
+        if (Hs[kmax < SCAN ? kmax + 1 : SCAN] < 0 && right > smax) { brackets[nb][0] = smax; brackets[nb][1] = right; nb++; }
+    } else if (hmax > -1e-13 * t->d01) {
+        tangent = smax; /* a double root: the hump just touches zero */
+    }
+    int nroots = 0;
+    for (int q = 0; q <= nb && nroots < 4; q++) {
+        double sr, br;
+        if (q < nb) {
+            double slo = brackets[q][0], shi = brackets[q][1], hlo = tri_h(t, slo, &br);
             for (int i = 0; i < 300 && !adjacent(slo, shi); i++) {
                 double mid = 0.5 * (slo + shi), bm;
                 double hm = tri_h(t, mid, &bm);
@@ -198,18 +231,24 @@ static int tri_solve(tri *t, double roots[4][3], int *steps) {
             }
             double bl, bh;
             double hl = tri_h(t, slo, &bl), hh = tri_h(t, shi, &bh);
-            double sr = fabs(hl) <= fabs(hh) ? slo : shi;
-            double br = fabs(hl) <= fabs(hh) ? bl : bh;
-            if (br > 0) {
-                double a = sr - t->x[0], c = 0;
-                for (int j = 0; j < 3; j++) c += t->y[j] - exp(-br * log(t->x[j] + a));
-                double *p = roots[nroots++];
-                p[0] = a; p[1] = br; p[2] = c / 3;
-                tri_polish(t, p);
-            }
+            sr = fabs(hl) <= fabs(hh) ? slo : shi;
+            br = fabs(hl) <= fabs(hh) ? bl : bh;
+        } else if (tangent > 0) {
+            sr = tangent;
+            tri_h(t, sr, &br);
+        } else {
+            break;
         }
-        prev_s = s;
-        prev_h = h;
+        if (!(br > 0)) continue;
+        int dup = 0;
+        for (int j = 0; j < nroots; j++)
+            if (fabs(roots[j][0] - (sr - t->x[0])) <= 1e-9 * (sr + fabs(t->x[0]))) dup = 1;
+        if (dup) continue;
+        double a = sr - t->x[0], c = 0;
+        for (int j = 0; j < 3; j++) c += t->y[j] - exp(-br * log(t->x[j] + a));
+        double *p = roots[nroots++];
+        p[0] = a; p[1] = br; p[2] = c / 3;
+        tri_polish(t, p);
     }
     /* order by exponent: the first is the slower-saturating curve */
     for (int i = 1; i < nroots; i++)
@@ -321,7 +360,7 @@ static int least_squares(const double *x, const double *y, size_t n, double p[3]
     }
     starts[ns][0] = log(bs); starts[ns][1] = bb; starts[ns][2] = bc; ns++;
     /* triples (i, j, k) spread over the sorted points */
-    size_t picks = n < 8 ? n : 8;
+    size_t picks = n < 4 ? n : 4;
     for (size_t i = 0; i < picks && ns < MAXSTART - 2; i++)
         for (size_t j = i + 1; j < picks && ns < MAXSTART - 2; j++)
             for (size_t k = j + 1; k < picks && ns < MAXSTART - 2; k++) {
@@ -345,6 +384,7 @@ static int least_squares(const double *x, const double *y, size_t n, double p[3]
         if (ls_run(&d, starts[i], q, &e, iters, &conv))
             return sm_error_set(err, SM_ERR_NOMEM, "fit: cannot allocate the GSL solver workspace");
         if (e < best_sse) { best_sse = e; memcpy(bq, q, sizeof bq); best_conv = conv; }
+        if (best_conv && best_sse <= 1e-30 * (double)n) break; /* an exact fit: no start can beat it */
     }
     *converged = best_conv;
     p[0] = exp(bq[0]) - xmin;

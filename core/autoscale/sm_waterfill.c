@@ -159,38 +159,64 @@ void sm_wf_project(const sm_wf_problem *p, const double *v, double *n_out) {
     }
 }
 
+static double dot(size_t m, const double *x, const double *y) {
+    double s = 0;
+    for (size_t i = 0; i < m; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* Spectral projected gradient (Birgin, Martinez and Raydan): Barzilai-Borwein steps projected onto the
+ * feasible set, with a nonmonotone line search along the projected direction. A fixed 1/Lipschitz step is
+ * hopeless here: the curvature near the bound can exceed the curvature at the optimum by many orders. */
 int sm_wf_solve_pgd(const sm_wf_problem *p, double *n_out, int max_iter, double tol, int *iters, sm_error *err) {
     int rc = sm_wf_check(p, err);
     if (rc) return rc;
     size_t m = p->m;
-    double *v = malloc(m * sizeof *v), *q = malloc(m * sizeof *q);
-    if (!v || !q) { free(v); free(q); return sm_error_set(err, SM_ERR_NOMEM, "waterfill: out of memory"); }
-    /* A fixed step 1/Lip, with Lip the largest curvature b(b+1)(n+a)^(-b-2) on the feasible set (at n = L),
-     * guarantees descent without a line search, whose sufficient-decrease test breaks down in rounding
-     * noise near the optimum. */
-    double lip = 0, sb = 0;
-    for (size_t i = 0; i < m; i++) {
-        double c = fabs(p->b[i] * (p->b[i] + 1)) * exp((-p->b[i] - 2) * log(p->lower + p->a[i]));
-        if (c > lip) lip = c;
-        sb += p->base[i];
-    }
-    double t = lip > 0 ? 1 / lip : 1;
-    for (size_t i = 0; i < m; i++) n_out[i] = p->budget / sb;
+    enum { HIST = 10 };
+    double *buf = malloc(6 * m * sizeof *buf);
+    if (!buf) return sm_error_set(err, SM_ERR_NOMEM, "waterfill: out of memory");
+    double *g = buf, *v = buf + m, *d = buf + 2 * m, *nn = buf + 3 * m, *gn = buf + 4 * m, *tmp = buf + 5 * m;
+    double sb = 0;
+    for (size_t i = 0; i < m; i++) sb += p->base[i];
+    for (size_t i = 0; i < m; i++) v[i] = p->budget / sb;
+    sm_wf_project(p, v, n_out);
+    for (size_t i = 0; i < m; i++) g[i] = -gain(p->a[i], p->b[i], n_out[i]);
+    double f = sm_wf_objective(p, n_out), hist[HIST], alpha = 1;
+    for (int k = 0; k < HIST; k++) hist[k] = f;
     int it = 0;
     while (it < max_iter) {
-        for (size_t i = 0; i < m; i++) v[i] = n_out[i] + t * gain(p->a[i], p->b[i], n_out[i]);
-        sm_wf_project(p, v, q);
+        for (size_t i = 0; i < m; i++) v[i] = n_out[i] - alpha * g[i];
+        sm_wf_project(p, v, tmp);
+        for (size_t i = 0; i < m; i++) d[i] = tmp[i] - n_out[i];
+        double fref = hist[0];
+        for (int k = 1; k < HIST; k++) if (hist[k] > fref) fref = hist[k];
+        double gd = dot(m, g, d), lam = 1, fn = f;
+        for (int ls = 0; ls < 60; ls++) {
+            for (size_t i = 0; i < m; i++) nn[i] = n_out[i] + lam * d[i];
+            fn = sm_wf_objective(p, nn);
+            if (fn <= fref + 1e-4 * lam * gd) break;
+            lam *= 0.5;
+        }
         double move = 0;
         for (size_t i = 0; i < m; i++) {
-            double d = fabs(q[i] - n_out[i]);
-            if (d > move) move = d;
+            double s = nn[i] - n_out[i];
+            if (fabs(s) > move) move = fabs(s);
+            gn[i] = -gain(p->a[i], p->b[i], nn[i]);
+            tmp[i] = s;
+            d[i] = gn[i] - g[i];
         }
-        memcpy(n_out, q, m * sizeof *q);
+        double ss = dot(m, tmp, tmp), sy = dot(m, tmp, d);
+        alpha = sy > 0 ? ss / sy : 1e10;
+        if (alpha < 1e-30) alpha = 1e-30;
+        if (alpha > 1e30) alpha = 1e30;
+        memcpy(n_out, nn, m * sizeof *nn);
+        memcpy(g, gn, m * sizeof *gn);
+        f = fn;
+        hist[it % HIST] = f;
         it++;
         if (move <= tol) break;
     }
-    free(v);
-    free(q);
+    free(buf);
     if (iters) *iters = it;
     return SM_OK;
 }

@@ -36,7 +36,7 @@ double sm_wf_objective(const sm_wf_problem *p, const double *n);
 void sm_wf_kkt_check(const sm_wf_problem *p, const double *n, double lambda, sm_wf_kkt *out);
 /* Euclidean projection of v onto {sum n_i B_i = N, n_i >= L}: n_i = max(L, v_i - tau B_i). */
 void sm_wf_project(const sm_wf_problem *p, const double *v, double *n_out);
-/* Reference solver: projected gradient descent (fixed step 1/Lipschitz) from the uniform point, until a step
+/* Reference solver: spectral projected gradient descent from the uniform point, until a step
  * moves no coordinate by more than tol or after max_iter steps. Returns the steps taken via iters. */
 int sm_wf_solve_pgd(const sm_wf_problem *p, double *n_out, int max_iter, double tol, int *iters, sm_error *err);
 

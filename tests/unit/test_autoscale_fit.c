@@ -139,6 +139,37 @@ TEST(bad_input_errors) {
     CHECK_NEAR(r.b, 0.3, 1e-7);
 }
 
+static double rnd(unsigned long long *s) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+/* Many random truths: the three-point fit always interpolates, and the truth is one of the two
+ * interpolants; five points recover it. */
+TEST(random_truths_stress) {
+    unsigned long long seed = 12345;
+    int alt_hits = 0;
+    for (int t = 0; t < 300; t++) {
+        double a = -0.19 + 3.2 * rnd(&seed), b = 0.02 + 2.5 * rnd(&seed), c = -1 + 2 * rnd(&seed);
+        double y[5];
+        gen(X3, 3, a, b, c, y);
+        sm_fit_result r;
+        CHECK_EQ_INT(sm_fit_power_law(X3, y, 3, &r, NULL), 0);
+        CHECK_MSG(r.max_abs_resid <= 1e-10, "truth (%g, %g, %g): residual %g, flags %u", a, b, c, r.max_abs_resid, r.flags);
+        CHECK_MSG(r.flags == 0, "truth (%g, %g, %g): flags %u", a, b, c, r.flags);
+        int main_hit = fabs(r.a - a) < 1e-6 * (1 + fabs(a)) && fabs(r.b - b) < 1e-6 * (1 + b);
+        int alt_hit = r.has_alt && fabs(r.alt_a - a) < 1e-6 * (1 + fabs(a)) && fabs(r.alt_b - b) < 1e-6 * (1 + b);
+        CHECK_MSG(main_hit || alt_hit, "truth (%g, %g, %g) not among (%g, %g, %g) and alt (%g, %g, %g)", a, b, c, r.a, r.b,
+                  r.c, r.alt_a, r.alt_b, r.alt_c);
+        alt_hits += alt_hit && !main_hit;
+        gen(X5, 5, a, b, c, y);
+        CHECK_EQ_INT(sm_fit_power_law(X5, y, 5, &r, NULL), 0);
+        CHECK_MSG(fabs(r.a - a) < 1e-6 * (1 + fabs(a)) && fabs(r.b - b) < 1e-6 * (1 + b) && fabs(r.c - c) < 1e-6,
+                  "5 points, truth (%g, %g, %g): got (%g, %g, %g) rmse %g", a, b, c, r.a, r.b, r.c, r.rmse);
+    }
+    printf("  random truths: %d of 300 came back as the alternative interpolant\n", alt_hits);
+}
+
 int main(void) {
     RUN(three_points_exact_recovery);
     RUN(three_points_second_interpolant);
@@ -148,5 +179,6 @@ int main(void) {
     RUN(flags_non_monotone_and_exponent);
     RUN(flags_inexact_concave);
     RUN(bad_input_errors);
+    RUN(random_truths_stress);
     TEST_EXIT();
 }

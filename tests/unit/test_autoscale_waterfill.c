@@ -141,6 +141,45 @@ TEST(projection_is_feasible_and_idempotent) {
     for (int i = 0; i < 3; i++) CHECK_NEAR(q[i], q2[i], 1e-12);
 }
 
+static double rnd(unsigned long long *s) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+/* Random problems of 2 to 8 domains: exact and projected gradient agree, KKT holds. */
+TEST(random_problems_exact_vs_gradient) {
+    unsigned long long seed = 777;
+    int at_bound = 0;
+    double worst = 0;
+    for (int t = 0; t < 60; t++) {
+        size_t m = 2 + (size_t)(rnd(&seed) * 7);
+        double a[8], b[8], base[8], n[8], g[8], lam, total = 0;
+        for (size_t i = 0; i < m; i++) {
+            a[i] = -0.15 + 2 * rnd(&seed);
+            b[i] = 0.05 + 1.5 * rnd(&seed);
+            base[i] = 1e5 * (1 + 20 * rnd(&seed));
+            total += base[i];
+        }
+        sm_wf_problem p = {m, a, b, base, 0.2, total * (0.5 + 4 * rnd(&seed))};
+        sm_error e = {0};
+        CHECK_MSG(sm_wf_solve(&p, n, &lam, &e) == 0, "%s", e.msg);
+        sm_wf_kkt k;
+        sm_wf_kkt_check(&p, n, lam, &k);
+        CHECK_MSG(k.max_violation < 1e-11, "problem %d: KKT violation %g", t, k.max_violation);
+        int iters = 0;
+        CHECK_EQ_INT(sm_wf_solve_pgd(&p, g, 2000000, 1e-15, &iters, NULL), 0);
+        for (size_t i = 0; i < m; i++) {
+            worst = fmax(worst, fabs(n[i] - g[i]) / fmax(1, n[i]));
+            CHECK_MSG(fabs(n[i] - g[i]) <= 1e-10 * fmax(1, n[i]), "problem %d domain %zu: exact %.17g, gradient %.17g (%d steps)",
+                      t, i, n[i], g[i], iters);
+            at_bound += n[i] == 0.2;
+        }
+        CHECK(sm_wf_objective(&p, n) <= sm_wf_objective(&p, g) + 1e-14);
+    }
+    CHECK(at_bound > 0); /* the sample exercises the bound */
+    printf("  60 random problems: max |exact - gradient| / max(1, n) = %.3g\n", worst);
+}
+
 int main(void) {
     RUN(exact_vs_brute_force_simplex);
     RUN(exact_vs_projected_gradient);
@@ -148,5 +187,6 @@ int main(void) {
     RUN(nonpositive_exponent_stays_at_bound);
     RUN(infeasible_inputs_are_errors);
     RUN(projection_is_feasible_and_idempotent);
+    RUN(random_problems_exact_vs_gradient);
     TEST_EXIT();
 }
