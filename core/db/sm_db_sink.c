@@ -367,6 +367,12 @@ static void conn_lost(pg_sink *s, const char *why) {
     }
 }
 
+/* The server's goodbye on shutdown and other notices: the log, not libpq's default stderr print. */
+static void on_notice(void *arg, const char *msg) {
+    (void)arg;
+    sm_log(SM_LOG_DEBUG, "db sink: server says: %.*s", (int)strcspn(msg, "\n"), msg);
+}
+
 static void conn_start(pg_sink *s) {
     const char *keys[] = {"dbname", "application_name", NULL};
     const char *vals[] = {s->dsn, "scalemix-sink", NULL};
@@ -376,6 +382,7 @@ static void conn_start(pg_sink *s) {
         return;
     }
     PQsetnonblocking(s->conn, 1);
+    PQsetNoticeProcessor(s->conn, on_notice, NULL);
     s->state = CONN_CONNECTING;
     rtimer_arm(s, CONNECT_TIMEOUT_MS);
     /* libpq: after PQconnectStart, wait until the socket is writable, then call PQconnectPoll. */
