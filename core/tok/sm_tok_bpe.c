@@ -13,26 +13,22 @@
 #include <string.h>
 
 #define SM_TOK_MAX_PIECE (1u << 20)
-#define SHORT_WORD 96u        /* above this, the heap merger */
-#define CACHE_WORD 64u        /* words up to this length are cached */
-#define CACHE_SLOTS (1u << 16)
-#define CACHE_KEY_BYTES (4u << 20)
-#define CACHE_IDS (1u << 20)
+#define SHORT_WORD 96u /* above this, the heap merger */
+#define CACHE_WORD 16u  /* words up to this length ... */
+#define CACHE_IDS 7u    /* ... that become at most this many tokens are cached */
+#define CACHE_SLOTS (1u << 15)
 
+/* Direct-mapped cache of recent words: a slot is half a cache line and holds the word and its ids, so a
+ * hit costs one memory access; a collision simply replaces the older word. */
 typedef struct {
-    uint64_t hash;     /* 0 = empty */
-    uint32_t key_off, ids_off;
-    uint16_t key_len, nids;
+    uint64_t k0, k1; /* the word's bytes, zero-padded */
+    uint8_t len, nids; /* len 0 = empty */
+    uint16_t ids[CACHE_IDS];
 } cache_slot;
 
 struct sm_tok_enc {
     const sm_tok *t;
     cache_slot *slots;
-    uint32_t used;
-    uint8_t *keys;
-    uint32_t keys_len;
-    uint32_t *cids;
-    uint32_t cids_len;
     /* merge scratch, grown on demand and reused */
     uint32_t *sym, *nxt, *prv;
     int32_t *rank;
@@ -44,18 +40,15 @@ sm_tok_enc *sm_tok_enc_new(const sm_tok *t) {
     sm_tok_enc *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->t = t;
-    e->slots = calloc(CACHE_SLOTS, sizeof *e->slots);
-    e->keys = malloc(CACHE_KEY_BYTES);
-    e->cids = malloc(CACHE_IDS * sizeof *e->cids);
-    if (!e->slots || !e->keys || !e->cids) { sm_tok_enc_free(e); return NULL; }
+    e->slots = aligned_alloc(64, CACHE_SLOTS * sizeof *e->slots);
+    if (!e->slots) { sm_tok_enc_free(e); return NULL; }
+    memset(e->slots, 0, CACHE_SLOTS * sizeof *e->slots);
     return e;
 }
 
 void sm_tok_enc_free(sm_tok_enc *e) {
     if (!e) return;
     free(e->slots);
-    free(e->keys);
-    free(e->cids);
     free(e->sym);
     free(e->nxt);
     free(e->prv);
@@ -64,21 +57,12 @@ void sm_tok_enc_free(sm_tok_enc *e) {
     free(e);
 }
 
-static inline uint64_t word_hash(const uint8_t *p, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t v = 0;
-    memcpy(&v, p, n);
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
+static inline uint32_t cache_index(uint64_t k0, uint64_t k1, size_t n) {
+    uint64_t h = (k0 * 0x9E3779B97F4A7C15ull) ^ (k1 * 0xC2B2AE3D27D4EB4Full) ^ n;
     h ^= h >> 29;
-    return h | 1; /* never 0, the empty mark */
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+    return (uint32_t)h & (CACHE_SLOTS - 1);
 }
 
 static int ensure_out(sm_tok_ids *out, size_t more) {
@@ -241,20 +225,16 @@ static int encode_piece(sm_tok_enc *e, const uint8_t *w, size_t n, sm_tok_ids *o
         out->ids[out->n++] = t->byte_id[w[0]];
         return 0;
     }
-    uint64_t h = 0;
     cache_slot *slot = NULL;
+    uint64_t k[2] = {0, 0};
     if (n <= CACHE_WORD) {
-        h = word_hash(w, n);
-        uint32_t i = (uint32_t)h & (CACHE_SLOTS - 1);
-        for (;; i = (i + 1) & (CACHE_SLOTS - 1)) {
-            cache_slot *s = &e->slots[i];
-            if (!s->hash) { slot = s; break; }
-            if (s->hash == h && s->key_len == n && !memcmp(e->keys + s->key_off, w, n)) {
-                if (ensure_out(out, s->nids)) return -1;
-                memcpy(out->ids + out->n, e->cids + s->ids_off, s->nids * sizeof *out->ids);
-                out->n += s->nids;
-                return 0;
-            }
+        memcpy(k, w, n);
+        slot = &e->slots[cache_index(k[0], k[1], n)];
+        if (slot->len == n && slot->k0 == k[0] && slot->k1 == k[1]) {
+            if (ensure_out(out, slot->nids)) return -1;
+            for (unsigned i = 0; i < slot->nids; i++) out->ids[out->n + i] = slot->ids[i];
+            out->n += slot->nids;
+            return 0;
         }
     }
     if (ensure_scratch(e, n)) return -1;
@@ -263,24 +243,12 @@ static int encode_piece(sm_tok_enc *e, const uint8_t *w, size_t n, sm_tok_ids *o
     if (m < 0 || ensure_out(out, (size_t)m)) return -1;
     memcpy(out->ids + out->n, e->sym, (size_t)m * sizeof *out->ids);
     out->n += (size_t)m;
-    if (slot) {
-        if (e->used >= CACHE_SLOTS / 2 || e->keys_len + n > CACHE_KEY_BYTES || e->cids_len + (size_t)m > CACHE_IDS) {
-            /* Full: start over (cheaper than eviction; the common words come back within a page). */
-            memset(e->slots, 0, CACHE_SLOTS * sizeof *e->slots);
-            e->used = e->keys_len = e->cids_len = 0;
-            uint32_t i = (uint32_t)h & (CACHE_SLOTS - 1);
-            slot = &e->slots[i];
-        }
-        slot->hash = h;
-        slot->key_off = e->keys_len;
-        slot->key_len = (uint16_t)n;
-        slot->ids_off = e->cids_len;
-        slot->nids = (uint16_t)m;
-        memcpy(e->keys + e->keys_len, w, n);
-        e->keys_len += (uint32_t)n;
-        memcpy(e->cids + e->cids_len, e->sym, (size_t)m * sizeof *e->cids);
-        e->cids_len += (uint32_t)m;
-        e->used++;
+    if (slot && m <= (long)CACHE_IDS) {
+        slot->k0 = k[0];
+        slot->k1 = k[1];
+        slot->len = (uint8_t)n;
+        slot->nids = (uint8_t)m;
+        for (long i = 0; i < m; i++) slot->ids[i] = (uint16_t)e->sym[i];
     }
     return 0;
 }

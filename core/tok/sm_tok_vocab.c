@@ -29,11 +29,8 @@ static void byte_order(uint8_t order[256], uint16_t cp_of[256]) {
     for (int b = 0; b < 256; b++) if (!printable[b]) { order[n++] = (uint8_t)b; cp_of[b] = (uint16_t)(256 + extra++); }
 }
 
-static inline uint32_t pair_slot(uint64_t key, uint32_t mask) {
-    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 40) & mask;
-}
-
 int32_t sm_tok_merge_rank(const sm_tok *t, uint32_t a, uint32_t b) {
+    if (a >= SM_TOK_VOCAB_SIZE || b >= SM_TOK_VOCAB_SIZE) return -1;
     return sm_tok__rank(t, a, b);
 }
 
@@ -89,12 +86,11 @@ int sm_tok_load(sm_tok **out, const char *path, sm_error *err) {
     t->pool_cap = 1 << 20;
     t->pool = malloc(t->pool_cap);
     t->pair_mask = (1u << 17) - 1;
-    t->pair_key = malloc(sizeof *t->pair_key * (t->pair_mask + 1));
-    t->pair_rank = malloc(sizeof *t->pair_rank * (t->pair_mask + 1));
+    t->pairs = malloc(sizeof *t->pairs * (t->pair_mask + 1));
     bm.mask = (1u << 17) - 1;
     bm.slot = calloc(bm.mask + 1, sizeof *bm.slot);
-    if (!t->pool || !t->pair_key || !t->pair_rank || !bm.slot) { rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory loading %s", path); goto done; }
-    for (uint32_t i = 0; i <= t->pair_mask; i++) t->pair_key[i] = UINT64_MAX;
+    if (!t->pool || !t->pairs || !bm.slot) { rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory loading %s", path); goto done; }
+    for (uint32_t i = 0; i <= t->pair_mask; i++) t->pairs[i].key = UINT32_MAX;
 
     uint8_t order[256];
     uint16_t cp_of[256];
@@ -178,14 +174,14 @@ int sm_tok_load(sm_tok **out, const char *path, sm_error *err) {
             goto done;
         }
         bm.slot[pos] = id + 1;
-        uint64_t key = ((uint64_t)ids[0] << 32) | ids[1];
-        uint32_t s = pair_slot(key, t->pair_mask);
-        while (t->pair_key[s] != UINT64_MAX) {
-            if (t->pair_key[s] == key) { rc = sm_error_set(err, SM_ERR_FORMAT, "%s:%u: duplicate merge", path, lineno); goto done; }
+        uint32_t key = (ids[0] << 16) | ids[1];
+        uint32_t s = sm_tok__pair_slot(key, t->pair_mask);
+        while (t->pairs[s].key != UINT32_MAX) {
+            if (t->pairs[s].key == key) { rc = sm_error_set(err, SM_ERR_FORMAT, "%s:%u: duplicate merge", path, lineno); goto done; }
             s = (s + 1) & t->pair_mask;
         }
-        t->pair_key[s] = key;
-        t->pair_rank[s] = (int32_t)nmerge;
+        t->pairs[s].key = key;
+        t->pairs[s].rank = (int32_t)nmerge;
         nmerge++;
     }
     if (nmerge != MERGES) {
@@ -209,8 +205,7 @@ done:
 void sm_tok_free(sm_tok *t) {
     if (!t) return;
     free(t->pool);
-    free(t->pair_key);
-    free(t->pair_rank);
+    free(t->pairs);
     free(t);
 }
 
