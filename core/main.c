@@ -12,16 +12,6 @@ typedef struct command {
     const char *summary;
 } command;
 
-/* INTEGRATION: weak until every module's command has landed. */
-#pragma weak sm_cmd_encode
-#pragma weak sm_cmd_decode
-#pragma weak sm_cmd_eval
-#pragma weak sm_cmd_sql
-#pragma weak sm_cmd_history
-#pragma weak sm_cmd_db
-#pragma weak sm_cmd_schedule
-#pragma weak sm_cmd_daemon
-
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
@@ -98,10 +88,6 @@ int main(int argc, char **argv) {
     if (!c) {
         fprintf(stderr, "scalemix: unknown command '%s'\n\n", argv[1]);
         usage(stderr);
-        return 2;
-    }
-    if (!c->fn) {
-        fprintf(stderr, "scalemix: '%s' is not built into this binary yet\n", argv[1]);
         return 2;
     }
     return c->fn(argc - 1, argv + 1);

@@ -29,6 +29,11 @@ void sm_api_set_parallel(int n);
 void sm_api_log(int level, const char *msg);
 const char *sm_api_run_id(void);
 const char *sm_api_workspace(void);
+/* Usable CUDA devices (0 when the CUDA backend is not built or no GPU is present). */
+int sm_api_gpu_devices(void);
+/* Creates or updates a schedule (JSON spec, see core/sched/sm_sched.h) in this run's lineage database;
+ * 0 or a negative code with sm_api_error() set. */
+int sm_api_schedule_declare(const char *spec_json);
 /* The lineage database's connection string, or NULL when the run has none. */
 const char *sm_api_dsn(void);
 

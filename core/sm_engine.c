@@ -98,10 +98,6 @@ struct sm_engine {
 
 static const sm_host_api host_api;
 
-/* INTEGRATION: weak until the db module lands. */
-#pragma weak sm_db_resolve
-#pragma weak sm_pg_sink_open
-
 /* ---------- events ---------- */
 
 static void emit_event(sm_engine *e, json_t *ev) {
@@ -603,12 +599,7 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
             goto fail_loop;
         }
     }
-    if (!sm_db_resolve) {
-        if (!o->db || strcmp(o->db, "none")) {
-            rc = sm_error_set(err, SM_ERR_UNSUPPORTED, "this build has no database module; use --db none");
-            goto fail_loop;
-        }
-    } else if ((rc = sm_db_resolve(e->ws.root, o->db, &e->dsn, err)) != SM_OK) goto fail_loop;
+    if ((rc = sm_db_resolve(e->ws.root, o->db, &e->dsn, err)) != SM_OK) goto fail_loop;
     if (e->dsn && (rc = sm_pg_sink_open(&e->loop, e->dsn, e->ws.root, &e->sink, err)) != SM_OK) goto fail_loop;
     char host[256] = "";
     gethostname(host, sizeof host - 1);

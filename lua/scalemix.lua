@@ -26,6 +26,8 @@ void sm_api_log(int level, const char *msg);
 const char *sm_api_run_id(void);
 const char *sm_api_workspace(void);
 const char *sm_api_dsn(void);
+int sm_api_gpu_devices(void);
+int sm_api_schedule_declare(const char *spec_json);
 ]]
 local C = ffi.C
 
@@ -431,6 +433,17 @@ function M.dsn()
   return d ~= nil and ffi.string(d) or nil
 end
 function M.cancelled() return C.sm_api_cancelled() ~= 0 end
+function M.gpus() return C.sm_api_gpu_devices() end
+
+-- Declares (creates or updates by name) a recurring run in the lineage database; see `scalemix help schedule`.
+-- spec: { name, cron, tz, pipeline, params, overlap, catchup, catchup_window, when_changed, paused }.
+function M.schedule(spec)
+  if planning() then return end
+  if type(spec) ~= "table" or not spec.name or not spec.cron or not spec.pipeline then
+    user_error("sm.schedule needs a table with name, cron and pipeline")
+  end
+  if C.sm_api_schedule_declare(M.json_encode(spec, "schedule")) ~= 0 then user_error(ffi.string(C.sm_api_error())) end
+end
 
 -- Printed to stdout so that a pipeline's final report can be piped; nothing in plan mode.
 function M.print(...)

@@ -1,0 +1,206 @@
+-- scalemix.autoscale: the AutoScale stages as plain Lua functions taking option tables.
+-- Installed into the `scalemix` module (sm.tokenize, sm.ablate, sm.fit, sm.extrapolate, sm.train,
+-- sm.compare, sm.plot, sm.export, sm.schedule). Every function returns a plain table; the stage behind it
+-- is in .stage (its stage_run_id, reused flag, outputs).
+local A = {}
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy(v) end
+  return c
+end
+
+function A.install(sm)
+  local err = sm.error
+
+  local function need(opts, key, what)
+    if opts[key] == nil then err(string.format("%s needs '%s'", what, key)) end
+    return opts[key]
+  end
+
+  -- Stage options shared by every training run (ablate and train).
+  local TRAIN_KEYS = { "model", "batch", "lr", "weight_decay", "grad_clip", "seed", "eval_batches", "threads", "device" }
+  local function train_params(opts, extra)
+    local p = {}
+    for _, k in ipairs(TRAIN_KEYS) do p[k] = opts[k] end
+    for k, v in pairs(extra) do p[k] = v end
+    return p
+  end
+
+  ---------------------------------------------------------------------------------------------------
+  -- tokenize{ dir = "corpus" | domains = { name = path or sm.dir(...) }, val_fraction = 0.02, ... }
+  -- -> { domains = {names}, shards = {name -> artifact}, manifest = artifact, result = {...}, stage }
+  function sm.tokenize(opts)
+    opts = opts or {}
+    local doms = {}
+    if opts.domains then
+      for name, v in pairs(opts.domains) do doms[name] = type(v) == "string" and sm.dir(v) or v end
+    else
+      local dir = need(opts, "dir", "sm.tokenize")
+      local p = io.popen("ls -1 '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+      for name in p:lines() do
+        local f = io.open(dir .. "/" .. name .. "/.")
+        if f and not name:match("^%.") then doms[name] = sm.dir(dir .. "/" .. name) end
+        if f then f:close() end
+      end
+      p:close()
+      if next(doms) == nil then err(string.format("sm.tokenize: no domain folders under '%s' (run `make corpus`?)", dir)) end
+    end
+    local s = sm.stage("tokenize", {
+      val_fraction = opts.val_fraction, allow_special = opts.allow_special, on_bad_line = opts.on_bad_line,
+      max_doc_bytes = opts.max_doc_bytes, vocab = opts.vocab,
+    }, { domains = doms }, { name = opts.name or "tokenize" })
+    if s.planned then return { domains = sorted_keys(doms), shards = sm.PENDING, result = sm.PENDING, stage = s } end
+    local shards, manifest = {}, nil
+    for k, a in pairs(s.outputs) do
+      if k == "manifest" then manifest = a else shards[k] = a end
+    end
+    return { domains = sorted_keys(s.result.domains), shards = shards, manifest = manifest, result = s.result, stage = s }
+  end
+
+  ---------------------------------------------------------------------------------------------------
+  -- ablate{ corpus = tokenize(...), budget = N, base = weights (default uniform), factors = {0.2, 3},
+  --         domains = {...} (default all), model = {...}, batch, lr, seed, threads, device, ... }
+  -- The 2m+1 DDO runs, concurrently; returns the table sm.fit takes: { domains, budget, base = {tokens,
+  -- metric, val_ppl}, runs = { {domain, factor, metric, tokens, val_ppl}, ... } }.
+  function sm.ablate(opts)
+    local corpus = need(opts, "corpus", "sm.ablate")
+    local budget = need(opts, "budget", "sm.ablate")
+    local domains = opts.domains or corpus.domains
+    local factors = opts.factors or { 0.2, 3 }
+    local m = #domains
+    local base_tokens = {}
+    local wsum = 0
+    for _, d in ipairs(domains) do wsum = wsum + ((opts.base or {})[d] or (opts.base and 0 or 1)) end
+    for _, d in ipairs(domains) do
+      local w = opts.base and (opts.base[d] or 0) or 1
+      base_tokens[d] = budget * w / wsum
+    end
+    local label = opts.label or string.format("%.4g", budget)
+    local function run(name, tokens)
+      return sm.async("ablate", train_params(opts, { domains = domains, tokens = tokens }), corpus.shards,
+                      { name = "ddo/" .. label .. "/" .. name })
+    end
+    local futures = { run("base", base_tokens) }
+    local specs = {}
+    for _, d in ipairs(domains) do
+      for _, f in ipairs(factors) do
+        local t = copy(base_tokens)
+        t[d] = base_tokens[d] * f
+        futures[#futures + 1] = run(string.format("%s x%g", d, f), t)
+        specs[#specs + 1] = { domain = d, factor = f }
+      end
+    end
+    local done = sm.all(futures)
+    local base = done[1]
+    if base.planned then
+      return { domains = domains, budget = budget, base = sm.PENDING, runs = sm.PENDING, planned = true }
+    end
+    local out = {
+      domains = domains, budget = budget,
+      base = { tokens = base.result.tokens, metric = base.result.metric, val_ppl = base.result.val_ppl, stage_run_id = base.stage_run_id },
+      runs = {},
+    }
+    for i, spec in ipairs(specs) do
+      local r = done[i + 1]
+      -- x is measured from the tokens the loader really served (whole sequences), not the requested factor.
+      local x = r.result.tokens[spec.domain] / base.result.tokens[spec.domain]
+      out.runs[i] = { domain = spec.domain, factor = x, requested_factor = spec.factor, metric = r.result.metric,
+                      tokens = r.result.tokens, val_ppl = r.result.val_ppl, stage_run_id = r.stage_run_id }
+    end
+    return out
+  end
+
+  ---------------------------------------------------------------------------------------------------
+  -- fit{ domains, base = {tokens, metric}, runs = {{domain, factor, metric}}, lower, budget }
+  -- (or the output of sm.ablate) -> weights, tokens, budget, params[d] = {a, b, c}, rmse[d], flags[d], ...
+  function sm.fit(opts)
+    local runs = {}
+    if type(opts.runs) == "table" then
+      for i, r in ipairs(opts.runs) do runs[i] = { domain = r.domain, factor = r.factor, metric = r.metric } end
+    end
+    local base = opts.base
+    if type(base) == "table" and base ~= sm.PENDING then base = { tokens = base.tokens, metric = base.metric } end
+    local s = sm.stage("fit", { domains = opts.domains, base = base, runs = runs, lower = opts.lower, budget = opts.budget },
+                       nil, { name = opts.name or ("fit/" .. tostring(opts.budget or "base")) })
+    if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
+    local r = s.result
+    r.stage = s
+    return r
+  end
+
+  -- extrapolate{ from = { {budget, tokens}, {budget, tokens} } (fit results work), budget = N | steps = k,
+  --              actual = {tokens} (validation) } -> weights, tokens, budget, t, validation
+  function sm.extrapolate(opts)
+    local from = {}
+    for i, f in ipairs(need(opts, "from", "sm.extrapolate")) do from[i] = { budget = f.budget, tokens = f.tokens } end
+    local actual = opts.actual and { tokens = opts.actual.tokens } or nil
+    local s = sm.stage("extrapolate", { from = from, budget = opts.budget, steps = opts.steps, actual = actual }, nil,
+                       { name = opts.name or ("extrapolate/" .. tostring(opts.budget or opts.steps)) })
+    if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
+    local r = s.result
+    r.stage = s
+    return r
+  end
+
+  ---------------------------------------------------------------------------------------------------
+  -- train{ corpus, name, weights = {...} with budget = N | tokens = {...}, model, batch, lr, eval_every,
+  --        checkpoint_every, ... } -> result (val_ppl, metric, curve = {steps, ppl}, ...), model artifact
+  function sm.train(opts)
+    local corpus = need(opts, "corpus", "sm.train")
+    local name = opts.name or "train"
+    local p = train_params(opts, { domains = opts.domains or corpus.domains, weights = opts.weights, tokens = opts.tokens,
+                                   budget = opts.budget, eval_every = opts.eval_every, checkpoint_every = opts.checkpoint_every })
+    local s = sm.stage("train", p, corpus.shards, { name = "train/" .. name })
+    if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
+    local r = s.result
+    r.stage, r.model, r.name = s, s.outputs.model, name
+    return r
+  end
+
+  -- compare{ runs = { name = train result, ... }, target = "autoscale" } -> speedup[baseline], ...
+  function sm.compare(opts)
+    local curves = {}
+    for name, r in pairs(need(opts, "runs", "sm.compare")) do
+      if r.planned then curves = sm.PENDING break end
+      curves[name] = { steps = r.curve.steps, values = r.curve.ppl, tokens_per_step = r.tokens_per_step }
+    end
+    local s = sm.stage("compare", { curves = curves, target = opts.target, metric = "perplexity" }, nil,
+                       { name = opts.name or "compare" })
+    if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
+    local r = s.result
+    r.stage = s
+    return r
+  end
+
+  -- plot{ kind = "fit"|"weights"|"loss", title, data, file } -> the SVG artifact
+  function sm.plot(opts)
+    local s = sm.stage("plot", { kind = opts.kind, title = opts.title, data = opts.data, file = opts.file }, nil,
+                       { name = "plot/" .. (opts.file or opts.kind) })
+    if s.planned then return sm.PENDING end
+    for _, a in pairs(s.outputs) do return a end
+  end
+
+  -- Copies an artifact out of the store to a path a person can open.
+  function sm.export(artifact, path)
+    if artifact == nil or artifact == sm.PENDING or sm.planning() then return nil end
+    local src = assert(io.open(artifact.path, "rb"))
+    local data = src:read("*a")
+    src:close()
+    local dst, e = io.open(path, "wb")
+    if not dst then err("cannot write " .. path .. ": " .. tostring(e)) end
+    dst:write(data)
+    dst:close()
+    return path
+  end
+end
+
+return A
