@@ -7,7 +7,7 @@ PKGS := libuv luajit libpq openblas libzstd zlib gsl libutf8proc jansson libcryp
 
 DEBIAN_PACKAGES := build-essential pkg-config libuv1-dev libluajit-5.1-dev luajit libpq-dev postgresql \
   postgresql-client libopenblas-dev libzstd-dev zlib1g-dev libgsl-dev libutf8proc-dev libjansson-dev \
-  libssl-dev lua-cjson python3 python3-numpy tzdata npm xz-utils ca-certificates
+  libssl-dev lua-cjson python3 python3-numpy tzdata xz-utils ca-certificates
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # GSL's reference CBLAS is dropped: OpenBLAS provides the cblas_* symbols GSL calls.
@@ -41,6 +41,7 @@ check-deps:
 
 deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
 	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
