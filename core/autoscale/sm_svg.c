@@ -250,10 +250,11 @@ static int ticks(const axis *ax, double *out, int cap) {
     if (ax->log) {
         int e0 = (int)floor(ax->lo), e1 = (int)ceil(ax->hi);
         int span = e1 - e0, stride = span > 8 ? (span + 7) / 8 : 1;
+        int fine_on = ax->hi - ax->lo <= 2.5; /* 2 and 5 between decades when few decades show */
         static const double fine[] = {1, 2, 5};
         for (int e = e0; e <= e1 && n < cap; e++) {
-            for (int f = 0; f < (span <= 2 ? 3 : 1) && n < cap; f++) {
-                if (span > 2 && (e - e0) % stride) continue;
+            for (int f = 0; f < (fine_on ? 3 : 1) && n < cap; f++) {
+                if (!fine_on && (e - e0) % stride) continue;
                 double v = fine[f] * pow(10, e), l = log10(v);
                 if (l >= ax->lo && l <= ax->hi) out[n++] = v;
             }
@@ -378,12 +379,22 @@ static void render_panel(buf *b, const panel *pn, int idx, double ox, double oy)
                     if (!usable(se->x[k], ax.log) || !usable(se->y[k], ay.log)) continue;
                     double px = SX(se->x[k]), py = SY(se->y[k]);
                     cnt += px >= cand[c][0] - 4 && px <= cand[c][0] + lw + 4 && py >= cand[c][1] - 4 && py <= cand[c][1] + lh + 4;
-                    /* a segment crossing the box counts through its midpoint */
+                    /* a segment crossing the box counts through points sampled along it */
                     if (k > 0 && (se->style & SM_SVG_LINE) && usable(se->x[k - 1], ax.log) && usable(se->y[k - 1], ay.log)) {
-                        double mx = 0.5 * (px + SX(se->x[k - 1])), my = 0.5 * (py + SY(se->y[k - 1]));
-                        cnt += mx >= cand[c][0] && mx <= cand[c][0] + lw && my >= cand[c][1] && my <= cand[c][1] + lh;
+                        double qx = SX(se->x[k - 1]), qy = SY(se->y[k - 1]);
+                        for (int f = 1; f < 16; f++) {
+                            double mx = qx + (px - qx) * f / 16.0, my = qy + (py - qy) * f / 16.0;
+                            cnt += mx >= cand[c][0] && mx <= cand[c][0] + lw && my >= cand[c][1] && my <= cand[c][1] + lh;
+                        }
                     }
                 }
+            }
+            /* vertical marker labels run down from the top of the plot */
+            for (size_t i = 0; i < pn->nvl; i++) {
+                if (!pn->vl[i].label || !usable(pn->vl[i].x, ax.log)) continue;
+                double px = SX(pn->vl[i].x), len = 6.0 * (double)strlen(pn->vl[i].label);
+                for (double py = y0; py <= y0 + len; py += 4)
+                    cnt += px >= cand[c][0] - 6 && px <= cand[c][0] + lw + 6 && py >= cand[c][1] && py <= cand[c][1] + lh;
             }
             if (cnt < bestn) { bestn = cnt; bestc = c; }
         }
