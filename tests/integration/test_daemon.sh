@@ -170,4 +170,20 @@ check_eq "the next daemon runs it (attempt 2)" "$(sql "SELECT state || ' ' || at
 stop_daemon $D
 check "daemons record their stop" sql_is "SELECT count(*) > 0 FROM schedule_daemons WHERE stopped_at IS NOT NULL" t
 
+# --- 8. the database goes away mid-run: the outcome is recorded once it is back ---
+setclock 2026-11-01T06:59:59Z
+"$SCHED" schedule add outage --cron "0 7 * * *" "$P" >/dev/null
+RUN_SLEEP_outage=2 start_daemon
+D=$DPID
+wait_until 10 grep -q '^start outage' "$RUNLOG"
+"$DBCLI" db stop >/dev/null 2>&1
+check "database stopped" bash -c "! psql '$DSN' -XAtc 'select 1' >/dev/null 2>&1"
+wait_until 10 grep -q '^end outage' "$RUNLOG"
+sleep 1
+"$DBCLI" db start >/dev/null 2>&1
+wait_until 20 sql_is "SELECT state FROM schedule_fires WHERE schedule = 'outage'" succeeded
+check_eq "a run that ended during the outage is recorded afterwards, once" "$(states outage) $(grep -c '^start outage' "$RUNLOG")" "07:00=succeeded 1"
+stop_daemon $D
+check_eq "the daemon survived the outage and stops cleanly" "$?" "0"
+
 finish
