@@ -115,9 +115,9 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     b->inputs = malloc(BT * sizeof(int32_t));
     b->targets = malloc(BT * sizeof(int32_t));
     if (!b->params || !b->grads || !b->m || !b->v || !b->arena || !b->inputs || !b->targets) {
+        double mib = (4.0 * b->nparams * 4 + nact * 4.0) / 1048576.0;
         cpu_destroy_internal(b);
-        return sm_error_set(err, SM_ERR_NOMEM, "out of memory: the CPU backend needs %.1f MiB",
-                            (4.0 * b->nparams * 4 + nact * 4.0) / 1048576.0);
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory: the CPU backend needs %.1f MiB", mib);
     }
     memcpy(b->params, params, b->nparams * sizeof(float));
     memset(b->grads, 0, b->nparams * sizeof(float));

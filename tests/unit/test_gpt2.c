@@ -1,7 +1,7 @@
 /* test_gpt2.c - the GPT-2 model library on the CPU: gradients against finite differences of an independent
  * double-precision forward pass, checkpoint loss against that forward and against numpy, overfitting,
  * bit-identical resume, checkpoint formats and their rejection of corrupt files. */
-#include "sm_test.h"
+#include "../sm_test.h"
 #include "model/sm_gpt2.h"
 #include "model/sm_shard.h"
 #include "sm_commands.h"

@@ -1,6 +1,6 @@
 /* test_loader.c - the mixture data loader: exact per-domain counts, determinism, sequential windows,
  * epochs, seek, validation reads, and rejection of bad shards and mixtures. */
-#include "sm_test.h"
+#include "../sm_test.h"
 #include "model/sm_loader.h"
 #include "model/sm_shard.h"
 

@@ -1,0 +1,3 @@
+# core/model/build.mk - the model module's make fragment.
+# The CPU backend's elementwise loops (LayerNorm, GELU, softmax, AdamW) benefit from -O3 vectorisation.
+$(BUILD)/obj/core/model/sm_gpt2_cpu.o: CFLAGS += -O3
