@@ -161,6 +161,10 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
 
 /* ---- kernels ---- */
 
+/* Threads for a loop over work elements: small loops run on one thread, where a fork/join would cost
+ * more than it saves (and stalls badly when the machine is oversubscribed). */
+static inline int thr(int nt, size_t work) { return work >= 32768 ? nt : 1; }
+
 /* Row-major sgemm split across the OpenMP threads by blocks of C (along N, or along M when M is larger),
  * each block one single-threaded OpenBLAS call. One thread pool (OpenMP) does all the work: OpenBLAS's
  * own pthread pool would spin against OpenMP's between calls. Each output element is computed by one
@@ -171,6 +175,7 @@ static void gemm(int nt, int ta, int tb, int M, int N, int K, const float *A, in
     int D = byN ? N : M;
     int parts = nt;
     if (parts > 1 && D < 64 * parts) parts = D / 64 > 1 ? D / 64 : 1;
+    if ((double)M * N * K < 1e6) parts = 1;
 #pragma omp parallel for num_threads(parts) schedule(static)
     for (int t = 0; t < parts; t++) {
         int d0 = (int)(((int64_t)D * t / parts) & ~15), d1 = t == parts - 1 ? D : (int)(((int64_t)D * (t + 1) / parts) & ~15);
@@ -194,7 +199,7 @@ static void gemm(int nt, int ta, int tb, int M, int N, int K, const float *A, in
 
 static void layernorm_fwd(int nt, float *out, float *mean, float *rstd, const float *inp, const float *w,
                           const float *bias, size_t N, size_t C) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, N * C)) schedule(static)
     for (size_t i = 0; i < N; i++) {
         const float *x = inp + i * C;
         float s = 0.0f;
@@ -213,7 +218,7 @@ static void layernorm_fwd(int nt, float *out, float *mean, float *rstd, const fl
 /* dinp += LN'(dout); dw += sum(dout * xhat); db += sum(dout). */
 static void layernorm_bwd(int nt, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                           const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, N * C)) schedule(static)
     for (size_t i = 0; i < N; i++) {
         const float *x = inp + i * C, *g = dout + i * C;
         float mu = mean[i], r = rstd[i];
@@ -232,7 +237,7 @@ static void layernorm_bwd(int nt, float *dinp, float *dw, float *db, const float
         }
     }
     /* Parameter gradients: each thread owns a range of channels and walks the rows in order. */
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(thr(nt, N * C))
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         size_t c0 = C * t / n, c1 = C * (t + 1) / n;
@@ -252,7 +257,7 @@ static void layernorm_bwd(int nt, float *dinp, float *dw, float *db, const float
 static void matmul_fwd(int nt, float *out, const float *inp, const float *w, const float *bias, size_t N, size_t IC,
                        size_t OC, int accumulate) {
     if (bias) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, N * OC)) schedule(static)
         for (size_t i = 0; i < N; i++) {
             float *o = out + i * OC;
             if (accumulate)
@@ -270,7 +275,7 @@ static void matmul_bwd(int nt, float *dinp, int dinp_accumulate, float *dw, floa
     gemm(nt, 0, 0, (int)N, (int)IC, (int)OC, dout, (int)OC, w, (int)IC, dinp_accumulate ? 1.0f : 0.0f, dinp, (int)IC);
     gemm(nt, 1, 0, (int)OC, (int)IC, (int)N, dout, (int)OC, inp, (int)IC, 1.0f, dw, (int)IC);
     if (dbias) {
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(thr(nt, N * OC))
         {
             int t = omp_get_thread_num(), n = omp_get_num_threads();
             size_t j0 = OC * t / n, j1 = OC * (t + 1) / n;
@@ -285,7 +290,7 @@ static void matmul_bwd(int nt, float *dinp, int dinp_accumulate, float *dw, floa
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
 static void gelu_fwd(int nt, float *out, const float *inp, size_t n) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, n)) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
@@ -294,7 +299,7 @@ static void gelu_fwd(int nt, float *out, const float *inp, size_t n) {
 
 /* d (in place: dgelu -> dpre) */
 static void gelu_bwd(int nt, float *d, const float *inp, size_t n) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, n)) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
@@ -309,7 +314,7 @@ static void attention_fwd(int nt, float *out, float *att, const float *qkv, int 
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     size_t C3 = (size_t)C * 3;
-#pragma omp parallel for collapse(3) num_threads(nt) schedule(static)
+#pragma omp parallel for collapse(3) num_threads(thr(nt, (size_t)B * T * T * C)) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
@@ -345,7 +350,7 @@ static void attention_bwd(int nt, float *dqkv, const float *dout, const float *q
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     size_t C3 = (size_t)C * 3;
-#pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(thr(nt, (size_t)B * T * T * C)) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             float datt[T];
@@ -416,7 +421,7 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
     b->T = T;
     b->have_targets = targets != NULL;
     const float *wte = PAR(0), *wpe = PAR(1);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, BT * C)) schedule(static)
     for (size_t i = 0; i < BT; i++) {
         const float *e = wte + (size_t)inputs[i] * C, *p = wpe + (i % T) * C;
         float *o = b->encoded + i * C;
@@ -444,7 +449,7 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
     gemm(nt, 0, 1, (int)BT, (int)V, (int)C, b->lnf, (int)C, wte, (int)C, 0.0f, b->logits, (int)V);
     if (!targets) return SM_OK;
     /* Softmax and cross-entropy fused: only the log-sum-exp is kept; backward rebuilds the softmax. */
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, BT * V)) schedule(static)
     for (size_t i = 0; i < BT; i++) {
         const float *z = b->logits + i * V;
         float mx = -INFINITY;
@@ -473,7 +478,7 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
     float dscale = grad_scale / (float)BT;
     /* dlogits in place: (softmax - onehot) * scale / BT */
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(thr(nt, BT * V)) schedule(static)
     for (size_t i = 0; i < BT; i++) {
         float *z = b->logits + i * V;
         float lse = b->lse[i];
@@ -510,7 +515,7 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     }
     /* Embeddings: threads own channel ranges, rows in order (deterministic, race free). */
     float *dwte = GRD(0), *dwpe = GRD(1);
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(thr(nt, BT * C))
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         size_t c0 = C * t / n, c1 = C * (t + 1) / n;
@@ -535,7 +540,7 @@ static int cpu_grad_norm(sm_gpt2_backend *b, double *norm, sm_error *err) {
     (void)err;
     double part[NCHUNK];
     size_t n = b->nparams;
-#pragma omp parallel for num_threads(b->threads) schedule(static)
+#pragma omp parallel for num_threads(thr(b->threads, b->nparams)) schedule(static)
     for (int k = 0; k < NCHUNK; k++) {
         size_t i0 = n * k / NCHUNK, i1 = n * (k + 1) / NCHUNK;
         double s = 0.0;
@@ -556,7 +561,7 @@ static int cpu_adamw(sm_gpt2_backend *b, float lr, float beta1, float beta2, flo
         float wd = decay_tensor[k] ? weight_decay : 0.0f;
         float *p = b->params + b->off[k], *g = b->grads + b->off[k], *m = b->m + b->off[k], *v = b->v + b->off[k];
         size_t n = b->sizes[k];
-#pragma omp parallel for num_threads(b->threads) schedule(static)
+#pragma omp parallel for num_threads(thr(b->threads, n)) schedule(static)
         for (size_t i = 0; i < n; i++) {
             float gr = g[i] * grad_mult;
             float mi = beta1 * m[i] + (1.0f - beta1) * gr;
