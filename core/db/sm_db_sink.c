@@ -2,10 +2,11 @@
  *
  * Path of an event: emit() serializes it and appends it to an in-memory journal buffer; a timer (or a
  * full buffer, or flush) hands the buffer to the thread pool, which writes and fdatasyncs it to
- * <ws>/journal/<uuid>.jsonl; only then is the event sendable. Sendable events go to the server in batches
- * as one parameterized statement, SELECT sm_ingest($1::jsonb), on a non-blocking libpq connection watched
- * by a uv_poll. When a batch commits, the journal offset it reached is written to <uuid>.acked. Nothing on
- * the loop thread waits for the disk or the server.
+ * <ws>/journal/<uuid>.jsonl; only then is the event sendable. Sendable events go to the server in batches,
+ * one transaction each, on a non-blocking libpq connection watched by a uv_poll: metric events (the bulk)
+ * as COPY rows into a session temp table, merged with INSERT ... ON CONFLICT DO NOTHING; every other event
+ * in one parameterized statement, SELECT sm_ingest($1::jsonb). When a batch commits, the journal offset it
+ * reached is written to <uuid>.acked. Nothing on the loop thread waits for the disk or the server.
  *
  * Outage: a connection error drops the connection, and a timer reconnects with capped exponential backoff;
  * unacknowledged events stay queued and are resent in order. A sink that dies leaves its journal behind;
@@ -39,8 +40,22 @@
 typedef struct pending {
     char *json;
     size_t len;
+    char *row; /* a metric event as a COPY text row (with newline), or NULL: it goes through sm_ingest */
+    size_t rowlen;
     uint64_t jend; /* journal byte offset just past this event's line */
 } pending;
+
+/* The steps of one batch, in order; a step with nothing to do is skipped. */
+enum { ST_IDLE, ST_SETUP, ST_BEGIN, ST_INGEST, ST_COPY, ST_MERGE, ST_COMMIT, ST_DONE, ST_ROLLBACK };
+
+#define SETUP_SQL                                                                                               \
+    "CREATE TEMP TABLE IF NOT EXISTS sm_metrics_in (event_id text, stage_run_id text, name text, step bigint,"  \
+    " domain text, value double precision, recorded_at timestamptz) ON COMMIT DELETE ROWS"
+#define COPY_SQL "COPY sm_metrics_in FROM STDIN"
+#define MERGE_SQL                                                                                               \
+    "INSERT INTO metrics (event_id, stage_run_id, name, step, domain, value, recorded_at)"                      \
+    " SELECT event_id, stage_run_id, name, step, domain, value, recorded_at FROM sm_metrics_in"                 \
+    " ON CONFLICT DO NOTHING"
 
 typedef struct waiter {
     uint64_t target;
@@ -82,12 +97,13 @@ typedef struct pg_sink {
     uv_poll_t *poll;
     uv_timer_t rtimer; /* reconnect backoff, connect timeout, statement watchdog */
     unsigned backoff_ms;
-    int busy, outage, ever_connected;
+    int busy, outage, ever_connected, temp_ready, step;
     uint64_t batch_end, isolate_until;
-    int batch_ok, batch_transient;
+    int batch_ok;
     char batch_err[512], batch_state[8];
-    char *bbuf;
-    size_t bcap;
+    char *bbuf, *cbuf; /* the batch's sm_ingest JSON array and its COPY rows */
+    size_t bcap, ccap, blen, clen;
+    size_t b_events, c_events;
 
     waiter *w;
     size_t nw, wcap;
@@ -229,18 +245,89 @@ static void jtimer_cb(uv_timer_t *t) {
     }
 }
 
-/* Queues one serialized event (no trailing newline); takes ownership of json. */
-static int enqueue(pg_sink *s, char *json, size_t len) {
+typedef struct strbuf {
+    char *b;
+    size_t n, cap;
+    int oom;
+} strbuf;
+
+static void sb_raw(strbuf *sb, const char *v, size_t l) {
+    if (sb->oom || grow((void **)&sb->b, &sb->cap, sb->n + l + 1, 1)) { sb->oom = 1; return; }
+    memcpy(sb->b + sb->n, v, l);
+    sb->n += l;
+    sb->b[sb->n] = 0;
+}
+
+/* v in COPY text format: backslash, tab, newline and carriage return escaped. */
+static void sb_copy_text(strbuf *sb, const char *v) {
+    for (const char *p = v; *p; p++) {
+        const char *e = *p == '\\' ? "\\\\" : *p == '\t' ? "\\t" : *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : NULL;
+        if (e) sb_raw(sb, e, 2);
+        else sb_raw(sb, p, 1);
+    }
+}
+
+static int opt_type(json_t *v, int ok) { return !v || json_is_null(v) || ok; }
+
+/* A metric event as a COPY row for sm_metrics_in, if every field has the expected JSON type; anything else
+ * (NULL) takes the sm_ingest path, which casts or refuses it like any other event. */
+static char *metric_row(json_t *ev, size_t *len) {
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    if (!type || strcmp(type, "metric")) return NULL;
+    json_t *eid = json_object_get(ev, "event_id"), *sr = json_object_get(ev, "stage_run_id"),
+           *name = json_object_get(ev, "name"), *step = json_object_get(ev, "step"),
+           *dom = json_object_get(ev, "domain"), *val = json_object_get(ev, "value"),
+           *at = json_object_get(ev, "recorded_at");
+    if (!json_is_string(eid) || !json_is_string(sr) || !json_is_string(name) ||
+        !opt_type(step, json_is_integer(step)) || !opt_type(dom, json_is_string(dom)) ||
+        !opt_type(val, json_is_number(val)) || !opt_type(at, json_is_string(at)))
+        return NULL;
+    strbuf sb = {0};
+    char num[64];
+    sb_copy_text(&sb, json_string_value(eid));
+    sb_raw(&sb, "\t", 1);
+    sb_copy_text(&sb, json_string_value(sr));
+    sb_raw(&sb, "\t", 1);
+    sb_copy_text(&sb, json_string_value(name));
+    sb_raw(&sb, "\t", 1);
+    if (json_is_integer(step)) {
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(step));
+        sb_raw(&sb, num, strlen(num));
+    } else {
+        sb_raw(&sb, "\\N", 2);
+    }
+    sb_raw(&sb, "\t", 1);
+    if (json_is_string(dom)) sb_copy_text(&sb, json_string_value(dom));
+    else sb_raw(&sb, "\\N", 2);
+    sb_raw(&sb, "\t", 1);
+    if (json_is_number(val)) {
+        snprintf(num, sizeof num, "%.17g", json_number_value(val));
+        sb_raw(&sb, num, strlen(num));
+    } else {
+        sb_raw(&sb, "\\N", 2);
+    }
+    sb_raw(&sb, "\t", 1);
+    if (json_is_string(at)) sb_copy_text(&sb, json_string_value(at));
+    else sb_raw(&sb, "\\N", 2);
+    sb_raw(&sb, "\n", 1);
+    if (sb.oom) { free(sb.b); return NULL; }
+    *len = sb.n;
+    return sb.b;
+}
+
+/* Queues one serialized event (no trailing newline) and its COPY row (or NULL); takes ownership of both. */
+static int enqueue(pg_sink *s, char *json, size_t len, char *row, size_t rowlen) {
     if (grow((void **)&s->q, &s->qcap, s->qoff + s->qn + 1, sizeof *s->q) ||
         grow((void **)&s->jbuf, &s->jcap, s->jlen + len + 1, 1)) {
         free(json);
+        free(row);
         return SM_ERR_NOMEM;
     }
     memcpy(s->jbuf + s->jlen, json, len);
     s->jbuf[s->jlen + len] = '\n';
     s->jlen += len + 1;
     s->jsize += len + 1;
-    s->q[s->qoff + s->qn++] = (pending){json, len, s->jsize};
+    s->q[s->qoff + s->qn++] = (pending){json, len, row, rowlen, s->jsize};
     s->n_emitted++;
     s->st.emitted = s->n_emitted;
     return SM_OK;
@@ -259,7 +346,9 @@ static void sink_emit(sm_sink *self, json_t *ev) {
         sm_log(SM_LOG_ERROR, "db sink: cannot serialize event %s", json_string_value(json_object_get(ev, "event_id")));
         return;
     }
-    if (enqueue(s, js, strlen(js)) != SM_OK) {
+    size_t rowlen = 0;
+    char *row = metric_row(ev, &rowlen);
+    if (enqueue(s, js, strlen(js), row, rowlen) != SM_OK) {
         sm_log(SM_LOG_ERROR, "db sink: out of memory; event dropped");
         return;
     }
@@ -360,6 +449,8 @@ static void conn_lost(pg_sink *s, const char *why) {
     s->state = CONN_DOWN;
     s->busy = 0;
     s->st.connected = 0;
+    s->temp_ready = 0;
+    s->step = ST_IDLE;
     if (!s->closing) {
         rtimer_arm(s, s->backoff_ms + (unsigned)(rand() % (s->backoff_ms / 4 + 1)));
         s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
@@ -374,8 +465,8 @@ static void on_notice(void *arg, const char *msg) {
 }
 
 static void conn_start(pg_sink *s) {
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {s->dsn, "scalemix-sink", NULL};
+    const char *keys[] = {"dbname", "application_name", "client_encoding", NULL};
+    const char *vals[] = {s->dsn, "scalemix-sink", "UTF8", NULL};
     s->conn = PQconnectStartParams(keys, vals, 1);
     if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD) {
         conn_lost(s, s->conn ? PQerrorMessage(s->conn) : "out of memory");
@@ -449,8 +540,10 @@ static void reject_event(pg_sink *s, const pending *p) {
     s->st.rejected++;
 }
 
+/* The batch's transaction ended: committed (batch_ok) or rolled back. */
 static void batch_done(pg_sink *s) {
     s->busy = 0;
+    s->step = ST_IDLE;
     uv_timer_stop(&s->rtimer);
     if (!s->batch_ok) {
         if (PQstatus(s->conn) == CONNECTION_BAD || !data_error(s->batch_state)) {
@@ -474,7 +567,10 @@ static void batch_done(pg_sink *s) {
     }
     uint64_t n = s->batch_end - s->n_acked;
     s->ack_off = s->q[s->qoff + n - 1].jend;
-    for (uint64_t i = 0; i < n; i++) free(s->q[s->qoff + i].json);
+    for (uint64_t i = 0; i < n; i++) {
+        free(s->q[s->qoff + i].json);
+        free(s->q[s->qoff + i].row);
+    }
     s->qoff += n;
     s->qn -= n;
     s->n_acked = s->batch_end;
@@ -491,6 +587,73 @@ static void batch_done(pg_sink *s) {
     ack_write(s);
     pump_send(s);
     check_waiters(s);
+}
+
+static void send_sql(pg_sink *s, const char *sql) {
+    if (!PQsendQuery(s->conn, sql)) {
+        conn_lost(s, NULL);
+        return;
+    }
+    flush_out(s);
+}
+
+/* Sends the batch's next step, skipping those with nothing to do; after COMMIT the batch is done. */
+static void step_next(pg_sink *s) {
+    for (;;) {
+        s->step++;
+        switch (s->step) {
+        case ST_SETUP:
+            if (s->temp_ready) continue;
+            send_sql(s, SETUP_SQL);
+            return;
+        case ST_BEGIN:
+            send_sql(s, "BEGIN");
+            return;
+        case ST_INGEST: {
+            if (!s->b_events) continue;
+            const char *vals[1] = {s->bbuf};
+            if (!PQsendQueryParams(s->conn, INGEST_SQL, 1, NULL, vals, NULL, NULL, 0)) {
+                conn_lost(s, NULL);
+                return;
+            }
+            flush_out(s);
+            return;
+        }
+        case ST_COPY:
+            if (!s->c_events) continue;
+            send_sql(s, COPY_SQL);
+            return;
+        case ST_MERGE:
+            if (!s->c_events) continue;
+            send_sql(s, MERGE_SQL);
+            return;
+        case ST_COMMIT:
+            send_sql(s, "COMMIT");
+            return;
+        default:
+            batch_done(s);
+            return;
+        }
+    }
+}
+
+/* All results of the current step are in. */
+static void step_complete(pg_sink *s) {
+    if (s->step == ST_ROLLBACK) {
+        batch_done(s);
+        return;
+    }
+    if (!s->batch_ok) {
+        if (PQstatus(s->conn) == CONNECTION_BAD || s->step == ST_SETUP) {
+            batch_done(s); /* not a data error, or the connection is gone: retried after reconnecting */
+            return;
+        }
+        s->step = ST_ROLLBACK;
+        send_sql(s, "ROLLBACK");
+        return;
+    }
+    if (s->step == ST_SETUP) s->temp_ready = 1;
+    step_next(s);
 }
 
 static void poll_cb(uv_poll_t *h, int status, int events) {
@@ -516,11 +679,22 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     while (s->busy && !PQisBusy(s->conn)) {
         PGresult *r = PQgetResult(s->conn);
         if (!r) {
-            batch_done(s);
+            step_complete(s);
             return;
         }
         ExecStatusType rs = PQresultStatus(r);
-        if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
+        if (rs == PGRES_COPY_IN) {
+            PQclear(r);
+            /* The rows are escaped COPY text (metric_row); queued whole: libpq grows its buffer. */
+            if (PQputCopyData(s->conn, s->cbuf, (int)s->clen) != 1 || PQputCopyEnd(s->conn, NULL) != 1) {
+                conn_lost(s, NULL);
+                return;
+            }
+            flush_out(s);
+            if (!s->conn) return;
+            continue;
+        }
+        if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK && s->batch_ok) {
             const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
             snprintf(s->batch_state, sizeof s->batch_state, "%s", st ? st : "");
             snprintf(s->batch_err, sizeof s->batch_err, "%s", PQresultErrorMessage(r));
@@ -540,38 +714,41 @@ static void pump_send(pg_sink *s) {
     if (s->closing || s->state != CONN_READY || s->busy || s->n_acked >= s->n_durable) return;
     uint64_t avail = s->n_durable - s->n_acked;
     size_t maxn = s->n_acked < s->isolate_until ? 1 : BATCH_MAX_EVENTS;
-    size_t n = 0, bytes = 2;
-    while (n < avail && n < maxn) {
-        size_t l = s->q[s->qoff + n].len + 1;
-        if (n && bytes + l > BATCH_MAX_BYTES) break;
-        bytes += l;
+    size_t n = 0, bytes = 0;
+    strbuf jb = {s->bbuf, 0, s->bcap, 0}, cb = {s->cbuf, 0, s->ccap, 0};
+    sb_raw(&jb, "[", 1);
+    s->b_events = s->c_events = 0;
+    while (n < avail && n < maxn && (n == 0 || bytes < BATCH_MAX_BYTES)) {
+        const pending *p = &s->q[s->qoff + n];
+        if (p->row) {
+            sb_raw(&cb, p->row, p->rowlen);
+            s->c_events++;
+            bytes += p->rowlen;
+        } else {
+            if (s->b_events++) sb_raw(&jb, ",", 1);
+            sb_raw(&jb, p->json, p->len);
+            bytes += p->len;
+        }
         n++;
     }
-    if (grow((void **)&s->bbuf, &s->bcap, bytes + 1, 1)) {
+    sb_raw(&jb, "]", 1);
+    s->bbuf = jb.b;
+    s->bcap = jb.cap;
+    s->blen = jb.n;
+    s->cbuf = cb.b;
+    s->ccap = cb.cap;
+    s->clen = cb.n;
+    if (jb.oom || cb.oom) {
         sm_log(SM_LOG_ERROR, "db sink: out of memory building a batch");
-        return;
-    }
-    size_t o = 0;
-    s->bbuf[o++] = '[';
-    for (size_t i = 0; i < n; i++) {
-        const pending *p = &s->q[s->qoff + i];
-        if (i) s->bbuf[o++] = ',';
-        memcpy(s->bbuf + o, p->json, p->len);
-        o += p->len;
-    }
-    s->bbuf[o++] = ']';
-    s->bbuf[o] = 0;
-    const char *vals[1] = {s->bbuf};
-    if (!PQsendQueryParams(s->conn, INGEST_SQL, 1, NULL, vals, NULL, NULL, 0)) {
-        conn_lost(s, NULL);
         return;
     }
     s->busy = 1;
     s->batch_ok = 1;
     s->batch_state[0] = s->batch_err[0] = 0;
     s->batch_end = s->n_acked + n;
+    s->step = ST_IDLE;
     rtimer_arm(s, STATEMENT_TIMEOUT_MS);
-    flush_out(s);
+    step_next(s);
 }
 
 /* ---- open / close ---- */
@@ -640,7 +817,9 @@ static int adopt_orphans(pg_sink *s, sm_error *err) {
                 if (!copy) { json_decref(v); rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory"); break; }
                 memcpy(copy, buf + a, l);
                 copy[l] = 0;
-                if (enqueue(s, copy, l)) { json_decref(v); rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory"); break; }
+                size_t rowlen = 0;
+                char *row = metric_row(v, &rowlen);
+                if (enqueue(s, copy, l, row, rowlen)) { json_decref(v); rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory"); break; }
                 taken++;
             } else if (l) {
                 bad++;
@@ -691,11 +870,15 @@ static void finalize(pg_sink *s) {
         close(s->jfd);
     }
     if (s->afd >= 0) close(s->afd);
-    for (size_t i = 0; i < s->qn; i++) free(s->q[s->qoff + i].json);
+    for (size_t i = 0; i < s->qn; i++) {
+        free(s->q[s->qoff + i].json);
+        free(s->q[s->qoff + i].row);
+    }
     free(s->q);
     free(s->jbuf);
     free(s->jw_data);
     free(s->bbuf);
+    free(s->cbuf);
     free(s->w);
     free(s->dsn);
     free(s);
@@ -756,7 +939,10 @@ int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_
     if (rc) {
         if (s->jfd >= 0) { close(s->jfd); unlink(s->jpath); }
         if (s->afd >= 0) { close(s->afd); unlink(s->apath); }
-        for (size_t i = 0; i < s->qn; i++) free(s->q[s->qoff + i].json);
+        for (size_t i = 0; i < s->qn; i++) {
+            free(s->q[s->qoff + i].json);
+            free(s->q[s->qoff + i].row);
+        }
         free(s->q);
         free(s->jbuf);
         free(s->dsn);

@@ -223,6 +223,7 @@ TEST(test_concurrent_migrators) {
     CHECK(p);
     PGconn *a = PQconnectdb(admin);
     CHECK(PQstatus(a) == CONNECTION_OK);
+    PQclear(PQexec(a, "SET client_min_messages = warning"));
     PQclear(PQexec(a, "DROP DATABASE IF EXISTS scalemix_conc"));
     PGresult *r = PQexec(a, "CREATE DATABASE scalemix_conc");
     CHECK_MSG(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
@@ -323,6 +324,10 @@ TEST(test_ingest_and_idempotent_replay) {
                                 "b", 0.3, "c", 2.0, "rmse", 0.01));
     ev_stage_end(&r, "sr-replay-1", "succeeded");
     ev_add(&r, "run_state", json_pack("{s:s,s:s}", "state", "finishing", "at", T));
+    /* Text that COPY must escape, and SQL that must stay data. */
+    ev_add(&r, "metric", json_pack("{s:s,s:s,s:i,s:s,s:f,s:s}", "stage_run_id", "sr-replay-1", "name",
+                                   "a\tb\\c\nd\r\u00e9'); DROP TABLE runs; --", "step", 7, "domain", "\\N",
+                                   "value", 1e-300, "recorded_at", T));
     ev_run_end(&r, "succeeded");
     long nev = (long)json_array_size(r.events);
     sm_pg_sink_stats s = send_events(&r.events, 1);
@@ -330,7 +335,9 @@ TEST(test_ingest_and_idempotent_replay) {
     CHECK_EQ_INT(s.committed, nev);
     const char *rid = r.run_id;
     CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1 AND status = 'succeeded'", rid), 1);
-    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-replay-1'", NULL), 50);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-replay-1'", NULL), 51);
+    const char *odd = "a\tb\\c\nd\r\u00e9'); DROP TABLE runs; --";
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE name = $1 AND domain = '\\N' AND value = 1e-300", odd), 1);
     CHECK_EQ_INT(q1("SELECT count(*) FROM mixtures WHERE stage_run_id = 'sr-replay-1'", NULL), 2);
     CHECK_EQ_INT(q1("SELECT count(*) FROM fits WHERE stage_run_id = 'sr-replay-1'", NULL), 1);
     CHECK_EQ_INT(q1("SELECT count(*) FROM stage_io WHERE stage_run_id = 'sr-replay-1'", NULL), 2);
@@ -351,7 +358,7 @@ TEST(test_ingest_and_idempotent_replay) {
     s = send_events(twice, 2);
     CHECK_EQ_INT(s.committed, 2 * nev);
     CHECK_EQ_INT(q1(fp_sql, rid), before);
-    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-replay-1'", NULL), 50);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-replay-1'", NULL), 51);
     json_decref(r.events);
 }
 
