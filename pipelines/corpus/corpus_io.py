@@ -78,6 +78,12 @@ def deb_files(deb, package, want, step="read"):
     try:
         yield from _tar_stream(p.stdout, want, step, package)
         complete = True
+    except CorpusError as e:
+        if p.poll() is None:
+            p.kill()
+        err = p.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        raise CorpusError(step, package, "%s is not a readable .deb (%s): delete it to fetch it again"
+                          % (deb, err[-1] if err else e.message))
     finally:
         _finish([p], step, package, complete)
 

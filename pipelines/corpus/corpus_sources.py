@@ -228,7 +228,7 @@ def _brown(ctx):
         for line in decode(data).split("\n"):
             toks = [t.rsplit("/", 1)[0] for t in line.split()]
             if toks:
-                s = " ".join(toks).replace("``", '"').replace("''", '"')
+                s = " ".join(toks).replace("`` ", '"').replace(" ''", '"').replace("``", '"').replace("''", '"')
                 s = _PUNCT_AFTER.sub(r"\1", _PUNCT_BEFORE.sub(r"\1", s))
                 sents.append(s)
         # Brown keeps no paragraph marks: five sentences to a paragraph keeps the text readable.

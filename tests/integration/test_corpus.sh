@@ -106,4 +106,36 @@ out=$(make -s --no-print-directory -C "$SM_ROOT" corpus CORPUS_DIR="$TMP_WS/bad"
 rc=$?
 [ $rc -ne 0 ] && [[ "$out" == *"CORPUS_CAP_MB=0 is too small"* ]] && pass "a zero cap is refused with a message" \
   || fail "zero cap refused" "rc=$rc: $out"
+
+# A package that cannot be had is named in the error; a damaged download is named with what to do.
+out=$(cd "$SM_ROOT/pipelines/corpus" && python3 -B - "$TMP_WS" 2>&1 <<'EOF'
+import sys
+import corpus
+from corpus_io import CorpusError, deb_files, tgz_files
+tmp = sys.argv[1]
+try:
+    corpus._apt_download(tmp, ["no-such-package-scalemix"])
+    print("no error for a missing package")
+except CorpusError as e:
+    print(e)
+open(tmp + "/bad.deb", "wb").write(b"!<arch>\ngarbage")
+try:
+    list(deb_files(tmp + "/bad.deb", "pari-doc", lambda p: True))
+    print("no error for a bad .deb")
+except CorpusError as e:
+    print(e)
+open(tmp + "/bad.tgz", "wb").write(b"garbage")
+try:
+    tgz_files(tmp + "/bad.tgz", "nlp-corpus", lambda p: True)
+    print("no error for a bad tarball")
+except CorpusError as e:
+    print(e)
+EOF
+)
+[[ "$out" == *"fetch [no-such-package-scalemix]: apt-get download failed"* ]] && pass "a missing Debian package is named" \
+  || fail "missing package named" "$out"
+[[ "$out" == *"read [pari-doc]: $TMP_WS/bad.deb is not a readable .deb"*"delete it"* ]] && pass "a damaged .deb is named" \
+  || fail "damaged .deb named" "$out"
+[[ "$out" == *"read [nlp-corpus]: bad npm tarball"* ]] && pass "a damaged npm tarball is named" \
+  || fail "damaged tarball named" "$out"
 finish
