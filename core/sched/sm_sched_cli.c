@@ -31,7 +31,7 @@ static const char *schedule_usage =
     "all = every missed one, oldest first; only within --catchup-window (default 1d). Resume skips the paused time.\n"
     "--when-changed PATH...: fire only if the sha256 of these files/trees changed since the last successful run\n"
     "(when the pipeline follows directly, the last path is taken as the pipeline).\n"
-    "Runs are `scalemix run PIPELINE --trigger schedule|backfill --schedule NAME --nominal-time T [--param k=v]`,\n"
+    "Runs are `scalemix run --trigger schedule|backfill --schedule NAME --nominal-time T [--param k=v] PIPELINE`,\n"
     "with the database in SCALEMIX_DB; logs go to $SCALEMIX_HOME/logs/sched/NAME/.\n";
 
 static const char *daemon_usage =

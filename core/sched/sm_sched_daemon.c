@@ -204,8 +204,7 @@ static void spawn_fire(sched_daemon *d, PGresult *r) {
     args[a++] = ppid;
     args[a++] = "--";
     args[a++] = (char *)(d->o.runner ? d->o.runner : d->exe);
-    args[a++] = "run";
-    args[a++] = (char *)pipeline;
+    args[a++] = "run"; /* options before the script: `scalemix run` stops option parsing at the script */
     args[a++] = "--trigger";
     args[a++] = (char *)trigger;
     args[a++] = "--schedule";
@@ -222,6 +221,7 @@ static void spawn_fire(sched_daemon *d, PGresult *r) {
         args[a++] = "--param";
         args[a++] = kv[k++];
     }
+    args[a++] = (char *)pipeline;
     args[a] = NULL;
 
     /* The database goes to the child by environment, not argv, so that a password never shows in ps. */

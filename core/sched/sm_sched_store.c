@@ -241,6 +241,8 @@ int sm_sched_spec_normalize(json_t *in, json_t **out, sm_error *err) {
         return sm_error_set(err, SM_ERR_ARG, "schedule '%s': catchup_window must be seconds or a duration", name);
     if (window < 0 || window > 3660.0 * 86400) return sm_error_set(err, SM_ERR_ARG, "catchup_window out of range");
     json_t *params = json_object_get(in, "params"), *np = json_object();
+    /* an empty Lua table may arrive as [] or {} whatever was meant */
+    if (json_is_array(params) && json_array_size(params) == 0) params = NULL;
     if (params && !json_is_object(params)) {
         json_decref(np);
         return sm_error_set(err, SM_ERR_ARG, "schedule '%s': params must be an object", name);
@@ -259,6 +261,7 @@ int sm_sched_spec_normalize(json_t *in, json_t **out, sm_error *err) {
         json_object_set_new(np, key, json_string(s));
     }
     json_t *wc = json_object_get(in, "when_changed"), *nwc = json_array();
+    if (json_is_object(wc) && json_object_size(wc) == 0) wc = NULL;
     if (wc && !json_is_array(wc)) {
         json_decref(np);
         json_decref(nwc);

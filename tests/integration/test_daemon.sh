@@ -18,7 +18,7 @@ wait_until 10 sql_is "SELECT state FROM schedule_fires WHERE schedule = 'dst'" s
 check_eq "skipped wall time fires at the end of the gap" "$(states dst 'YYYY-MM-DD"T"HH24:MI')" "2026-03-08T07:00=succeeded"
 check "runner got trigger, schedule, nominal time, database" grep -q -- "--trigger schedule --schedule dst --nominal-time 2026-03-08T07:00:00Z .*db=set" "$RUNLOG"
 check "runner got both params" bash -c "grep '^start dst' '$RUNLOG' | grep -q -- '--param budget=1e9' && grep '^start dst' '$RUNLOG' | grep -q -- '--param tag=x'"
-check "runner argv starts with run PIPELINE" grep -q -- "start dst 2026-03-08T07:00:00Z [0-9]* run $P " "$RUNLOG"
+check "runner argv is run OPTIONS... PIPELINE" grep -q -- "start dst 2026-03-08T07:00:00Z [0-9]* run --trigger .* $P db=set" "$RUNLOG"
 check_eq "exit code recorded" "$(sql "SELECT exit_code FROM schedule_fires WHERE schedule = 'dst'")" "0"
 check "run log file written" test -f "$SCALEMIX_HOME/logs/sched/dst/2026-03-08T07:00:00Z-a1.log"
 check "list shows the last outcome" bash -c "'$SCHED' schedule list | grep -q 'dst .*succeeded 2026-03-08T07:00:00Z exit 0'"
