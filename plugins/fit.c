@@ -18,7 +18,9 @@ static const char schema[] =
     "   \"doc\": \"perturbed runs [{domain, factor, metric}], factor = N_i / N_i^base of the perturbed domain\"},"
     " \"lower\": {\"type\": \"number\", \"default\": null,"
     "   \"doc\": \"lower bound on N_i / N_i^base; default the smallest factor (the fit is not trusted below it)\"},"
-    " \"budget\": {\"type\": \"number\", \"default\": null, \"doc\": \"token budget to allocate; default the base run's total\"}}";
+    " \"budget\": {\"type\": \"number\", \"default\": null, \"doc\": \"token budget to allocate; default the base run's total\"},"
+    " \"interpolant\": {\"type\": \"string\", \"default\": \"power\","
+    "   \"doc\": \"with 3 points two curves interpolate exactly: power (smaller exponent, default) or saturating\"}}";
 
 typedef struct dom {
     double *x, *y;
@@ -158,6 +160,13 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     if ((has = sm_asj_opt_number(k.params, "budget", STAGE, &budget, err)) < 0) { rc = has; goto out; }
     if (!(lower > 0)) { rc = sm_error_set(err, SM_ERR_ARG, STAGE ": 'lower' must be > 0 (got %g)", lower); goto out; }
     if (!(budget > 0)) { rc = sm_error_set(err, SM_ERR_ARG, STAGE ": 'budget' must be > 0 (got %g)", budget); goto out; }
+    const char *interp = json_string_value(json_object_get(k.params, "interpolant"));
+    if (!interp) interp = "power";
+    int saturating = !strcmp(interp, "saturating");
+    if (!saturating && strcmp(interp, "power")) {
+        rc = sm_error_set(err, SM_ERR_ARG, STAGE ": 'interpolant' must be \"power\" or \"saturating\" (got \"%s\")", interp);
+        goto out;
+    }
 
     for (size_t i = 0; i < m; i++) {
         if (api->cancelled && api->cancelled(h)) { rc = sm_error_set(err, SM_ERR_CANCELLED, STAGE ": cancelled"); goto out; }
@@ -165,6 +174,20 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         if ((rc = sm_fit_power_law(k.pts[i].x, k.pts[i].y, k.pts[i].n, fr, err))) {
             sm_error_wrap(err, STAGE ": domain '%s'", k.domains[i]);
             goto out;
+        }
+        if (saturating && fr->has_alt) {
+            /* both curves pass through the points; swap which one is used and which one is reported */
+            double t3[3] = {fr->a, fr->b, fr->c};
+            fr->a = fr->alt_a; fr->b = fr->alt_b; fr->c = fr->alt_c;
+            fr->alt_a = t3[0]; fr->alt_b = t3[1]; fr->alt_c = t3[2];
+            double sse = 0, mx = 0;
+            for (size_t q = 0; q < k.pts[i].n; q++) {
+                double r = sm_fit_eval(fr->a, fr->b, fr->c, k.pts[i].x[q]) - k.pts[i].y[q];
+                sse += r * r;
+                if (fabs(r) > mx) mx = fabs(r);
+            }
+            fr->rmse = sqrt(sse / (double)k.pts[i].n);
+            fr->max_abs_resid = mx;
         }
         k.a[i] = fr->a;
         k.b[i] = fr->b;
@@ -222,6 +245,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     json_object_set_new(res, "base_metric", sm_asj_num(base_metric));
     json_object_set_new(res, "budget", sm_asj_num(budget));
     json_object_set_new(res, "lower", sm_asj_num(lower));
+    json_object_set_new(res, "interpolant", json_string(interp));
     json_object_set_new(res, "lambda", sm_asj_num(lambda));
     json_object_set_new(res, "objective", sm_asj_num(sm_wf_objective(&prob, k.n)));
     json_object_set_new(res, "params", params);

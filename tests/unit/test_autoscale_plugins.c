@@ -165,17 +165,17 @@ static double num(json_t *o, const char *path1, const char *path2) {
 
 TEST(schemas_declare_the_contract) {
     static const char *names[] = {"fit", "extrapolate", "compare", "plot"};
-    static const char *params[][5] = {{"domains", "base", "runs", "lower", "budget"},
-                                      {"from", "budget", "steps", "actual", NULL},
-                                      {"curves", "target", "metric", NULL, NULL},
-                                      {"kind", "title", "data", "file", NULL}};
+    static const char *params[][6] = {{"domains", "base", "runs", "lower", "budget", "interpolant"},
+                                      {"from", "budget", "steps", "actual", NULL, NULL},
+                                      {"curves", "target", "metric", NULL, NULL, NULL},
+                                      {"kind", "title", "data", "file", NULL, NULL}};
     for (int i = 0; i < 4; i++) {
         const sm_plugin_desc *d = load(names[i]);
         json_error_t je;
         json_t *s = json_loads(d->params_schema, 0, &je);
         CHECK_MSG(json_is_object(s), "%s: schema is not a JSON object: %s", names[i], je.text);
         size_t n = 0;
-        for (int k = 0; k < 5 && params[i][k]; k++, n++) {
+        for (int k = 0; k < 6 && params[i][k]; k++, n++) {
             json_t *p = json_object_get(s, params[i][k]);
             CHECK_MSG(json_is_object(p) && json_is_string(json_object_get(p, "type")), "%s: no parameter %s", names[i],
                       params[i][k]);
@@ -263,6 +263,38 @@ TEST(fit_recovers_truth_and_optimum) {
     CHECK_EQ_STR(H.f64_name[0], "weights");
     CHECK_NEAR(H.f64[0][0], num(r, "weights", "books"), 1e-15);
     json_decref(r);
+}
+
+/* The other exact interpolant on request: it passes through the same points and is the one reported
+ * as the alternative by default. */
+TEST(fit_saturating_interpolant) {
+    const sm_plugin_desc *d = load("fit");
+    double factors[2] = {0.2, 3.0};
+    char *params = fit_params(factors, 2, NULL);
+    json_t *r1, *r2;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r1, &e) == 0, "%s", e.msg);
+    free(params);
+    params = fit_params(factors, 2, "{\"interpolant\": \"saturating\"}");
+    CHECK_MSG(call(d, params, &r2, &e) == 0, "%s", e.msg);
+    free(params);
+    CHECK_EQ_STR(json_string_value(json_object_get(r2, "interpolant")), "saturating");
+    for (int k = 0; k < 3; k++) {
+        json_t *alt1 = json_object_get(json_object_get(r1, "alternatives"), DOMS[k]);
+        json_t *p2 = json_object_get(json_object_get(r2, "params"), DOMS[k]);
+        CHECK(json_is_object(alt1));
+        CHECK_NEAR(num(p2, "b", NULL), num(alt1, "b", NULL), 1e-12);
+        CHECK(num(p2, "b", NULL) > num(json_object_get(r1, "params"), DOMS[k], "b"));
+        CHECK(num(r2, "max_residual", DOMS[k]) < 1e-10);
+    }
+    CHECK(num(r2, "kkt", "max_violation") < 1e-10);
+    CHECK(fabs(num(r2, "weights", "books") - num(r1, "weights", "books")) > 1e-6); /* a different curve, a different optimum */
+    json_decref(r1);
+    json_decref(r2);
+    CHECK_EQ_INT(call(d, "{\"domains\": [\"a\"], \"interpolant\": \"cubic\", \"base\": {\"tokens\": {\"a\": 1e6}, \"metric\": 20},"
+                         " \"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": 21}, {\"domain\": \"a\", \"factor\": 3, \"metric\": 19}]}",
+                      &r1, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "interpolant"));
 }
 
 TEST(fit_least_squares_with_more_factors_and_budget) {
@@ -570,6 +602,7 @@ TEST(plot_param_errors) {
 int main(void) {
     RUN(schemas_declare_the_contract);
     RUN(fit_recovers_truth_and_optimum);
+    RUN(fit_saturating_interpolant);
     RUN(fit_least_squares_with_more_factors_and_budget);
     RUN(fit_flags_bad_data);
     RUN(fit_param_errors);
