@@ -466,12 +466,12 @@ static sm_loader *open_loader(const char **train, const char **val, int nd) {
     return ld;
 }
 
-typedef struct { int n; double loss[512]; double lr[512]; int evals; double last_eval[4]; int cancel_at; } trace;
+typedef struct { int n; double loss[512]; double lr[512]; int evals; double last_eval[4]; int cancel_at, nd; } trace;
 
 static int record(void *ud, const sm_train_event *ev) {
     trace *t = ud;
     if (t->n < 512) { t->loss[t->n] = ev->train_loss; t->lr[t->n] = ev->lr; t->n++; }
-    if (ev->eval) { t->evals++; memcpy(t->last_eval, ev->domain_losses, 2 * sizeof(double)); }
+    if (ev->eval) { t->evals++; memcpy(t->last_eval, ev->domain_losses, (size_t)t->nd * sizeof(double)); }
     return t->cancel_at && ev->step == t->cancel_at;
 }
 
@@ -491,7 +491,7 @@ TEST(tiny_model_overfits_tiny_shard) {
     sm_train_opts_default(&to);
     to.B = 4; to.T = 16; to.steps = 120; to.lr = 1e-2f; to.eval_batches = 2;
     CHECK_MSG(sm_loader_set_tokens(ld, (double[]){120.0 * 4 * 16}, 4, 16, 1, &e) == 0, "%s", e.msg);
-    trace t = {0};
+    trace t = {.nd = 1};
     CHECK_MSG(sm_gpt2_train(m, ld, &to, record, &t, &e) == 0, "%s", e.msg);
     CHECK_EQ_INT(t.n, 120);
     CHECK_EQ_INT(sm_gpt2_step(m), 120);
@@ -530,6 +530,7 @@ static void run_training(const char *resume, int cancel_at, int steps, trace *t,
     to.eval_every = 4; to.eval_batches = 1; to.resume_path = resume; to.checkpoint_every = resume ? 5 : 0;
     CHECK(sm_loader_set_weights(ld, (double[]){0.3, 0.7}, 12.0 * 2 * 2 * 16, 2, 16, 99, &e) == 0);
     t->cancel_at = cancel_at;
+    t->nd = 2;
     *rc_out = sm_gpt2_train(m, ld, &to, record, t, &e);
     if (*rc_out && *rc_out != SM_ERR_CANCELLED) fprintf(stderr, "  train: %s\n", e.msg);
     CHECK(sm_gpt2_get_params(m, final_params, &e) == 0);
