@@ -107,10 +107,12 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     for (int i = 0; i < 16; i++) { b->off[i] = o; o += b->sizes[i]; }
     size_t nact = sm_gpt2_cpu_act_floats(cfg, max_B, max_T);
     size_t BT = (size_t)max_B * max_T;
+    /* calloc: the kernel hands out zero pages lazily, so creation does not touch 12 bytes per parameter
+     * while the caller still holds its own copy of the parameters (keeps peak memory near params x 16) */
     b->params = xalloc(b->nparams);
-    b->grads = xalloc(b->nparams);
-    b->m = xalloc(b->nparams);
-    b->v = xalloc(b->nparams);
+    b->grads = calloc(b->nparams, sizeof(float));
+    b->m = calloc(b->nparams, sizeof(float));
+    b->v = calloc(b->nparams, sizeof(float));
     b->arena = xalloc(nact);
     b->inputs = malloc(BT * sizeof(int32_t));
     b->targets = malloc(BT * sizeof(int32_t));
@@ -120,9 +122,6 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory: the CPU backend needs %.1f MiB", mib);
     }
     memcpy(b->params, params, b->nparams * sizeof(float));
-    memset(b->grads, 0, b->nparams * sizeof(float));
-    memset(b->m, 0, b->nparams * sizeof(float));
-    memset(b->v, 0, b->nparams * sizeof(float));
     size_t C = cfg->channels, L = cfg->num_layers, NH = cfg->num_heads, V = cfg->vocab_size;
     float *p = b->arena;
 #define TAKE(field, n) do { b->field = p; p += (n); } while (0)
