@@ -54,7 +54,7 @@ static int run_or_plan(int argc, char **argv, int plan) {
     sm_engine_opts o = {.plan = plan};
     int log_mode = SM_DISPLAY_AUTO, verbosity = 1, c;
     json_t *params = json_object();
-    optind = 1;
+    optind = 0; /* glibc: 0 fully resets getopt, which a caller may have used already (the daemon's child) */
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+hqv", longopts, NULL)) != -1) {
         switch (c) {

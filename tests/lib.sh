@@ -10,7 +10,7 @@ chmod 755 "$TMP_WS"
 export SCALEMIX_HOME="$TMP_WS/ws"
 _failures=0
 _cleanups=()
-on_exit() { for c in "${_cleanups[@]}"; do eval "$c" >/dev/null 2>&1; done; rm -rf "$TMP_WS"; }
+on_exit() { for c in "${_cleanups[@]}"; do eval "$c" >/dev/null 2>&1; done; [ -n "${SM_KEEP_TMP:-}" ] || rm -rf "$TMP_WS"; }
 trap on_exit EXIT
 # Runs cmd when the test ends (before the workspace is removed).
 at_exit() { _cleanups=("$1" "${_cleanups[@]}"); }
