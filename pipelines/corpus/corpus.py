@@ -22,6 +22,7 @@ from corpus_sources import DOMAINS, NPM_PINS, all_debs, all_npms  # noqa: E402
 
 MB = 1000 * 1000
 MIN_DOC_CHARS = 64  # shorter fragments (a stray heading, an empty mail) are not documents
+MAX_SKIPS = 32      # documents in a row too big for the rest of a source's share end that source
 GROFF = ["groff", "-k", "-t", "-man", "-Tutf8", "-P-cbou", "-rHY=0"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -209,7 +210,8 @@ class Ctx:
 
 def build_domain(domain, ctx, cap, outdir):
     """Writes outdir/<domain>/<source>.jsonl; each source gets an equal share of what is left of cap
-    (text bytes), documents in reader order, stopping before the first that does not fit."""
+    (text bytes), documents in reader order; one that does not fit is passed over, and the source ends
+    after MAX_SKIPS such documents in a row."""
     sources = dict(DOMAINS)[domain]
     os.makedirs(os.path.join(outdir, domain))
     seen, used, stats = set(), 0, []
@@ -217,7 +219,7 @@ def build_domain(domain, ctx, cap, outdir):
         t0 = time.time()
         budget = (cap - used) // (len(sources) - i)
         rel = "%s/%s.jsonl" % (domain, src.name)
-        h, nbytes, tbytes, ndocs, dups = hashlib.sha256(), 0, 0, 0, 0
+        h, nbytes, tbytes, ndocs, dups, skipped = hashlib.sha256(), 0, 0, 0, 0, 0
         gen = src.read(ctx)
         try:
             with open(os.path.join(outdir, rel), "wb") as f:
@@ -231,7 +233,11 @@ def build_domain(domain, ctx, cap, outdir):
                         dups += 1
                         continue
                     if tbytes + len(raw) > budget:
-                        break
+                        skipped += 1  # too big for what is left: smaller ones after it may still fit
+                        if skipped >= MAX_SKIPS or budget - tbytes < MIN_DOC_CHARS:
+                            break
+                        continue
+                    skipped = 0
                     seen.add(key)
                     line = (json.dumps({"text": raw.decode("utf-8")}, ensure_ascii=False) + "\n").encode("utf-8")
                     f.write(line)
@@ -346,14 +352,21 @@ def build(args):
         results = {}
         with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as ex:
             futs = {ex.submit(build_domain, d, ctx, cap, work): d for d in order}
-            for fut in concurrent.futures.as_completed(futs):
-                d = futs[fut]
-                results[d] = fut.result()  # a CorpusError in a worker is raised here
-                r = results[d]
-                log("%-12s %6.2f MB text  %6d documents  %s  (%.1f s)" % (
-                    d, sum(s["text_bytes"] for s in r) / MB, sum(s["documents"] for s in r),
-                    " ".join("%s:%.2f" % (s["file"].split("/")[1][:-6], s["text_bytes"] / MB) for s in r),
-                    sum(s["seconds"] for s in r)))
+            try:
+                for fut in concurrent.futures.as_completed(futs):
+                    d = futs[fut]
+                    results[d] = fut.result()  # a CorpusError in a worker is raised here
+                    r = results[d]
+                    log("%-12s %6.2f MB text  %6d documents  %s  (%.1f s)" % (
+                        d, sum(s["text_bytes"] for s in r) / MB, sum(s["documents"] for s in r),
+                        " ".join("%s:%.2f" % (s["file"].split("/")[1][:-6], s["text_bytes"] / MB) for s in r),
+                        sum(s["seconds"] for s in r)))
+            except BaseException:
+                for fut in futs:
+                    fut.cancel()  # domains not started yet are dropped; running ones finish
+                ex.shutdown(wait=True)
+                shutil.rmtree(work, ignore_errors=True)
+                raise
         stats = [s for d, _ in DOMAINS for s in results[d]]
         # Replace the previous corpus: the stamp goes first so that an interrupted swap is rebuilt.
         for p in (os.path.join(out, ".stamp"), os.path.join(out, "MANIFEST.tsv")):

@@ -238,7 +238,3 @@ def unescape(text):
 
 def is_binary(data):
     return b"\x00" in data
-
-
-def path_parts(path):
-    return path.split(os.sep)
