@@ -779,7 +779,7 @@ static int adopt_orphans(pg_sink *s, sm_error *err) {
         ents[ne++].t = (double)stt.st_mtim.tv_sec + stt.st_mtim.tv_nsec * 1e-9;
     }
     closedir(d);
-    qsort(ents, ne, sizeof *ents, cmp_mtime);
+    if (ne) qsort(ents, ne, sizeof *ents, cmp_mtime);
     int rc = SM_OK;
     for (size_t i = 0; i < ne && rc == SM_OK; i++) {
         char jp[PATH_MAX + 300], ap[PATH_MAX + 300];

@@ -99,9 +99,10 @@ check_eq "readme: mixture by budget" "$(sql "SELECT m.budget_tokens, m.domain, m
   WHERE r.pipeline = 'autoscale' ORDER BY m.budget_tokens, m.weight DESC")" \
   "$(printf '1000000000 web 0.6\n1000000000 code 0.4\n10000000000 web 0.55\n10000000000 code 0.45')"
 # README query 3: the proxy runs behind a fit.
-check_eq "readme: proxy runs behind a fit" "$(sql "SELECT DISTINCT u.stage_run_id, u.stage FROM fits f
+check_eq "readme: proxy runs behind a fit" "$(sql "SELECT DISTINCT u.run_id, u.stage_run_id, u.stage FROM fits f
   CROSS JOIN LATERAL stage_upstream(f.stage_run_id) u
-  WHERE f.domain = 'web' AND u.stage = 'proxy_train' ORDER BY 1")" "$(printf 's-p1 proxy_train\ns-p2 proxy_train')"
+  WHERE f.stage_run_id = 's-fit' AND u.stage = 'proxy_train' ORDER BY 2")" \
+  "$(printf 'new-run s-p1 proxy_train\nnew-run s-p2 proxy_train')"
 # README query 4: the upstream of a trained model.
 check_eq "readme: upstream of a trained model" "$(sql "SELECT depth, kind, coalesce(stage, '-') FROM lineage_up('$(sha final-model)') ORDER BY depth, kind")" \
   "$(printf '0 model train\n1 mixture mixture\n1 shard tokenize\n2 corpus -\n2 fit fit\n3 model proxy_train\n3 model proxy_train')"
