@@ -239,6 +239,36 @@ TEST(white_space_matches_proplist) {
         CHECK_MSG((sm_tok_class_of(c) == SM_TOK_CLASS_SPACE) == ws[c], "U+%04X: White_Space %d", c, ws[c]);
 }
 
+/* And \p{L} / \p{N} must match the general categories of UnicodeData.txt (same package). */
+TEST(letter_number_match_unicodedata) {
+    FILE *f = fopen("/usr/share/unicode/UnicodeData.txt", "r");
+    if (!f) SKIP("/usr/share/unicode/UnicodeData.txt absent (Debian package unicode-data not installed)");
+    static char cat[0x110000];
+    char line[1024];
+    long first = -1;
+    while (fgets(line, sizeof line, f)) {
+        char *name = strchr(line, ';'), *gc = name ? strchr(name + 1, ';') : NULL;
+        if (!gc) continue;
+        long cp = strtol(line, NULL, 16);
+        char c = gc[1];
+        if (strstr(name, ", First>")) { first = cp; continue; }
+        if (strstr(name, ", Last>")) { for (long k = first; k <= cp; k++) cat[k] = c; continue; }
+        cat[cp] = c;
+    }
+    fclose(f);
+    int bad = 0;
+    for (int32_t c = 0; c < 0x110000; c++) {
+        int want = cat[c] == 'L' ? SM_TOK_CLASS_LETTER : cat[c] == 'N' ? SM_TOK_CLASS_NUMBER : -1;
+        int got = sm_tok_class_of(c);
+        if (got == SM_TOK_CLASS_SPACE) continue; /* checked against PropList above */
+        if ((want < 0 && got != SM_TOK_CLASS_OTHER) || (want >= 0 && got != want)) {
+            if (bad++ < 5) fprintf(stderr, "  U+%04X: category %c, class %d\n", c, cat[c] ? cat[c] : '-', got);
+        }
+    }
+    printf("  libutf8proc %s (Unicode %s)\n", utf8proc_version(), utf8proc_unicode_version());
+    CHECK_EQ_INT(bad, 0);
+}
+
 TEST(bad_vocab_rejected) {
     char path[] = "/tmp/sm-tok-vocab-XXXXXX";
     int fd = mkstemp(path);
@@ -329,6 +359,7 @@ int main(void) {
     RUN(special_token_only_when_allowed);
     RUN(white_space_class);
     RUN(white_space_matches_proplist);
+    RUN(letter_number_match_unicodedata);
     RUN(bad_vocab_rejected);
     RUN(cli_encode_decode);
     sm_tok_enc_free(enc);
