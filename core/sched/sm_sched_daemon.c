@@ -107,15 +107,15 @@ static void record_result(sched_daemon *d, slot *s) {
     }
     const char *state;
     char reason[256];
-    if (s->interrupt == INT_SHUTDOWN) {
+    if (s->exit_status == 0 && s->term_signal == 0) {
+        state = "succeeded"; /* it completed before the interrupt took effect */
+        reason[0] = 0;
+    } else if (s->interrupt == INT_SHUTDOWN) {
         state = "queued";
         snprintf(reason, sizeof reason, "interrupted by the shutdown of daemon %s; will run again", d->id);
     } else if (s->interrupt == INT_CANCEL) {
         state = "cancelled";
         snprintf(reason, sizeof reason, "cancelled by a newer fire (overlap=cancel-old)");
-    } else if (s->exit_status == 0 && s->term_signal == 0) {
-        state = "succeeded";
-        reason[0] = 0;
     } else {
         state = "failed";
         if (s->term_signal)
@@ -344,7 +344,6 @@ static void heartbeat(sched_daemon *d) {
         sm_log(SM_LOG_WARN, "renewing leases: %s", err.msg);
         return;
     }
-    d->last_hb = sm_monotonic();
     for (int i = 0; i < d->o.max_runs; i++) {
         slot *s = &d->slots[i];
         if (!s->used || s->exited) continue;
@@ -599,6 +598,7 @@ static void on_tick(uv_timer_t *t) {
             maybe_free(&d->slots[i]);
         }
         if (mnow - d->last_hb >= hb_every) {
+            d->last_hb = mnow; /* the attempt counts: a failing statement is retried at the heartbeat pace */
             heartbeat(d);
             rescue(d);
         }
