@@ -186,4 +186,23 @@ check_eq "a run that ended during the outage is recorded afterwards, once" "$(st
 stop_daemon $D
 check_eq "the daemon survived the outage and stops cleanly" "$?" "0"
 
+# --- 9. a stalled daemon (SIGSTOP past its lease) loses the fire to another; back, it stops its own run ---
+setclock 2026-12-01T06:59:59Z
+"$SCHED" schedule add stall --cron "0 7 * * *" "$P" >/dev/null
+RUN_SLEEP_stall=30 start_daemon
+A=$DPID
+wait_until 10 grep -q '^start stall' "$RUNLOG"
+kill -STOP $A
+RUN_SLEEP_stall=0.2 start_daemon
+B=$DPID
+wait_until 15 sql_is "SELECT state || ' ' || attempt FROM schedule_fires WHERE schedule = 'stall'" "succeeded 2"
+check_eq "another daemon took over the stalled daemon's fire" "$(sql "SELECT state || ' ' || attempt FROM schedule_fires WHERE schedule = 'stall'")" "succeeded 2"
+kill -CONT $A
+wait_until 10 grep -q '^int stall' "$RUNLOG"
+check "the stalled daemon, resumed, interrupted its superseded run" grep -q '^int stall' "$RUNLOG"
+sleep 1
+check_eq "and left the fire as the other daemon recorded it" "$(sql "SELECT state || ' ' || attempt FROM schedule_fires WHERE schedule = 'stall'")" "succeeded 2"
+stop_daemon $A
+stop_daemon $B
+
 finish
