@@ -18,7 +18,14 @@ int sm_db_resolve(const char *workspace, const char *cli_dsn, char **dsn_out, sm
 /* The PostgreSQL event sink: batches events and writes them over a non-blocking libpq connection driven
  * by loop (uv_poll on PQsocket); every event is first appended to <workspace>/journal (fsync'd in
  * batches) and replayed in order when the server is unreachable or restarts, keyed by event_id so that
- * nothing is written twice. */
+ * nothing is written twice.
+ * Loop use: the sink's handles keep the loop alive only while a flush() waits, so an idle sink never keeps
+ * uv_run from returning. flush(done) completes when everything emitted before it is in the database, or
+ * durably journaled while the database is unreachable. After close(), run the loop once more so that the
+ * sink's handles close and its memory is freed; events not yet in the database stay in the journal and
+ * the next sink opened on the workspace sends them. A journal left by a sink that died is taken over at
+ * open. Events are kept in memory until the database has them (an outage grows memory with the event
+ * rate). */
 int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_sink **out, sm_error *err);
 
 /* The workspace directory: $SCALEMIX_HOME if set, else ./.scalemix, made absolute (not created). */

