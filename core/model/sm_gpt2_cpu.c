@@ -27,6 +27,7 @@ struct sm_gpt2_backend {
     float *dres, *dbig, *dmid, *dqkv;
     int32_t *inputs, *targets;
     int B, T, have_targets;
+    int grads_zero; /* the gradient buffer is known to be all zero (AdamW clears it as it goes) */
 };
 
 static const int decay_tensor[16] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0};
@@ -122,6 +123,7 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory: the CPU backend needs %.1f MiB", mib);
     }
     memcpy(b->params, params, b->nparams * sizeof(float));
+    b->grads_zero = 1;
     size_t C = cfg->channels, L = cfg->num_layers, NH = cfg->num_heads, V = cfg->vocab_size;
     float *p = b->arena;
 #define TAKE(field, n) do { b->field = p; p += (n); } while (0)
@@ -168,8 +170,16 @@ static inline int thr(int nt, size_t work) { return work >= 32768 ? nt : 1; }
  * each block one single-threaded OpenBLAS call. One thread pool (OpenMP) does all the work: OpenBLAS's
  * own pthread pool would spin against OpenMP's between calls. Each output element is computed by one
  * call with a fixed partition, so results are deterministic for a thread count. */
+static double gemm_seconds, gemm_flops; /* totals for benchmarks (sm_gpt2_cpu_gemm_stats) */
+
+void sm_gpt2_cpu_gemm_stats(double *seconds, double *flops) {
+    *seconds = gemm_seconds;
+    *flops = gemm_flops;
+}
+
 static void gemm(int nt, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                  float beta, float *Cm, int ldc) {
+    double t0 = sm_monotonic();
     int byN = N >= M;
     int D = byN ? N : M;
     int parts = nt;
@@ -194,6 +204,8 @@ static void gemm(int nt, int ta, int tb, int M, int N, int K, const float *A, in
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, 1.0f, a, lda,
                     b, ldb, beta, c, ldc);
     }
+    gemm_seconds += sm_monotonic() - t0;
+    gemm_flops += 2.0 * M * N * K;
 }
 
 static void layernorm_fwd(int nt, float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -469,6 +481,7 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
 static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     if (!b->have_targets)
         return sm_error_set(err, SM_ERR_ARG, "backward needs a preceding forward pass with targets");
+    b->grads_zero = 0;
     int nt = b->threads;
     openblas_set_num_threads(1);
     int B = b->B, T = b->T;
@@ -529,7 +542,8 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
 
 static int cpu_zero_grad(sm_gpt2_backend *b, sm_error *err) {
     (void)err;
-    memset(b->grads, 0, b->nparams * sizeof(float));
+    if (!b->grads_zero) memset(b->grads, 0, b->nparams * sizeof(float));
+    b->grads_zero = 1;
     return SM_OK;
 }
 
@@ -569,8 +583,10 @@ static int cpu_adamw(sm_gpt2_backend *b, float lr, float beta1, float beta2, flo
             v[i] = vi;
             float mh = mi / c1, vh = vi / c2;
             p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+            g[i] = 0.0f; /* consumed: saves zero_grad a pass over memory */
         }
     }
+    b->grads_zero = 1;
     return SM_OK;
 }
 

@@ -2,6 +2,7 @@
  * throughput measured on this machine. Prints figures; asserts nothing.
  * usage: bench_gpt2_cpu [steps] [threads] */
 #include "model/sm_gpt2.h"
+#include "model/sm_gpt2_internal.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -29,7 +30,28 @@ static double sgemm_gflops(int M, int N, int K, int transb, int reps) {
     return 2.0 * M * N * K / best / 1e9;
 }
 
-static void bench_model(const char *label, const sm_gpt2_config *cfg, int B, int T, int steps, int threads, double ref) {
+static void loadavg(const char *when) {
+    char buf[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) strcpy(buf, "?\n");
+        fclose(f);
+    }
+    printf("  load average %s: %s", when, buf);
+}
+
+/* The reference: OpenBLAS's own threaded sgemm on a 2048^3 product (best of 3), measured right before
+ * and after each model so both see the same machine conditions. */
+static double reference(int threads) {
+    openblas_set_num_threads(threads);
+    double g = sgemm_gflops(2048, 2048, 2048, 0, 3);
+    openblas_set_num_threads(1);
+    return g;
+}
+
+static void bench_model(const char *label, const sm_gpt2_config *cfg, int B, int T, int steps, int threads) {
+    loadavg("before");
+    double ref0 = reference(threads);
     sm_gpt2 *m;
     sm_error e = {0};
     sm_gpt2_opts o = {.device = SM_DEVICE_CPU, .threads = threads, .max_B = B, .max_T = T};
@@ -46,7 +68,7 @@ static void bench_model(const char *label, const sm_gpt2_config *cfg, int B, int
         in[i] = (int32_t)((s >> 33) % (uint64_t)cfg->vocab_size);
     }
     for (int i = 0; i < B * T; i++) tg[i] = in[(i + 1) % (B * T)];
-    double fwd = 0, tot = 0;
+    double fwd = 0, tot = 0, gs0 = 0, gf0 = 0;
     int n = 0;
     float loss = 0;
     for (int it = 0; it < steps + 1; it++) {
@@ -57,11 +79,18 @@ static void bench_model(const char *label, const sm_gpt2_config *cfg, int B, int
             break;
         }
         double dt = sm_monotonic() - t0;
-        if (it == 0) continue; /* warmup */
+        if (it == 0) { /* warmup */
+            sm_gpt2_cpu_gemm_stats(&gs0, &gf0);
+            continue;
+        }
         tot += dt;
         fwd += tf;
         n++;
     }
+    double gs1, gf1;
+    sm_gpt2_cpu_gemm_stats(&gs1, &gf1);
+    double ref1 = reference(threads), ref = 0.5 * (ref0 + ref1);
+    loadavg("after");
     if (n > 0) {
         double step_s = tot / n, tps = (double)B * T / step_s;
         double gf = sm_gpt2_flops_per_token(cfg, T) * tps / 1e9;
@@ -72,8 +101,11 @@ static void bench_model(const char *label, const sm_gpt2_config *cfg, int B, int
                cfg->channels, cfg->num_heads, cfg->vocab_size, cfg->padded_vocab_size, B, T, sm_gpt2_num_params(cfg),
                threads);
         printf("  step %.3f s (forward %.3f s) over %d steps after 1 warmup, loss %.4f\n", step_s, fwd / n, n, loss);
-        printf("  %.1f tokens/s, %.1f GFLOP/s achieved (6N+6LCT = %.3g FLOP/token) = %.1f%% of the %.1f GFLOP/s sgemm reference\n",
-               tps, gf, sm_gpt2_flops_per_token(cfg, T), 100.0 * gf / ref, ref);
+        printf("  %.1f tokens/s, %.1f GFLOP/s achieved (6N+6LCT = %.3g FLOP/token) = %.1f%% of the sgemm reference\n",
+               tps, gf, sm_gpt2_flops_per_token(cfg, T), 100.0 * gf / ref);
+        printf("  sgemm reference (OpenBLAS threaded 2048^3): %.1f GFLOP/s before, %.1f after, mean %.1f\n", ref0, ref1, ref);
+        printf("  inside the step: matrix products %.3f s/step at %.1f GFLOP/s (%.1f%% of step time), everything else %.3f s/step\n",
+               (gs1 - gs0) / n, (gf1 - gf0) / (gs1 - gs0) / 1e9, 100.0 * (gs1 - gs0) / tot, step_s - (gs1 - gs0) / n);
         printf("  memory: params x 16 = %.1f MiB, + activations = %.1f MiB (memory_need); peak RSS of this process so far %.1f MiB\n",
                sm_gpt2_num_params(cfg) * 16.0 / 1048576.0, need / 1048576.0, ru.ru_maxrss / 1024.0);
     }
@@ -104,9 +136,9 @@ int main(int argc, char **argv) {
     printf("reference: best square sgemm %.1f GFLOP/s\n\n", best);
     sm_gpt2_config g124 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12,
                            .num_heads = 12, .channels = 768};
-    bench_model("gpt2-124M", &g124, 4, 64, steps, threads, best);
+    bench_model("gpt2-124M", &g124, 4, 64, steps, threads);
     sm_gpt2_config demo = {.max_seq_len = 128, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 4,
                            .num_heads = 4, .channels = 256};
-    bench_model("demo", &demo, 4, 128, steps + 2, threads, best);
+    bench_model("demo", &demo, 4, 128, steps + 2, threads);
     return 0;
 }
