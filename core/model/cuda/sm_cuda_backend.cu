@@ -71,7 +71,7 @@ struct sm_gpt2_backend {
     // host side
     int32_t *h_cursor, *h_uniq, *h_offs, *h_pos;
     float *h_losses;
-    int nuniq, last_B, last_T, grad_ready, gelu_fusion;
+    int nuniq, last_B, last_T, grad_ready, gelu_fusion, tc_attention;
 };
 
 // Sizes of the 16 tensors in llm.c checkpoint order (kept here so the library needs nothing from the engine).
@@ -225,7 +225,7 @@ template <typename X> static int forward_impl(sm_gpt2_backend *b, int B, int T, 
                                                W<X>(b, P_LN1W, C, l), W<X>(b, P_LN1B, C, l), BT, C, s));
         TRY(mm_fwd<X>(b, qkv, ln1, W<X>(b, P_QKVW, (size_t)3 * C * C, l), W<X>(b, P_QKVB, 3 * C, l), BT, C, 3 * C,
                       nullptr, err));
-        CK(sm_cu_attention_fwd<X>(atty, b->lse + l * S * NH, qkv, B, T, NH, b->HS, s));
+        CK(sm_cu_attention_fwd<X>(atty, b->lse + l * S * NH, qkv, B, T, NH, b->HS, b->tc_attention, s));
         TRY(mm_fwd<X>(b, scr_c, atty, W<X>(b, P_ATTPROJW, (size_t)C * C, l), W<X>(b, P_ATTPROJB, C, l), BT, C, C,
                       nullptr, err));
         CK(sm_cu_residual_layernorm_fwd<X>(res2, ln2, m2, r2, res1, scr_c, W<X>(b, P_LN2W, C, l),
@@ -293,7 +293,8 @@ template <typename X> static int backward_impl(sm_gpt2_backend *b, float grad_sc
         TRY(mm_dw<X>(b, G(b, P_ATTPROJW, (size_t)C * C, l), atty, dres, BT, C, C, 1.0f, err));
         CK(sm_cu_bias_bwd<X>(G(b, P_ATTPROJB, C, l), b->colsum, dres, BT, C, s));
         TRY(mm_dinp<X>(b, scr_c, dres, W<X>(b, P_ATTPROJW, (size_t)C * C, l), BT, C, C, 1.0f, err));
-        CK(sm_cu_attention_bwd<X>(scr_big, b->delta, scr_c, atty, qkv, b->lse + l * S * NH, B, T, NH, b->HS, s));
+        CK(sm_cu_attention_bwd<X>(scr_big, b->delta, scr_c, atty, qkv, b->lse + l * S * NH, B, T, NH, b->HS,
+                                  b->tc_attention, s));
         TRY(mm_dw<X>(b, G(b, P_QKVW, (size_t)3 * C * C, l), ln1, scr_big, BT, C, 3 * C, 1.0f, err));
         CK(sm_cu_bias_bwd<X>(G(b, P_QKVB, 3 * C, l), b->colsum, scr_big, BT, 3 * C, s));
         TRY(mm_dinp<X>(b, scr_c, scr_big, W<X>(b, P_QKVW, (size_t)3 * C * C, l), BT, C, 3 * C, 1.0f, err));
@@ -360,6 +361,8 @@ static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const flo
                     c->max_seq_len);
     if (dtype != SM_DTYPE_FP32 && dtype != SM_DTYPE_BF16)
         return fail(err, SM_ERR_ARG, "cuda backend: unknown dtype %d", (int)dtype);
+    if ((size_t)max_B * c->num_heads > 65535) // attention grids put B*NH in gridDim.y
+        return fail(err, SM_ERR_ARG, "cuda backend: max batch %d x %d heads exceeds 65535", max_B, c->num_heads);
     if ((size_t)max_B * max_T > (size_t)INT32_MAX / 4)
         return fail(err, SM_ERR_ARG, "cuda backend: batch %d x %d too large", max_B, max_T);
     int ndev = 0;
@@ -403,6 +406,8 @@ static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const flo
     }
     const char *fuse = getenv("SM_CUDA_GELU_FUSION");
     b->gelu_fusion = dtype == SM_DTYPE_BF16 && !(fuse && !strcmp(fuse, "0"));
+    const char *tc = getenv("SM_CUDA_TC_ATTENTION"); // bf16 only; 0 selects the CUDA-core kernels
+    b->tc_attention = dtype == SM_DTYPE_BF16 && !(tc && !strcmp(tc, "0"));
 
     size_t BT = (size_t)max_B * max_T;
     b->h_cursor = (int32_t *)malloc((size_t)b->V * sizeof(int32_t));

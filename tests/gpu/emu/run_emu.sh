@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# tests/gpu/emu/run_emu.sh - builds the CUDA backend's .cu sources as host C++ under the emulation in
+# tests/gpu/emu/include (kernel launches rewritten to emu_launch, cuBLASLt replaced by emu_matmul.cpp) and
+# runs emu_main against the CPU backend. Needs no GPU and no nvcc; checks the kernels' index arithmetic,
+# masking, reductions and the backend's orchestration, not the GPU's behaviour or speed.
+set -eu
+cd "$(dirname "$0")/../../.."
+BUILD=${BUILD:-build}
+out=$(mktemp -d /tmp/sm-cuda-emu.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+for f in core/model/cuda/*.cu; do
+  case $f in *bench*) continue ;; esac
+  python3 - "$f" "$out/$(basename "$f" .cu).cpp" <<'PY'
+import re, sys
+src = open(sys.argv[1]).read()
+# kernel<T, N><<<grid, block, smem, stream>>>(args)  ->  emu_launch(kernel<T, N>, grid, block, smem, stream)(args)
+src, n = re.subn(r'([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(', r'emu_launch(\1, \2)(', src)
+src = src.replace('#include "', '#include "' + 'CUDADIR/')
+open(sys.argv[2], 'w').write(src.replace('CUDADIR/', ''))
+PY
+done
+rm -f "$out/sm_cuda_matmul.cpp"
+CXX=${CXX:-g++}
+flags="-std=c++20 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Itests/gpu/emu/include -Icore/model/cuda -Icore -pthread"
+libs="$(pkg-config --libs openblas) -lm -ldl -lpthread -fopenmp"
+$CXX $flags -o "$out/emu" "$out"/*.cpp tests/gpu/emu/emu_matmul.cpp tests/gpu/emu/emu_main.cpp "$BUILD/libscalemix.a" \
+  $(pkg-config --libs libuv luajit libpq libzstd zlib gsl libutf8proc jansson libcrypto | sed 's/-lgslcblas//') $libs
+"$out/emu"
