@@ -5,6 +5,7 @@
 // dQ updates: this costs one extra pass over the scores but keeps the gradients bitwise reproducible.
 // Arithmetic is fp32 on CUDA cores (inputs are widened on load).
 #include <math.h>
+#include <type_traits>
 #include "sm_cuda_kernels.cuh"
 
 #define ATT_BR 64 /* queries per tile */
@@ -276,12 +277,15 @@ static cudaError_t attn_fwd(X *out, float *lse, const X *qkv, int B, int T, int 
 
 template <typename X, int HS>
 static cudaError_t attn_bwd(X *dqkv, float *delta, const X *dout, const X *out, const X *qkv, const float *lse,
-                            int B, int T, int NH, cudaStream_t s) {
+                            int B, int T, int NH, int tc, cudaStream_t s) {
     float scale = 1.0f / sqrtf((float)HS);
     size_t rows = (size_t)B * T * NH;
     k_attn_delta<X, HS><<<sm_ceil_div(rows * 32, 256), 256, 0, s>>>(delta, dout, out, B, T, NH);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
+    if constexpr (std::is_same<X, bf16>::value) {
+        if (tc) return sm_cu_attention_tc_bwd(dqkv, delta, dout, qkv, lse, B, T, NH, HS, s);
+    }
     dim3 gk(sm_ceil_div(T, ATT_BC), B * NH), gq(sm_ceil_div(T, ATT_BR), B * NH);
     k_attn_bwd_dkdv<X, HS><<<gk, 2 * ATT_BC, 0, s>>>(dqkv, qkv, dout, lse, delta, T, NH, scale);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
@@ -290,7 +294,11 @@ static cudaError_t attn_bwd(X *dqkv, float *delta, const X *dout, const X *out, 
 }
 
 template <typename X>
-cudaError_t sm_cu_attention_fwd(X *out, float *lse, const X *qkv, int B, int T, int NH, int HS, cudaStream_t s) {
+cudaError_t sm_cu_attention_fwd(X *out, float *lse, const X *qkv, int B, int T, int NH, int HS, int tc,
+                                cudaStream_t s) {
+    if constexpr (std::is_same<X, bf16>::value) {
+        if (tc) return sm_cu_attention_tc_fwd(out, lse, qkv, B, T, NH, HS, s);
+    }
     switch (HS) {
     case 32: return attn_fwd<X, 32>(out, lse, qkv, B, T, NH, s);
     case 64: return attn_fwd<X, 64>(out, lse, qkv, B, T, NH, s);
@@ -300,17 +308,18 @@ cudaError_t sm_cu_attention_fwd(X *out, float *lse, const X *qkv, int B, int T, 
 
 template <typename X>
 cudaError_t sm_cu_attention_bwd(X *dqkv, float *delta, const X *dout, const X *out, const X *qkv,
-                                const float *lse, int B, int T, int NH, int HS, cudaStream_t s) {
+                                const float *lse, int B, int T, int NH, int HS, int tc, cudaStream_t s) {
     switch (HS) {
-    case 32: return attn_bwd<X, 32>(dqkv, delta, dout, out, qkv, lse, B, T, NH, s);
-    case 64: return attn_bwd<X, 64>(dqkv, delta, dout, out, qkv, lse, B, T, NH, s);
+    case 32: return attn_bwd<X, 32>(dqkv, delta, dout, out, qkv, lse, B, T, NH, tc, s);
+    case 64: return attn_bwd<X, 64>(dqkv, delta, dout, out, qkv, lse, B, T, NH, tc, s);
     default: return cudaErrorInvalidValue;
     }
 }
 
-template cudaError_t sm_cu_attention_fwd<float>(float *, float *, const float *, int, int, int, int, cudaStream_t);
-template cudaError_t sm_cu_attention_fwd<bf16>(bf16 *, float *, const bf16 *, int, int, int, int, cudaStream_t);
+template cudaError_t sm_cu_attention_fwd<float>(float *, float *, const float *, int, int, int, int, int,
+                                                cudaStream_t);
+template cudaError_t sm_cu_attention_fwd<bf16>(bf16 *, float *, const bf16 *, int, int, int, int, int, cudaStream_t);
 template cudaError_t sm_cu_attention_bwd<float>(float *, float *, const float *, const float *, const float *,
-                                                const float *, int, int, int, int, cudaStream_t);
+                                                const float *, int, int, int, int, int, cudaStream_t);
 template cudaError_t sm_cu_attention_bwd<bf16>(bf16 *, float *, const bf16 *, const bf16 *, const bf16 *,
-                                               const float *, int, int, int, int, cudaStream_t);
+                                               const float *, int, int, int, int, int, cudaStream_t);

@@ -26,6 +26,11 @@ __device__ __forceinline__ float sm_warp_max(float v) {
     return v;
 }
 
+// Dynamic shared memory (sizes set per launch; the tensor-core attention needs more than 48 KiB).
+#ifndef SM_DYNAMIC_SHARED
+#define SM_DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
 static inline unsigned sm_ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 
 // GELU, tanh approximation (GPT-2's), and its derivative.

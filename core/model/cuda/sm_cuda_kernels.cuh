@@ -46,12 +46,18 @@ template <typename X> cudaError_t sm_cu_gelu_bwd_inplace(X *d, const X *pre, siz
 // Causal self-attention over qkv (B*T rows of 3C: q, k, v, head h at columns h*HS.. of each); out (B*T
 // rows of C); lse (B, NH, T) the log-sum-exp of each query's scaled scores, kept for the backward pass.
 // Flash-style: tiles of K and V pass through shared memory, nothing of size T x T touches device memory.
+// tc: in bf16, use the tensor-core kernels (sm_cuda_attention_tc.cu) instead of the fp32 CUDA-core ones.
 template <typename X>
-cudaError_t sm_cu_attention_fwd(X *out, float *lse, const X *qkv, int B, int T, int NH, int HS, cudaStream_t s);
+cudaError_t sm_cu_attention_fwd(X *out, float *lse, const X *qkv, int B, int T, int NH, int HS, int tc,
+                                cudaStream_t s);
 // dqkv (overwritten) from dout; recomputes the probabilities from qkv and lse. delta: B*NH*T floats scratch.
 template <typename X>
 cudaError_t sm_cu_attention_bwd(X *dqkv, float *delta, const X *dout, const X *out, const X *qkv,
-                                const float *lse, int B, int T, int NH, int HS, cudaStream_t s);
+                                const float *lse, int B, int T, int NH, int HS, int tc, cudaStream_t s);
+cudaError_t sm_cu_attention_tc_fwd(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, int HS,
+                                   cudaStream_t s);
+cudaError_t sm_cu_attention_tc_bwd(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv,
+                                   const float *lse, int B, int T, int NH, int HS, cudaStream_t s);
 // Head sizes the attention kernels are compiled for.
 int sm_cu_attention_supports(int HS);
 
