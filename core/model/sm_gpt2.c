@@ -122,8 +122,23 @@ static int model_new(sm_gpt2 **out, const sm_gpt2_config *cfg, float *params, co
     m->maxT = o.max_T > 0 ? o.max_T : (cfg->max_seq_len < 64 ? cfg->max_seq_len : 64);
     if (m->maxT > cfg->max_seq_len) m->maxT = cfg->max_seq_len;
     rc = choose_backend(m, o.device, err);
+    if (rc == SM_OK && o.device == SM_DEVICE_AUTO && !m->dl && o.dtype != SM_DTYPE_FP32) {
+        /* bf16 is a GPU compute mode; AUTO landing on the CPU computes in fp32 instead of failing */
+        sm_log(SM_LOG_INFO, "device auto: the CPU computes in fp32 (bf16 requested)");
+        o.dtype = m->opts.dtype = SM_DTYPE_FP32;
+    }
     if (rc == SM_OK)
         rc = m->ops->create(&m->be, cfg, params, o.dtype, m->maxB, m->maxT, o.threads, err);
+    if (rc && o.device == SM_DEVICE_AUTO && m->dl) {
+        /* AUTO promised a working model: a GPU that cannot hold it falls back to the CPU */
+        sm_log(SM_LOG_WARN, "device auto: CUDA backend failed (%s); using the CPU", err ? err->msg : "?");
+        dlclose(m->dl);
+        m->dl = NULL;
+        m->ops = sm_gpt2_cpu_backend();
+        sm_dtype cpu_dtype = SM_DTYPE_FP32;
+        m->opts.dtype = cpu_dtype;
+        rc = m->ops->create(&m->be, cfg, params, cpu_dtype, m->maxB, m->maxT, o.threads, err);
+    }
     free(params);
     if (rc) {
         if (m->dl) dlclose(m->dl);

@@ -18,8 +18,9 @@ typedef struct sm_gpt2_opts {
 } sm_gpt2_opts;
 
 /* Parses "cpu", "cuda", "auto".
- * The CPU backend computes in fp32 only: dtype SM_DTYPE_BF16 on the CPU is rejected with
- * SM_ERR_UNSUPPORTED. max_B/max_T of 0 default to 4 x min(64, maxT); larger batches grow the
+ * The CPU backend computes in fp32 only: dtype SM_DTYPE_BF16 with SM_DEVICE_CPU is rejected with
+ * SM_ERR_UNSUPPORTED; with SM_DEVICE_AUTO landing on the CPU it computes in fp32 (logged). AUTO also
+ * falls back to the CPU when the CUDA backend loads but cannot create the model. max_B/max_T of 0 default to 4 x min(64, maxT); larger batches grow the
  * backend on demand. */
 int sm_device_parse(const char *s, sm_device *out, sm_error *err);
 

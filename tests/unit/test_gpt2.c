@@ -440,6 +440,10 @@ TEST(device_selection) {
     const char *name = sm_gpt2_device_name(m);
     CHECK(!strcmp(name, "cpu") || !strcmp(name, "cuda"));
     sm_gpt2_free(m);
+    /* bf16 with AUTO always gives a model: bf16 on a GPU, fp32 on the CPU */
+    sm_gpt2_opts ob = {.device = SM_DEVICE_AUTO, .dtype = SM_DTYPE_BF16};
+    CHECK_MSG(sm_gpt2_create(&m, &tiny, 1, &ob, &e) == 0, "%s", e.msg);
+    sm_gpt2_free(m);
     o.device = SM_DEVICE_CUDA;
     int rc = sm_gpt2_create(&m, &tiny, 1, &o, &e);
     if (rc == 0) {
