@@ -67,8 +67,8 @@ typedef struct sm_train_opts {
     uint64_t seed;
 } sm_train_opts;
 
-/* Fills opts with the defaults (lr 6e-4, warmup 10% of steps, min_lr_frac 0.1, wd 0.1, betas 0.9/0.95,
- * eps 1e-8, clip 1.0, grad_accum 1). */
+/* Fills opts with the defaults (B 4, T 64, lr 6e-4, warmup 10% of steps (-1), min_lr_frac 0.1, wd 0.1,
+ * betas 0.9/0.95, eps 1e-8, clip 1.0, grad_accum 1, eval_batches 4, eval_every 0, no resume file). */
 void sm_train_opts_default(sm_train_opts *opts);
 
 typedef struct sm_train_event {
