@@ -217,6 +217,43 @@ TEST(gradients_match_finite_differences) {
     free(g); free(g2); free(dp); free(p);
 }
 
+/* The finite-difference check runs on one thread (tiny shapes); here shapes large enough for the
+ * multi-threaded paths (split matrix products, channel-partitioned reductions) must agree with the
+ * double reference and with one thread. */
+TEST(threaded_paths_match_single_thread) {
+    sm_gpt2_config c = {.max_seq_len = 64, .vocab_size = 1000, .padded_vocab_size = 1024, .num_layers = 2, .num_heads = 4, .channels = 128};
+    size_t n;
+    float *p = random_params(&c, &n, 0.05);
+    int B = 4, T = 64;
+    int32_t *in = malloc(B * T * 4), *tg = malloc(B * T * 4);
+    for (int i = 0; i < B * T; i++) { in[i] = (int32_t)(urand() * 1000); tg[i] = (int32_t)(urand() * 1000); }
+    const sm_gpt2_backend_ops *ops = sm_gpt2_cpu_backend();
+    float *g[2], loss[2];
+    sm_error e = {0};
+    for (int k = 0; k < 2; k++) {
+        sm_gpt2_backend *be;
+        CHECK_MSG(ops->create(&be, &c, p, SM_DTYPE_FP32, B, T, k + 1, &e) == 0, "%s", e.msg);
+        CHECK(ops->zero_grad(be, &e) == 0);
+        CHECK(ops->forward(be, in, tg, B, T, &loss[k], NULL, &e) == 0);
+        CHECK(ops->backward(be, 1.0f, &e) == 0);
+        g[k] = malloc(n * 4);
+        CHECK(ops->get_grads(be, g[k], &e) == 0);
+        ops->destroy(be);
+    }
+    double *dp = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) dp[i] = p[i];
+    double want = ref_loss(&c, dp, in, tg, B, T);
+    CHECK_NEAR(loss[0], want, 2e-5 * want);
+    CHECK_NEAR(loss[1], want, 2e-5 * want);
+    double maxg = 0, maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(g[0][i]) > maxg) maxg = fabs(g[0][i]);
+        if (fabs(g[0][i] - g[1][i]) > maxd) maxd = fabs(g[0][i] - g[1][i]);
+    }
+    CHECK_MSG(maxd <= 1e-4 * maxg, "gradients on 1 and 2 threads differ by %g (max %g)", maxd, maxg);
+    free(g[0]); free(g[1]); free(dp); free(p); free(in); free(tg);
+}
+
 TEST(checkpoint_loss_matches_double_reference) {
     sm_gpt2_config c = {.max_seq_len = 16, .vocab_size = 50, .padded_vocab_size = 128, .num_layers = 3, .num_heads = 4, .channels = 32};
     size_t n;
@@ -621,6 +658,7 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/sm-test-gpt2.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(gradients_match_finite_differences);
+    RUN(threaded_paths_match_single_thread);
     RUN(checkpoint_loss_matches_double_reference);
     RUN(checkpoint_loss_matches_numpy);
     RUN(eval_cli_rejects_bad_usage);
