@@ -13,7 +13,9 @@
 
 #include "sm_commands.h"
 
-/* Removes --db DSN / --db=DSN from argv (anywhere); returns the new argc. */
+static const char *workspace_opt; /* --workspace DIR, as `scalemix run` takes it */
+
+/* Removes --db DSN / --db=DSN and --workspace DIR from argv (anywhere); returns the new argc. */
 static int take_db_opt(int argc, char **argv, const char **dsn) {
     int o = 0;
     for (int i = 0; i < argc; i++) {
@@ -21,6 +23,8 @@ static int take_db_opt(int argc, char **argv, const char **dsn) {
             *dsn = argv[++i];
         } else if (i > 0 && !strncmp(argv[i], "--db=", 5)) {
             *dsn = argv[i] + 5;
+        } else if (i > 0 && !strcmp(argv[i], "--workspace") && i + 1 < argc) {
+            workspace_opt = argv[++i];
         } else {
             argv[o++] = argv[i];
         }
@@ -29,9 +33,17 @@ static int take_db_opt(int argc, char **argv, const char **dsn) {
     return o;
 }
 
+static int workspace(char *out, size_t n, sm_error *err) {
+    if (!workspace_opt || !*workspace_opt) return sm_db_workspace(out, n, err);
+    char cwd[PATH_MAX];
+    if (workspace_opt[0] != '/' && !getcwd(cwd, sizeof cwd)) return sm_error_set(err, SM_ERR_IO, "getcwd: %s", strerror(errno));
+    int l = workspace_opt[0] == '/' ? snprintf(out, n, "%s", workspace_opt) : snprintf(out, n, "%s/%s", cwd, workspace_opt);
+    return l < 0 || (size_t)l >= n ? sm_error_set(err, SM_ERR_ARG, "workspace path too long") : SM_OK;
+}
+
 static int open_db(const char *cli_dsn, char **dsn, sm_error *err) {
     char ws[PATH_MAX];
-    int rc = sm_db_workspace(ws, sizeof ws, err);
+    int rc = workspace(ws, sizeof ws, err);
     if (!rc) rc = sm_db_resolve(ws, cli_dsn, dsn, err);
     if (!rc && !*dsn) rc = sm_error_set(err, SM_ERR_ARG, "the lineage database is disabled (--db none / SCALEMIX_DB=none)");
     return rc;
@@ -123,7 +135,7 @@ int sm_cmd_sql(int argc, char **argv) {
     const char *cli = NULL;
     argc = take_db_opt(argc, argv, &cli);
     if (argc > 1 && !strcmp(argv[1], "--help")) {
-        printf("usage: scalemix sql [--db DSN] [psql arguments]\n"
+        printf("usage: scalemix sql [--db DSN] [--workspace DIR] [psql arguments]\n"
                "Runs psql on the lineage database as the read-only role scalemix_ro (for a server given by DSN:\n"
                "$SCALEMIX_DB_RO if set, else the same server with user scalemix_ro). Example:\n"
                "  scalemix sql -At -c \"select run_id, status from runs order by started_at desc limit 5\"\n");
@@ -173,7 +185,7 @@ int sm_cmd_history(int argc, char **argv) {
     argc = take_db_opt(argc, argv, &cli);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: scalemix history [--db DSN] [-n N] [--pipeline NAME] [--status STATUS]\n"
+            printf("usage: scalemix history [--db DSN] [--workspace DIR] [-n N] [--pipeline NAME] [--status STATUS]\n"
                    "Prints the most recent runs (default 20), newest first.\n");
             return 0;
         } else if (!strcmp(argv[i], "-n") && i + 1 < argc) {
@@ -235,13 +247,14 @@ int sm_cmd_history(int argc, char **argv) {
 }
 
 static int db_usage(FILE *f) {
-    fprintf(f, "usage: scalemix db [--db DSN] status|start|stop|migrate|dsn\n"
+    fprintf(f, "usage: scalemix db [--db DSN] [--workspace DIR] status|start|stop|migrate|dsn\n"
                "  status   the embedded server's state, or the given server's schema version\n"
                "  start    create and start the embedded server (Unix socket in the workspace), migrate\n"
                "  stop     stop the embedded server\n"
                "  migrate  apply pending migrations\n"
                "  dsn      print the connection string in use (password masked)\n"
-               "The workspace is $SCALEMIX_HOME or ./.scalemix; --db/SCALEMIX_DB/PG* pick another server.\n");
+               "The workspace is --workspace, else $SCALEMIX_HOME, else ./.scalemix; --db, SCALEMIX_DB or the PG*\n"
+               "environment pick another server (--db none: no database).\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -253,7 +266,7 @@ int sm_cmd_db(int argc, char **argv) {
     if (!strcmp(sub, "--help") || !strcmp(sub, "help")) return db_usage(stdout);
     sm_error err = {0};
     char ws[PATH_MAX];
-    if (sm_db_workspace(ws, sizeof ws, &err)) return report("db", &err);
+    if (workspace(ws, sizeof ws, &err)) return report("db", &err);
     const char *given = cli && *cli ? cli : getenv("SCALEMIX_DB");
     int external = (given && *given) || getenv("PGHOST") || getenv("PGDATABASE") || getenv("PGSERVICE");
     if (!strcmp(sub, "start") || !strcmp(sub, "stop")) {
