@@ -43,8 +43,10 @@ local function ddo(budget, label)
   return sm.ablate(opts)
 end
 local ab = sm.all { function() return ddo(n1, "n1") end, function() return ddo(n2, "n2") end }
+ab[1].interpolant, ab[2].interpolant = P.interpolant, P.interpolant
 local fit1 = sm.fit(ab[1])
 local fit2 = sm.fit(ab[2])
+-- (P.interpolant = "saturating" picks the other exact 3-point curve; see core/autoscale/README.md)
 
 -- 3. Extrapolate to the target budget.
 local ex = sm.extrapolate { from = { fit1, fit2 }, budget = P.target, steps = P.target == nil and 1 or nil }
@@ -100,9 +102,9 @@ local function plot(opts)
   plots[#plots + 1] = sm.export(a, out_dir .. "/" .. opts.file)
 end
 plot { kind = "fit", file = "fit_n1.svg", title = string.format("DDO fits at %.3g tokens (normalised units)", n1),
-       data = { params = fit1.params, points = fit1.points, domains = domains, rmse = fit1.rmse } }
+       data = { params = fit1.params, points = fit1.points, domains = domains, rmse = fit1.rmse, n = fit1.n, alternatives = fit1.alternatives } }
 plot { kind = "fit", file = "fit_n2.svg", title = string.format("DDO fits at %.3g tokens (normalised units)", n2),
-       data = { params = fit2.params, points = fit2.points, domains = domains, rmse = fit2.rmse } }
+       data = { params = fit2.params, points = fit2.points, domains = domains, rmse = fit2.rmse, n = fit2.n, alternatives = fit2.alternatives } }
 plot { kind = "weights", file = "weights.svg", title = "Mixture weights against budget",
        data = { mixtures = { { budget = fit1.budget, weights = fit1.weights, label = "DDO n1" },
                              { budget = fit2.budget, weights = fit2.weights, label = "DDO n2" },
@@ -118,6 +120,15 @@ local lines = {}
 local function out(fmt, ...) lines[#lines + 1] = string.format(fmt, ...) end
 out("AutoScale on %s: %d domains, model L=%d H=%d C=%d T=%d (%s)", corpus_dir, #domains, model.layers, model.heads,
     model.channels, model.seq, runs.autoscale.device)
+out("DDO fits: y = (x + a)^-b + c per domain in normalised units, %s (%s)", fit1.exact and "exact through 3 points" or "least squares",
+    "interpolant: " .. tostring(fit1.interpolant))
+local flagged = {}
+for _, f in ipairs { fit1, fit2 } do
+  for d, fl in pairs(f.flags or {}) do
+    if #fl > 0 then flagged[#flagged + 1] = string.format("%s@%.3g: %s", d, f.budget, table.concat(fl, ",")) end
+  end
+end
+if #flagged > 0 then out("Flagged fits (the data did not behave as the method assumes): %s", table.concat(flagged, "; ")) end
 out("")
 out("Mixture weights by budget")
 out("%-14s %12s %12s %14s %12s %12s", "domain", string.format("DDO %.3g", fit1.budget), string.format("DDO %.3g", fit2.budget),

@@ -129,7 +129,8 @@ function A.install(sm)
     end
     local base = opts.base
     if type(base) == "table" and base ~= sm.PENDING then base = { tokens = base.tokens, metric = base.metric } end
-    local s = sm.stage("fit", { domains = opts.domains, base = base, runs = runs, lower = opts.lower, budget = opts.budget },
+    local s = sm.stage("fit", { domains = opts.domains, base = base, runs = runs, lower = opts.lower, budget = opts.budget,
+                                interpolant = opts.interpolant },
                        nil, { name = opts.name or ("fit/" .. tostring(opts.budget or "base")) })
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result
