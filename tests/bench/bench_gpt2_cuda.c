@@ -3,6 +3,8 @@
  * of an H100 SXM and against the bf16 ceiling measured here (an 8192^3 cuBLASLt product).
  * One training step = zero_grad + forward + backward + grad_norm + AdamW, as the trainer runs it.
  * Prints figures; asserts nothing. Exits 0 printing "no GPU: <reason>" where there is none.
+ * The last line repeats 124M with SM_CUDA_TC_ATTENTION=0 (fp32 CUDA-core attention) to show what the
+ * tensor-core attention buys.
  * usage: bench_gpt2_cuda [steps (10)] [max batch to try (128)] */
 #include "model/sm_gpt2.h"
 #include "model/cuda/sm_cuda_bench.h"
@@ -104,6 +106,10 @@ int main(int argc, char **argv) {
     else printf("bf16 gemm ceiling not measured: %s\n", gemm_fn ? e.msg : "symbol missing");
     const model_spec models[] = {{"gpt2-124M", 12, 12, 768}, {"gpt2-350M", 24, 16, 1024}};
     for (size_t i = 0; i < 2; i++) bench_model(entry(), &models[i], steps, max_try, gemm);
+    /* what the tensor-core attention buys: the same 124M step with the fp32 CUDA-core attention kernels */
+    setenv("SM_CUDA_TC_ATTENTION", "0", 1);
+    const model_spec cc = {"gpt2-124M, CUDA-core attention", 12, 12, 768};
+    bench_model(entry(), &cc, steps, max_try, gemm);
     dlclose(h);
     return 0;
 }

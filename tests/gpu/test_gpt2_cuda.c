@@ -246,8 +246,11 @@ TEST(parity_fp32) {
 
 TEST(parity_bf16) {
     NEED_GPU();
-    parity(SM_DTYPE_BF16, 2, 3, 128, 1e-2, 5e-2);
+    parity(SM_DTYPE_BF16, 2, 3, 128, 1e-2, 5e-2); /* tensor-core attention (the default) */
     parity(SM_DTYPE_BF16, 4, 2, 97, 1e-2, 5e-2);
+    setenv("SM_CUDA_TC_ATTENTION", "0", 1);      /* and the CUDA-core attention in bf16 */
+    parity(SM_DTYPE_BF16, 2, 3, 128, 1e-2, 5e-2);
+    unsetenv("SM_CUDA_TC_ATTENTION");
 }
 
 /* backward adds grads * grad_scale: two half-scaled passes equal one full one; zero_grad clears. */
