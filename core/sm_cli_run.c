@@ -56,7 +56,7 @@ static int run_or_plan(int argc, char **argv, int plan) {
     json_t *params = json_object();
     optind = 0; /* glibc: 0 fully resets getopt, which a caller may have used already (the daemon's child) */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+hqv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hqv", longopts, NULL)) != -1) {
         switch (c) {
         case 'p': {
             const char *eq = strchr(optarg, '=');

@@ -25,7 +25,7 @@ local b = sm.stage("sm_test_echo", { value = a.result.double }, { t = a.outputs.
 print("result", b.result.double, b.result.input_bytes, a:f64("triple").n, a:f64("triple")[3])
 LUA
 out=$(sm run --db none -q --param v=3 p.lua); check_eq "run computes" "$out" "result	12	5	3	9"
-out=$(sm run --db none --param v=3 p.lua 2>err.txt); check_eq "second run same result" "$out" "result	12	5	3	9"
+out=$(sm run p.lua --db none --param v=3 2>err.txt); check_eq "second run same result (options after the script)" "$out" "result	12	5	3	9"
 check_eq "second run reuses both stages" "$(grep -c 'reused (cached' err.txt)" 2
 out=$(sm plan --param v=4 p.lua | head -1)
 [[ "$out" == run*"sm_test_echo@p.lua:2"*"parameter 'value' changed (3 -> 4)"* ]]; check_eq "plan says which parameter changed" $? 0
