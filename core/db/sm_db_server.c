@@ -298,9 +298,22 @@ static int paths_get(const char *workspace, server_paths *p, int need_bin, sm_er
     snprintf(p->data, sizeof p->data, "%s/pg/data", workspace);
     snprintf(p->log, sizeof p->log, "%s/pg/log/postgres.log", workspace);
     int rc = sm_db_socket_dir(workspace, p->sock, sizeof p->sock, err);
-    if (rc) return rc;
-    if (need_bin) return find_bindir(p->bindir, sizeof p->bindir, err);
-    return SM_OK;
+    if (rc || !need_bin) return rc;
+    /* An existing cluster needs the server of its major version, which may not be the newest installed. */
+    char verfile[PATH_MAX + 32];
+    snprintf(verfile, sizeof verfile, "%s/PG_VERSION", p->data);
+    FILE *f = getenv("SCALEMIX_PG_BINDIR") ? NULL : fopen(verfile, "r");
+    if (f) {
+        int major = 0;
+        if (fscanf(f, "%d", &major) == 1 && major > 0) {
+            char bin[PATH_MAX];
+            snprintf(bin, sizeof bin, "/usr/lib/postgresql/%d/bin/postgres", major);
+            if (access(bin, X_OK) == 0) snprintf(p->bindir, sizeof p->bindir, "/usr/lib/postgresql/%d/bin", major);
+        }
+        fclose(f);
+        if (p->bindir[0]) return SM_OK;
+    }
+    return find_bindir(p->bindir, sizeof p->bindir, err);
 }
 
 static int lock_pg(const server_paths *p, sm_error *err) {
