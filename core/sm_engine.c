@@ -434,6 +434,21 @@ static void work_cb(uv_work_t *w) {
 
 static void try_start(sm_engine *e);
 
+/* Every stage's result is also an artifact ("result", kind "result"), so that a stage fed with another's
+ * numbers (fit with DDO results, extrapolate with fits) has a lineage edge to it. */
+static int store_result(sm_engine *e, stage_run *sr) {
+    char tmp[PATH_MAX], digest[65];
+    if (sm_store_tmp_path(&e->ws, "result", tmp, sizeof tmp, NULL) != SM_OK) return SM_ERR_IO;
+    pthread_mutex_lock(&sr->mu);
+    char *text = sm_json_canonical(sr->result);
+    pthread_mutex_unlock(&sr->mu);
+    int rc = text ? sm_write_file_atomic(tmp, text, strlen(text), 0, NULL) : SM_ERR_NOMEM;
+    free(text);
+    if (rc == SM_OK) rc = h_output_commit(sr, "result", tmp, "result", NULL, digest);
+    inbox_drain(e);
+    return rc;
+}
+
 static void after_work_cb(uv_work_t *w, int status) {
     stage_run *sr = w->data;
     sm_engine *e = sr->eng;
@@ -442,6 +457,10 @@ static void after_work_cb(uv_work_t *w, int status) {
     e->threads_used -= sr->granted_threads;
     double secs = sm_monotonic() - sr->started;
     if (status == UV_ECANCELED) sr->rc = SM_ERR_CANCELLED;
+    if (sr->rc == SM_OK && store_result(e, sr) != SM_OK) {
+        sr->rc = SM_ERR_IO;
+        sm_error_set(&sr->err, SM_ERR_IO, "cannot store the stage's result in the workspace");
+    }
     if (sr->rc == SM_OK) {
         json_t *arrays = json_object();
         for (size_t i = 0; i < sr->narrays; i++) {

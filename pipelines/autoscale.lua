@@ -73,8 +73,8 @@ if not sm.planning() then
 end
 local train_opts = { corpus = corpus, budget = target, eval_every = P.eval_every, checkpoint_every = P.checkpoint_every }
 for k, v in pairs(run_opts) do train_opts[k] = v end
-local function train(name, mix)
-  local o = { name = name, weights = mix }
+local function train(name, mix, from)
+  local o = { name = name, weights = mix, from = from }
   for k, v in pairs(train_opts) do o[k] = v end
   return function() return sm.train(o) end
 end
@@ -84,7 +84,7 @@ if P.mixture then
   for d, w in tostring(P.mixture):gmatch("([%w_%-]+)=([%d%.eE%-]+)") do given[d] = tonumber(w) end
   baselines[#baselines + 1] = { "given", given }
 end
-local jobs = { train("autoscale", ex.weights) }
+local jobs = { train("autoscale", ex.weights, ex) }
 for _, b in ipairs(baselines) do jobs[#jobs + 1] = train(b[1], b[2]) end
 local trained = sm.all(jobs)
 local runs = { autoscale = trained[1] }

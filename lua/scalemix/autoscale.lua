@@ -61,7 +61,7 @@ function A.install(sm)
     if s.planned then return { domains = sorted_keys(doms), shards = sm.PENDING, result = sm.PENDING, stage = s } end
     local shards, manifest = {}, nil
     for k, a in pairs(s.outputs) do
-      if k == "manifest" then manifest = a else shards[k] = a end
+      if k == "manifest" then manifest = a elseif k ~= "result" then shards[k] = a end
     end
     return { domains = sorted_keys(s.result.domains), shards = shards, manifest = manifest, result = s.result, stage = s }
   end
@@ -106,7 +106,8 @@ function A.install(sm)
     end
     local out = {
       domains = domains, budget = budget,
-      base = { tokens = base.result.tokens, metric = base.result.metric, val_ppl = base.result.val_ppl, stage_run_id = base.stage_run_id },
+      base = { tokens = base.result.tokens, metric = base.result.metric, val_ppl = base.result.val_ppl, stage_run_id = base.stage_run_id,
+               artifact = base.outputs.result },
       runs = {},
     }
     for i, spec in ipairs(specs) do
@@ -114,7 +115,8 @@ function A.install(sm)
       -- x is measured from the tokens the loader really served (whole sequences), not the requested factor.
       local x = r.result.tokens[spec.domain] / base.result.tokens[spec.domain]
       out.runs[i] = { domain = spec.domain, factor = x, requested_factor = spec.factor, metric = r.result.metric,
-                      tokens = r.result.tokens, val_ppl = r.result.val_ppl, stage_run_id = r.stage_run_id }
+                      tokens = r.result.tokens, val_ppl = r.result.val_ppl, stage_run_id = r.stage_run_id,
+                      artifact = r.outputs.result }
     end
     return out
   end
@@ -123,15 +125,22 @@ function A.install(sm)
   -- fit{ domains, base = {tokens, metric}, runs = {{domain, factor, metric}}, lower, budget }
   -- (or the output of sm.ablate) -> weights, tokens, budget, params[d] = {a, b, c}, rmse[d], flags[d], ...
   function sm.fit(opts)
-    local runs = {}
+    -- The measurements are parameters; the proxy runs they came from (when known) are inputs, for lineage.
+    local runs, inputs = {}, {}
     if type(opts.runs) == "table" then
-      for i, r in ipairs(opts.runs) do runs[i] = { domain = r.domain, factor = r.factor, metric = r.metric } end
+      for i, r in ipairs(opts.runs) do
+        runs[i] = { domain = r.domain, factor = r.factor, metric = r.metric }
+        if type(r.artifact) == "table" then inputs[string.format("run/%03d", i)] = r.artifact end
+      end
     end
     local base = opts.base
-    if type(base) == "table" and base ~= sm.PENDING then base = { tokens = base.tokens, metric = base.metric } end
+    if type(base) == "table" and base ~= sm.PENDING then
+      if type(base.artifact) == "table" then inputs.base = base.artifact end
+      base = { tokens = base.tokens, metric = base.metric }
+    end
     local s = sm.stage("fit", { domains = opts.domains, base = base, runs = runs, lower = opts.lower, budget = opts.budget,
                                 interpolant = opts.interpolant },
-                       nil, { name = opts.name or ("fit/" .. tostring(opts.budget or "base")) })
+                       inputs, { name = opts.name or ("fit/" .. tostring(opts.budget or "base")) })
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result
     r.stage = s
@@ -141,10 +150,14 @@ function A.install(sm)
   -- extrapolate{ from = { {budget, tokens}, {budget, tokens} } (fit results work), budget = N | steps = k,
   --              actual = {tokens} (validation) } -> weights, tokens, budget, t, validation
   function sm.extrapolate(opts)
-    local from = {}
-    for i, f in ipairs(need(opts, "from", "sm.extrapolate")) do from[i] = { budget = f.budget, tokens = f.tokens } end
+    local from, inputs = {}, {}
+    for i, f in ipairs(need(opts, "from", "sm.extrapolate")) do
+      from[i] = { budget = f.budget, tokens = f.tokens }
+      if type(f.stage) == "table" and f.stage.outputs then inputs["from/" .. i] = f.stage.outputs.result end
+    end
     local actual = opts.actual and { tokens = opts.actual.tokens } or nil
-    local s = sm.stage("extrapolate", { from = from, budget = opts.budget, steps = opts.steps, actual = actual }, nil,
+    if opts.actual and type(opts.actual.stage) == "table" then inputs.actual = opts.actual.stage.outputs.result end
+    local s = sm.stage("extrapolate", { from = from, budget = opts.budget, steps = opts.steps, actual = actual }, inputs,
                        { name = opts.name or ("extrapolate/" .. tostring(opts.budget or opts.steps)) })
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result
@@ -160,7 +173,13 @@ function A.install(sm)
     local name = opts.name or "train"
     local p = train_params(opts, { domains = opts.domains or corpus.domains, weights = opts.weights, tokens = opts.tokens,
                                    budget = opts.budget, eval_every = opts.eval_every, checkpoint_every = opts.checkpoint_every })
-    local s = sm.stage("train", p, corpus.shards, { name = "train/" .. name })
+    local inputs = corpus.shards
+    if type(opts.from) == "table" and type(opts.from.stage) == "table" and opts.from.stage.outputs then
+      -- the stage whose result chose this mixture (extrapolate, fit), for lineage
+      inputs = copy(corpus.shards)
+      inputs.mixture = opts.from.stage.outputs.result
+    end
+    local s = sm.stage("train", p, inputs, { name = "train/" .. name })
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result
     r.stage, r.model, r.name = s, s.outputs.model, name
@@ -169,12 +188,13 @@ function A.install(sm)
 
   -- compare{ runs = { name = train result, ... }, target = "autoscale" } -> speedup[baseline], ...
   function sm.compare(opts)
-    local curves = {}
+    local curves, inputs = {}, {}
     for name, r in pairs(need(opts, "runs", "sm.compare")) do
       if r.planned then curves = sm.PENDING break end
       curves[name] = { steps = r.curve.steps, values = r.curve.ppl, tokens_per_step = r.tokens_per_step }
+      inputs[name] = r.stage.outputs.result
     end
-    local s = sm.stage("compare", { curves = curves, target = opts.target, metric = "perplexity" }, nil,
+    local s = sm.stage("compare", { curves = curves, target = opts.target, metric = "perplexity" }, inputs,
                        { name = opts.name or "compare" })
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result
@@ -187,7 +207,7 @@ function A.install(sm)
     local s = sm.stage("plot", { kind = opts.kind, title = opts.title, data = opts.data, file = opts.file }, nil,
                        { name = "plot/" .. (opts.file or opts.kind) })
     if s.planned then return sm.PENDING end
-    for _, a in pairs(s.outputs) do return a end
+    for k, a in pairs(s.outputs) do if k ~= "result" then return a end end
   end
 
   -- Copies an artifact out of the store to a path a person can open.
