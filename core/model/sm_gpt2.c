@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +90,7 @@ static int load_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_error *err) 
 }
 
 static int choose_backend(sm_gpt2 *m, sm_device dev, sm_error *err) {
-    static int auto_logged;
+    static atomic_int auto_logged;
     m->ops = sm_gpt2_cpu_backend();
     m->dl = NULL;
     if (dev == SM_DEVICE_CPU) return SM_OK;
@@ -98,8 +99,7 @@ static int choose_backend(sm_gpt2 *m, sm_device dev, sm_error *err) {
     sm_error e2 = {0};
     int rc = load_cuda(&m->ops, &m->dl, &e2);
     if (rc) m->ops = sm_gpt2_cpu_backend();
-    if (!auto_logged) {
-        auto_logged = 1;
+    if (!atomic_exchange(&auto_logged, 1)) {
         if (rc) sm_log(SM_LOG_INFO, "device auto: using the CPU (%s)", e2.msg);
         else sm_log(SM_LOG_INFO, "device auto: using CUDA");
     }

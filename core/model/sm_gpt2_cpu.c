@@ -170,7 +170,8 @@ static inline int thr(int nt, size_t work) { return work >= 32768 ? nt : 1; }
  * each block one single-threaded OpenBLAS call. One thread pool (OpenMP) does all the work: OpenBLAS's
  * own pthread pool would spin against OpenMP's between calls. Each output element is computed by one
  * call with a fixed partition, so results are deterministic for a thread count. */
-static double gemm_seconds, gemm_flops; /* totals for benchmarks (sm_gpt2_cpu_gemm_stats) */
+/* totals for benchmarks (sm_gpt2_cpu_gemm_stats); per thread, as models may train on several threads */
+static _Thread_local double gemm_seconds, gemm_flops;
 
 void sm_gpt2_cpu_gemm_stats(double *seconds, double *flops) {
     *seconds = gemm_seconds;
