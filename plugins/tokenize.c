@@ -18,9 +18,10 @@
  * written as 50256 followed by its tokens; token counts include that delimiter.
  * Outputs: "train/<domain>/NNNN" and "val/<domain>/NNNN" shards (a new shard before one would pass
  * 100M tokens; both sides always have shard 0000, possibly empty) and "manifest" (JSON).
- * Threads: one reader (this thread) parses files into 1 MiB batches of documents; api->threads(h)
- * workers hash and tokenize batches; batches are written strictly in reading order, so the output is
- * byte-identical for any thread count. */
+ * Threads: one reader (this thread) decompresses files and cuts them into 1 MiB batches of documents
+ * (.txt) or raw lines (.jsonl); api->threads(h) workers parse JSON, hash and tokenize batches; batches
+ * are written strictly in reading order, so the output is byte-identical for any thread count, and with
+ * on_bad_line = "fail" the error names the first malformed line in file order. */
 #include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -81,6 +82,13 @@ typedef struct batch {
     size_t len, cap;
     size_t *doc_off; /* ndocs + 1 offsets into text */
     size_t ndocs, doc_cap;
+    /* per document: a raw JSONL line (parsed by the worker) or text; where it came from */
+    uint8_t *is_json, *valid;
+    const char **doc_path;
+    uint64_t *doc_line;
+    size_t *text_len;
+    uint64_t bad_lines;
+    char *fail_msg; /* on_bad_line = fail: the first malformed line, raised when the batch is written */
     sm_tok_ids ids;
     size_t *tok_off; /* ndocs + 1 offsets into ids */
     uint8_t (*hash)[32];
@@ -126,6 +134,12 @@ static void batch_free(batch *b) {
     if (!b) return;
     free(b->text);
     free(b->doc_off);
+    free(b->is_json);
+    free(b->valid);
+    free(b->doc_path);
+    free(b->doc_line);
+    free(b->text_len);
+    free(b->fail_msg);
     sm_tok_ids_free(&b->ids);
     free(b->tok_off);
     free(b->hash);
@@ -203,7 +217,9 @@ static int shard_finish(job *j, domain *d, int side, sm_error *err) {
 
 static int write_batch(job *j, batch *b, sm_error *err) {
     domain *d = &j->doms[b->dom];
+    d->skipped_docs += b->bad_lines;
     for (size_t i = 0; i < b->ndocs; i++) {
+        if (!b->valid[i]) continue;
         int fresh = seen_insert(d, b->hash[i]);
         if (fresh < 0) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory in the duplicate set of %s", d->name);
         if (!fresh) { d->duplicates++; continue; }
@@ -218,8 +234,9 @@ static int write_batch(job *j, batch *b, sm_error *err) {
         if ((rc = sm_shard_writer_append(&o->w, b->ids.ids + b->tok_off[i], n, err))) return rc;
         d->tokens[side] += n;
         d->documents++;
-        d->bytes += b->doc_off[i + 1] - b->doc_off[i];
+        d->bytes += b->text_len[i];
     }
+    if (b->fail_msg) return sm_error_set(err, SM_ERR_FORMAT, "%s", b->fail_msg);
     return SM_OK;
 }
 
@@ -253,17 +270,46 @@ static void drain(job *j) {
 
 static inline int hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 
-static int tokenize_batch(job *j, sm_tok_enc *enc, batch *b, sm_error *err) {
+typedef struct worker_buf {
+    char *text;
+    size_t cap;
+} worker_buf;
+
+static int tokenize_batch(job *j, sm_tok_enc *enc, worker_buf *wb, batch *b, sm_error *err) {
     b->tok_off = malloc((b->ndocs + 1) * sizeof *b->tok_off);
     b->hash = malloc((b->ndocs ? b->ndocs : 1) * sizeof *b->hash);
     if (!b->tok_off || !b->hash) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
     for (size_t i = 0; i < b->ndocs; i++) {
         const char *t = b->text + b->doc_off[i];
         size_t n = b->doc_off[i + 1] - b->doc_off[i];
+        b->tok_off[i] = b->ids.n;
+        b->valid[i] = 0;
+        if (b->is_json[i] && !b->fail_msg) {
+            char why[256];
+            size_t tl = 0;
+            int r = sm_tok_jsonl_text(t, n, &wb->text, &wb->cap, &tl, why, sizeof why);
+            if (r < 0) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory parsing %s", b->doc_path[i]);
+            if (r == 0) {
+                b->bad_lines++;
+                if (j->fail_bad_lines) {
+                    if (asprintf(&b->fail_msg, "%s:%llu: malformed JSONL line: %s (on_bad_line=\"fail\"; use \"skip\" to skip such lines)",
+                                 b->doc_path[i], (unsigned long long)b->doc_line[i], why) < 0)
+                        return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+                } else
+                    j->api->log(j->h, SM_LOG_WARN, "%s:%llu: malformed JSONL line: %s; skipped", b->doc_path[i],
+                                (unsigned long long)b->doc_line[i], why);
+                continue;
+            }
+            t = wb->text;
+            n = tl;
+        } else if (b->is_json[i]) continue; /* after a fatal bad line nothing more is written */
+        if (n == 0) continue;
+        if (memchr(t, 0, n)) continue; /* JSON cannot carry NUL without \u0000, which is refused; text checked by the reader */
+        b->valid[i] = 1;
+        b->text_len[i] = n;
         char hex[65];
         sm_sha256_hex(t, n, hex);
         for (int k = 0; k < 32; k++) b->hash[i][k] = (uint8_t)(hexval(hex[2 * k]) << 4 | hexval(hex[2 * k + 1]));
-        b->tok_off[i] = b->ids.n;
         if (b->ids.n == b->ids.cap) {
             size_t nc = b->ids.cap ? b->ids.cap * 2 : 4096;
             uint32_t *ni = realloc(b->ids.ids, nc * sizeof *ni);
@@ -282,6 +328,7 @@ static int tokenize_batch(job *j, sm_tok_enc *enc, batch *b, sm_error *err) {
 static void *worker_main(void *arg) {
     job *j = arg;
     sm_tok_enc *enc = sm_tok_enc_new(j->tok);
+    worker_buf wb = {0};
     if (!enc) {
         sm_error e;
         sm_error_set(&e, SM_ERR_NOMEM, STAGE ": out of memory creating an encoder");
@@ -299,7 +346,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&j->mu);
         if (!b) break;
         sm_error e = {0};
-        int rc = tokenize_batch(j, enc, b, &e);
+        int rc = tokenize_batch(j, enc, &wb, b, &e);
         if (rc != SM_OK) { fail_job(j, rc, &e); break; }
         pthread_mutex_lock(&j->mu);
         b->done = 1;
@@ -307,6 +354,7 @@ static void *worker_main(void *arg) {
         drain(j);
     }
     sm_tok_enc_free(enc);
+    free(wb.text);
     return NULL;
 }
 
@@ -335,12 +383,21 @@ static int submit(job *j, batch *b) {
     return 0;
 }
 
-static int batch_add(batch *b, const char *text, size_t n) {
+static int batch_add(batch *b, const char *text, size_t n, int is_json, const char *path, uint64_t line) {
     if (b->ndocs + 2 > b->doc_cap) {
         size_t nc = b->doc_cap ? b->doc_cap * 2 : 256;
         size_t *no = realloc(b->doc_off, nc * sizeof *no);
-        if (!no) return -1;
-        b->doc_off = no;
+        if (no) b->doc_off = no;
+        uint8_t *nj = realloc(b->is_json, nc), *nv = realloc(b->valid, nc);
+        if (nj) b->is_json = nj;
+        if (nv) b->valid = nv;
+        const char **np = realloc(b->doc_path, nc * sizeof *np);
+        if (np) b->doc_path = np;
+        uint64_t *nl = realloc(b->doc_line, nc * sizeof *nl);
+        if (nl) b->doc_line = nl;
+        size_t *nt = realloc(b->text_len, nc * sizeof *nt);
+        if (nt) b->text_len = nt;
+        if (!no || !nj || !nv || !np || !nl || !nt) return -1;
         b->doc_cap = nc;
     }
     if (b->len + n > b->cap) {
@@ -354,6 +411,9 @@ static int batch_add(batch *b, const char *text, size_t n) {
     if (b->ndocs == 0) b->doc_off[0] = 0;
     memcpy(b->text + b->len, text, n);
     b->len += n;
+    b->is_json[b->ndocs] = (uint8_t)is_json;
+    b->doc_path[b->ndocs] = path;
+    b->doc_line[b->ndocs] = line;
     b->doc_off[++b->ndocs] = b->len;
     return 0;
 }
@@ -401,7 +461,10 @@ static int read_all(job *j, sm_error *err) {
             else {
                 const char *text;
                 size_t n;
-                while ((rc = sm_tok_docs_next(r, &text, &n, err)) == 1) {
+                uint64_t line = 0;
+                /* JSONL lines are parsed by the workers (JSON decoding costs about as much as tokenizing) */
+                int is_json = sm_tok_docs_format(f->rel, NULL) == SM_TOK_DOCS_JSONL;
+                while ((rc = is_json ? sm_tok_docs_next_line(r, &text, &n, &line, err) : sm_tok_docs_next(r, &text, &n, err)) == 1) {
                     if (b && b->len > 0 && b->len + n > BATCH_BYTES) {
                         if (submit(j, b)) { sm_tok_docs_close(r); return SM_OK; }
                         b = NULL;
@@ -414,7 +477,7 @@ static int read_all(job *j, sm_error *err) {
                     if (!b && !(b = calloc(1, sizeof *b))) rc = SM_ERR_NOMEM;
                     else {
                         b->dom = (int)di;
-                        if (batch_add(b, text, n)) rc = SM_ERR_NOMEM;
+                        if (batch_add(b, text, n, is_json, f->path, line)) rc = SM_ERR_NOMEM;
                     }
                     if (rc == SM_ERR_NOMEM) {
                         sm_tok_docs_close(r);

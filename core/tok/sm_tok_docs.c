@@ -294,7 +294,7 @@ static int bad_line(sm_tok_docs *d, const char *why, sm_error *err) {
     return SM_OK;
 }
 
-static int next_jsonl(sm_tok_docs *d, const char **text, size_t *len, sm_error *err) {
+int sm_tok_docs_next_line(sm_tok_docs *d, const char **line, size_t *len, uint64_t *lineno, sm_error *err) {
     for (;;) {
         int over;
         uint64_t total;
@@ -311,29 +311,52 @@ static int next_jsonl(sm_tok_docs *d, const char **text, size_t *len, sm_error *
         size_t s = 0;
         while (s < n && (d->line[s] == ' ' || d->line[s] == '\t')) s++;
         if (s == n) continue;
-        json_error_t je;
-        json_t *j = json_loadb(d->line + s, n - s, 0, &je);
-        const char *why = NULL;
-        char whybuf[256];
-        json_t *t = j ? json_object_get(j, "text") : NULL;
-        if (!j) {
-            snprintf(whybuf, sizeof whybuf, "%s at column %d", je.text, je.column);
-            why = whybuf;
-        } else if (!json_is_object(j)) why = "not a JSON object";
-        else if (!t || !json_is_string(t)) why = "no string field \"text\"";
-        if (why) {
-            json_decref(j);
+        *line = d->line + s;
+        *len = n - s;
+        *lineno = d->lineno;
+        return 1;
+    }
+}
+
+int sm_tok_jsonl_text(const char *line, size_t n, char **buf, size_t *cap, size_t *len, char *why, size_t why_cap) {
+    json_error_t je;
+    json_t *j = json_loadb(line, n, 0, &je);
+    json_t *t = j ? json_object_get(j, "text") : NULL;
+    int rc = 1;
+    if (!j) snprintf(why, why_cap, "%s at column %d", je.text, je.column);
+    else if (!json_is_object(j)) snprintf(why, why_cap, "not a JSON object");
+    else if (!t || !json_is_string(t)) snprintf(why, why_cap, "no string field \"text\"");
+    else {
+        size_t tl = json_string_length(t);
+        if (grow(buf, cap, tl + 1)) rc = -1;
+        else {
+            memcpy(*buf, json_string_value(t), tl);
+            *len = tl;
+            rc = 1;
+        }
+        json_decref(j);
+        return rc;
+    }
+    json_decref(j);
+    return 0;
+}
+
+static int next_jsonl(sm_tok_docs *d, const char **text, size_t *len, sm_error *err) {
+    for (;;) {
+        const char *line;
+        size_t n;
+        uint64_t lineno;
+        int r = sm_tok_docs_next_line(d, &line, &n, &lineno, err);
+        if (r <= 0) return r;
+        char why[256];
+        size_t tl = 0;
+        r = sm_tok_jsonl_text(line, n, &d->doc, &d->doc_cap, &tl, why, sizeof why);
+        if (r < 0) return sm_error_set(err, SM_ERR_NOMEM, "out of memory reading %s", d->path);
+        if (r == 0) {
             int rc = bad_line(d, why, err);
             if (rc) return rc;
             continue;
         }
-        size_t tl = json_string_length(t);
-        if (grow(&d->doc, &d->doc_cap, tl + 1)) {
-            json_decref(j);
-            return sm_error_set(err, SM_ERR_NOMEM, "out of memory reading %s", d->path);
-        }
-        memcpy(d->doc, json_string_value(t), tl);
-        json_decref(j);
         if (!tl) continue;
         *text = d->doc;
         *len = tl;

@@ -38,6 +38,13 @@ int sm_tok_docs_binary(const sm_tok_docs *d);
 /* The next document: 1 with *text / *len (valid until the next call), 0 at the end of the file, or a
  * negative code with err filled (I/O error, corrupt compressed stream, a bad line with fail_bad_lines). */
 int sm_tok_docs_next(sm_tok_docs *d, const char **text, size_t *len, sm_error *err);
+/* .jsonl only, for callers that parse lines on other threads: the next non-blank line, unparsed and
+ * without surrounding blanks (*lineno its 1-based number); a line longer than max_doc_bytes is skipped
+ * with a warning. 1, 0 at the end of the file, or a negative code. */
+int sm_tok_docs_next_line(sm_tok_docs *d, const char **line, size_t *len, uint64_t *lineno, sm_error *err);
+/* Parses one JSONL line: 1 with its "text" copied into *buf (realloc'd, *cap its size) and *len set; 0 if
+ * the line is malformed, with the reason in why; -1 out of memory. Thread-safe. */
+int sm_tok_jsonl_text(const char *line, size_t n, char **buf, size_t *cap, size_t *len, char *why, size_t why_cap);
 /* Bytes of the file (compressed, as on disk) read so far. */
 uint64_t sm_tok_docs_raw_bytes(const sm_tok_docs *d);
 /* Documents and lines skipped with a warning so far. */

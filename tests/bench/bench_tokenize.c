@@ -8,15 +8,26 @@
  * bench_tokenize.sh uses), and threads take chunks round-robin, each with its own encoder. It prints
  * the token count and a 32-bit FNV-1a hash of all ids in chunk order, so other tokenizers can be compared
  * for exactness on the same text, and the best of N runs per thread count: wall-clock MB/s and MB per
- * CPU-second of the process (the latter is less sensitive to other load on a shared machine). */
+ * CPU-second of the process (the latter is less sensitive to other load on a shared machine).
+ *
+ * bench_tokenize --stage DIR [--threads 1,2] runs the whole tokenize stage (plugins/tokenize.so, through
+ * a minimal in-process host) on the domain folders of DIR (e.g. corpus/) instead: reading, parsing,
+ * hashing, dedup, tokenizing and writing shards; it prints MB/s of document text and checks that every
+ * thread count writes identical shards. */
 #include <dirent.h>
+#include <dlfcn.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "sm_common.h"
+#include "sm_plugin.h"
 #include "tok/sm_tok.h"
 
 typedef struct {
@@ -68,17 +79,138 @@ static int append_file(const char *path, char **buf, size_t *len, size_t *cap) {
     return 0;
 }
 
+/* ---------- the whole stage through a minimal host ---------- */
+struct sm_host {
+    char dir[256];
+    int threads, counter, warnings;
+    pthread_mutex_t mu;
+    json_t *digests;
+    char *result;
+};
+static void st_log(sm_host *h, int level, const char *fmt, ...) {
+    if (level > SM_LOG_WARN) return;
+    pthread_mutex_lock(&h->mu);
+    h->warnings++;
+    pthread_mutex_unlock(&h->mu);
+    (void)fmt;
+}
+static void st_progress(sm_host *h, double d, double t, const char *u) { (void)h; (void)d; (void)t; (void)u; }
+static int st_cancelled(sm_host *h) { (void)h; return 0; }
+static int st_threads(sm_host *h) { return h->threads; }
+static int st_output_path(sm_host *h, const char *name, char *out, size_t cap) {
+    (void)name;
+    pthread_mutex_lock(&h->mu);
+    snprintf(out, cap, "%s/out.%d", h->dir, h->counter++);
+    pthread_mutex_unlock(&h->mu);
+    return SM_OK;
+}
+static int st_output_commit(sm_host *h, const char *name, const char *tmp, const char *kind, const char *meta, char digest[65]) {
+    (void)kind;
+    (void)meta;
+    int rc = sm_sha256_file(tmp, digest, NULL, NULL);
+    unlink(tmp);
+    pthread_mutex_lock(&h->mu);
+    json_object_set_new(h->digests, name, json_string(digest));
+    pthread_mutex_unlock(&h->mu);
+    return rc;
+}
+static const char *st_scratch(sm_host *h) { return h->dir; }
+static int st_metric(sm_host *h, const char *n, int64_t s, const char *d, double v) { (void)h; (void)n; (void)s; (void)d; (void)v; return SM_OK; }
+static int st_result(sm_host *h, const char *json) {
+    free(h->result);
+    h->result = strdup(json);
+    return SM_OK;
+}
+
+static int bench_stage(const char *corpus, const char *threads_arg) {
+    char so[4096];
+    snprintf(so, sizeof so, "%s/plugins/tokenize.so", sm_build_dir());
+    void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    sm_plugin_describe_fn fn = dl ? (sm_plugin_describe_fn)dlsym(dl, SM_PLUGIN_ENTRY) : NULL;
+    const sm_plugin_desc *desc = fn ? fn() : NULL;
+    if (!desc) { fprintf(stderr, "bench_tokenize: cannot load %s\n", so); return 1; }
+    json_t *doms = json_object();
+    DIR *d = opendir(corpus);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        char p[4096];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", corpus, de->d_name);
+        if (de->d_name[0] != '.' && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            json_object_set_new(doms, de->d_name, json_pack("{s:s, s:s, s:s}", "path", p, "kind", "dir", "name", de->d_name));
+    }
+    if (d) closedir(d);
+    if (!json_object_size(doms)) { fprintf(stderr, "bench_tokenize: no domain folders in %s\n", corpus); return 1; }
+    json_t *in = json_pack("{s:o}", "domains", doms);
+    char *inputs = json_dumps(in, JSON_SORT_KEYS);
+    json_decref(in);
+    static const sm_host_api api = {
+        .struct_size = sizeof(sm_host_api), .abi_major = SM_PLUGIN_ABI_MAJOR, .abi_minor = SM_PLUGIN_ABI_MINOR,
+        .log = st_log, .progress = st_progress, .cancelled = st_cancelled, .threads = st_threads,
+        .output_path = st_output_path, .output_commit = st_output_commit, .scratch_dir = st_scratch,
+        .metric = st_metric, .result = st_result,
+    };
+    char *first = NULL;
+    double base = 0;
+    int rc = 0;
+    for (const char *p = threads_arg; *p;) {
+        sm_host h = {.threads = atoi(p) > 0 ? atoi(p) : 1, .digests = json_object()};
+        pthread_mutex_init(&h.mu, NULL);
+        snprintf(h.dir, sizeof h.dir, "/tmp/sm-bench-stage.XXXXXX");
+        if (!mkdtemp(h.dir)) return 1;
+        sm_error err = {0};
+        double t0 = sm_monotonic(), c0 = cpu_seconds();
+        int r = desc->run(&api, &h, "{\"val_fraction\": 0.02}", inputs, &err);
+        double dt = sm_monotonic() - t0, dc = cpu_seconds() - c0;
+        rmdir(h.dir);
+        if (r != SM_OK) { fprintf(stderr, "bench_tokenize: stage failed: %s\n", err.msg); return 1; }
+        json_t *res = json_loads(h.result, 0, NULL);
+        const char *k;
+        json_t *v;
+        double bytes = 0, toks = 0, docs = 0;
+        json_object_foreach(json_object_get(res, "domains"), k, v) {
+            bytes += (double)json_integer_value(json_object_get(v, "bytes"));
+            docs += (double)json_integer_value(json_object_get(v, "documents"));
+            toks += (double)json_integer_value(json_object_get(v, "train_tokens")) + (double)json_integer_value(json_object_get(v, "val_tokens"));
+        }
+        json_decref(res);
+        char *dig = json_dumps(h.digests, JSON_SORT_KEYS);
+        double mbs = bytes / 1e6 / dt;
+        if (!first) { first = dig; base = mbs; }
+        printf("tokenize stage threads=%d: %.2f MB/s of text (%.0f documents, %.2f MB, %.2f M tokens in %.2f s; %.2f MB per CPU-second; %d warnings)",
+               h.threads, mbs, docs, bytes / 1e6, toks / 1e6, dt, bytes / 1e6 / dc, h.warnings);
+        if (dig != first) {
+            printf("; %.2fx the first; shards %s", mbs / base, strcmp(dig, first) ? "DIFFER" : "identical");
+            if (strcmp(dig, first)) rc = 1;
+            free(dig);
+        }
+        printf("\n");
+        json_decref(h.digests);
+        free(h.result);
+        pthread_mutex_destroy(&h.mu);
+        p = strchr(p, ',');
+        if (!p) break;
+        p++;
+    }
+    free(first);
+    free(inputs);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    const char *threads_arg = "1,2", *vocab = NULL, *file = NULL;
+    const char *threads_arg = "1,2", *vocab = NULL, *file = NULL, *stage = NULL;
     int repeat = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads_arg = argv[++i];
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
+        else if (!strcmp(argv[i], "--stage") && i + 1 < argc) stage = argv[++i];
         else if (argv[i][0] != '-') file = argv[i];
-        else { fprintf(stderr, "usage: bench_tokenize [--threads 1,2] [--repeat N] [--vocab PATH] [FILE]\n"); return 2; }
+        else { fprintf(stderr, "usage: bench_tokenize [--threads 1,2] [--repeat N] [--vocab PATH] [FILE]\n"
+                            "       bench_tokenize --stage CORPUS_DIR [--threads 1,2]\n"); return 2; }
     }
     if (repeat < 1) repeat = 1;
+    if (stage) return bench_stage(stage, threads_arg);
     sm_error err = {0};
     sm_tok *tok;
     if (sm_tok_load(&tok, vocab, &err) != SM_OK) { fprintf(stderr, "bench_tokenize: %s\n", err.msg); return 1; }
