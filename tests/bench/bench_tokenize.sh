@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench_tokenize.sh - GPT-2 tokenizer throughput: sm_tok (1 and 2 threads) next to the npm tokenizers
 # tiktoken (Rust compiled to WebAssembly) and js-tiktoken (pure JavaScript) on the same text, same chunks,
-# same run; also checks that all three produce the same ids (token count and FNV-1a of the ids).
+# same run; also checks that all three produce the same ids (token count and FNV-1a of the ids); and, when
+# corpus/ exists, the whole tokenize stage at each thread count (identical shards required).
 # Prints wall-clock MB/s and MB per CPU-second for each (the latter for shared, loaded machines).
 # usage: tests/bench/bench_tokenize.sh   (BUILD=build-x, BENCH_MB=16, BENCH_THREADS=1,2, BENCH_REPEAT=3)
 set -euo pipefail
@@ -93,6 +94,10 @@ print(f"bench text: {total / 1e6:.2f} MB from {kind}: {len(sources)} sources, e.
 PY
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 "$bin" --threads "$THREADS" --repeat "$REPEAT" "$tmp/text.txt" | tee "$tmp/c.out"
+if [ -d corpus ] && [ -f "$BUILD/plugins/tokenize.so" ]; then
+  echo "whole tokenize stage on corpus/ (read, decompress, parse JSON, hash, dedup, split, tokenize, write shards):"
+  "$bin" --stage corpus --threads "$THREADS"
+fi
 ours=$(sed -n 's/.*ids fnv1a32 \([0-9a-f]*\).*/\1/p' "$tmp/c.out" | head -1)
 ours_tok=$(sed -n 's/.*; \([0-9]*\) tokens; ids.*/\1/p' "$tmp/c.out" | head -1)
 one=$(sed -n 's/^sm_tok threads=1: \([0-9.]*\) MB\/s.*/\1/p' "$tmp/c.out")
