@@ -28,6 +28,11 @@ int sm_db_resolve(const char *workspace, const char *cli_dsn, char **dsn_out, sm
  * rate). */
 int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_sink **out, sm_error *err);
 
+/* Sends the events left in journals of sinks that are gone (a run that ended while the database was down)
+ * and waits until the database has them, or is found unreachable, or 30 s passed; what is not sent stays
+ * journaled. Does nothing (quickly) when there is no such journal. */
+int sm_db_drain_journals(const char *workspace, const char *dsn, sm_error *err);
+
 /* The workspace directory: $SCALEMIX_HOME if set, else ./.scalemix, made absolute (not created). */
 int sm_db_workspace(char *out, size_t n, sm_error *err);
 

@@ -46,6 +46,11 @@ static int open_db(const char *cli_dsn, char **dsn, sm_error *err) {
     int rc = workspace(ws, sizeof ws, err);
     if (!rc) rc = sm_db_resolve(ws, cli_dsn, dsn, err);
     if (!rc && !*dsn) rc = sm_error_set(err, SM_ERR_ARG, "the lineage database is disabled (--db none / SCALEMIX_DB=none)");
+    if (!rc) {
+        /* A run that ended while the database was down left its events journaled: show them too. */
+        sm_error derr = {0};
+        if (sm_db_drain_journals(ws, *dsn, &derr)) sm_log(SM_LOG_WARN, "db: journaled events not sent: %s", derr.msg);
+    }
     return rc;
 }
 

@@ -35,6 +35,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define STATEMENT_TIMEOUT_MS 120000  /* a batch unanswered this long: the connection is presumed dead */
 #define JOURNAL_RESET_BYTES (64ull << 20)
+#define FLUSH_DB_WAIT_MS 30000       /* a flush waits this long for a slow database, then settles for the journal */
 #define INGEST_SQL "SELECT sm_ingest($1::jsonb)"
 
 typedef struct pending {
@@ -59,6 +60,7 @@ enum { ST_IDLE, ST_SETUP, ST_BEGIN, ST_INGEST, ST_COPY, ST_MERGE, ST_COMMIT, ST_
 
 typedef struct waiter {
     uint64_t target;
+    double deadline; /* after this, durably journaled is enough */
     void (*done)(void *);
     void *arg;
 } waiter;
@@ -84,7 +86,7 @@ typedef struct pg_sink {
     char *jw_data;
     size_t jw_len, jw_done;
     uint64_t jw_end;
-    uv_timer_t jtimer;
+    uv_timer_t jtimer, ftimer; /* journal write delay; flush deadline checks */
     int jtimer_armed;
 
     int aw_busy;
@@ -135,7 +137,8 @@ static void unref_done(pg_sink *s) {
 /* Handles keep the loop alive only while someone waits in flush(): an idle sink must not stop the engine's
  * loop from ending. */
 static void apply_refs(pg_sink *s) {
-    uv_handle_t *hs[] = {(uv_handle_t *)&s->jtimer, (uv_handle_t *)&s->rtimer, (uv_handle_t *)s->poll};
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->jtimer, (uv_handle_t *)&s->rtimer, (uv_handle_t *)&s->ftimer,
+                         (uv_handle_t *)s->poll};
     for (size_t i = 0; i < SM_ARRAY_LEN(hs); i++) {
         if (!hs[i] || uv_is_closing(hs[i])) continue;
         if (s->nw) uv_ref(hs[i]);
@@ -366,7 +369,8 @@ static void check_waiters(pg_sink *s) {
         size_t i;
         for (i = 0; i < s->nw; i++) {
             const waiter *w = &s->w[i];
-            if (s->n_durable >= w->target && (s->n_acked >= w->target || s->outage)) break;
+            if (s->n_durable >= w->target &&
+                (s->n_acked >= w->target || s->outage || sm_monotonic() >= w->deadline)) break;
         }
         if (i == s->nw) break;
         waiter w = s->w[i];
@@ -377,8 +381,11 @@ static void check_waiters(pg_sink *s) {
         w.done(w.arg);
         if (s->closing) return;
     }
+    if (!s->nw) uv_timer_stop(&s->ftimer);
     apply_refs(s);
 }
+
+static void ftimer_cb(uv_timer_t *t) { check_waiters(t->data); }
 
 static void sink_flush(sm_sink *self, void (*done)(void *), void *arg) {
     pg_sink *s = (pg_sink *)self;
@@ -387,7 +394,8 @@ static void sink_flush(sm_sink *self, void (*done)(void *), void *arg) {
         done(arg);
         return;
     }
-    s->w[s->nw++] = (waiter){s->n_emitted, done, arg};
+    s->w[s->nw++] = (waiter){s->n_emitted, sm_monotonic() + FLUSH_DB_WAIT_MS / 1000.0, done, arg};
+    if (!uv_is_active((uv_handle_t *)&s->ftimer)) uv_timer_start(&s->ftimer, ftimer_cb, 500, 500);
     journal_kick(s);
     apply_refs(s);
     check_waiters(s);
@@ -894,6 +902,7 @@ static void sink_close(sm_sink *self) {
     if (s->conn) PQfinish(s->conn);
     s->conn = NULL;
     uv_close((uv_handle_t *)&s->jtimer, timer_closed);
+    uv_close((uv_handle_t *)&s->ftimer, timer_closed);
     uv_close((uv_handle_t *)&s->rtimer, timer_closed);
 }
 
@@ -950,11 +959,49 @@ int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_
         return rc;
     }
     uv_timer_init(loop, &s->jtimer);
+    uv_timer_init(loop, &s->ftimer);
     uv_timer_init(loop, &s->rtimer);
-    s->jtimer.data = s->rtimer.data = s;
-    s->refs = 2;
+    s->jtimer.data = s->rtimer.data = s->ftimer.data = s;
+    s->refs = 3;
     apply_refs(s);
     conn_start(s);
     *out = &s->base;
     return SM_OK;
+}
+
+static void drain_done(void *arg) { *(int *)arg = 1; }
+
+int sm_db_drain_journals(const char *workspace, const char *dsn, sm_error *err) {
+    char jdir[PATH_MAX];
+    if (snprintf(jdir, sizeof jdir, "%s/journal", workspace) >= (int)sizeof jdir)
+        return sm_error_set(err, SM_ERR_ARG, "workspace path too long");
+    DIR *d = opendir(jdir);
+    if (!d) return SM_OK;
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 7 || strcmp(de->d_name + l - 6, ".jsonl") || !strcmp(de->d_name, "rejected.jsonl")) continue;
+        char p[PATH_MAX + 300];
+        snprintf(p, sizeof p, "%s/%s", jdir, de->d_name);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        found = flock(fd, LOCK_EX | LOCK_NB) == 0; /* not held by a live sink */
+        close(fd);
+    }
+    closedir(d);
+    if (!found) return SM_OK;
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) return sm_error_set(err, SM_ERR_INTERNAL, "uv_loop_init failed");
+    sm_sink *sink = NULL;
+    int rc = sm_pg_sink_open(&loop, dsn, workspace, &sink, err);
+    if (rc == SM_OK) {
+        int done = 0;
+        sink->flush(sink, drain_done, &done);
+        while (!done && uv_run(&loop, UV_RUN_ONCE)) {}
+        sink->close(sink);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&loop);
+    return rc;
 }

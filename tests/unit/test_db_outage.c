@@ -253,6 +253,37 @@ TEST(test_run_while_down_sent_by_next_sink) {
     CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1 AND status = 'succeeded'", p.run_id), 1);
 }
 
+/* What a run journaled while the server was down is sent by sm_db_drain_journals (which `scalemix sql` and
+ * `scalemix history` call), with no new run needed. */
+TEST(test_drain_after_outage) {
+    sm_error err = {0};
+    CHECK_MSG(sm_db_server_stop(ws, &err) == 0, "%s", err.msg);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    producer p = {0};
+    sm_uuid4(p.run_id);
+    CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err) == 0, "%s", err.msg);
+    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "drain", "script_sha256", "00",
+                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
+                                    "test"));
+    emit(&p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+    flushed f = {0};
+    p.sink->flush(p.sink, on_flush, &f);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(f.done, 1);
+    p.sink->close(p.sink);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    /* Still down: draining keeps the events journaled and says nothing went wrong. */
+    CHECK_EQ_INT(sm_db_drain_journals(ws, dsn, &err), 0);
+    char *d = NULL;
+    CHECK_MSG(sm_db_server_start(ws, &d, &err) == 0, "%s", err.msg);
+    free(d);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1", p.run_id), 0);
+    CHECK_EQ_INT(sm_db_drain_journals(ws, dsn, &err), 0);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1 AND status = 'succeeded'", p.run_id), 1);
+}
+
 int main(void) {
     unsetenv("SCALEMIX_DB");
     unsetenv("PGHOST");
@@ -266,6 +297,7 @@ int main(void) {
     }
     RUN(test_outage_mid_run_every_row_once);
     RUN(test_run_while_down_sent_by_next_sink);
+    RUN(test_drain_after_outage);
     sm_db_server_stop(ws, &err);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", ws);
