@@ -40,6 +40,7 @@ sm_tok_enc *sm_tok_enc_new(const sm_tok *t) {
     sm_tok_enc *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->t = t;
+    sm_tok__init_classes();
     e->slots = aligned_alloc(64, CACHE_SLOTS * sizeof *e->slots);
     if (!e->slots) { sm_tok_enc_free(e); return NULL; }
     memset(e->slots, 0, CACHE_SLOTS * sizeof *e->slots);
@@ -256,7 +257,7 @@ static int encode_piece(sm_tok_enc *e, const uint8_t *w, size_t n, sm_tok_ids *o
 static int encode_ordinary(sm_tok_enc *e, const uint8_t *p, size_t n, sm_tok_ids *out) {
     size_t pos = 0;
     while (pos < n) {
-        size_t l = sm_tok_pretoken_len(p + pos, n - pos);
+        size_t l = sm_tok__pretoken(p + pos, n - pos);
         for (size_t done = 0; done < l;) {
             size_t k = l - done > SM_TOK_MAX_PIECE ? SM_TOK_MAX_PIECE : l - done;
             if (encode_piece(e, p + pos + done, k, out)) return -1;
