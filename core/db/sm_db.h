@@ -21,7 +21,8 @@ int sm_db_resolve(const char *workspace, const char *cli_dsn, char **dsn_out, sm
  * nothing is written twice.
  * Loop use: the sink's handles keep the loop alive only while a flush() waits, so an idle sink never keeps
  * uv_run from returning. flush(done) completes when everything emitted before it is in the database, or
- * durably journaled while the database is unreachable. After close(), run the loop once more so that the
+ * durably journaled while the database is unreachable (or still behind 30 s after the flush began). After
+ * close(), run the loop once more so that the
  * sink's handles close and its memory is freed; events not yet in the database stay in the journal and
  * the next sink opened on the workspace sends them. A journal left by a sink that died is taken over at
  * open. Events are kept in memory until the database has them (an outage grows memory with the event

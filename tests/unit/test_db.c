@@ -541,6 +541,62 @@ TEST(test_orphan_journal_taken_over) {
     json_decref(r.events);
 }
 
+static void keepalive_cb(uv_timer_t *t) { (void)t; }
+
+/* Two engines on one workspace: each sink keeps its own journal, neither takes over the other's. */
+TEST(test_two_sinks_one_workspace) {
+    NEED_SERVER();
+    uv_loop_t la, lb;
+    uv_loop_init(&la);
+    uv_loop_init(&lb);
+    sm_sink *a = NULL, *b = NULL;
+    sm_error err = {0};
+    CHECK_EQ_INT(sm_pg_sink_open(&la, dsn, ws, &a, &err), 0);
+    run_ctx ra, rb;
+    run_init(&ra, "two-a");
+    run_init(&rb, "two-b");
+    ev_run_start(&ra, "two");
+    ev_run_start(&rb, "two");
+    for (int i = 0; i < 100; i++) {
+        ev_metric(&ra, "two-sa", "loss", i, 1.0);
+        ev_metric(&rb, "two-sb", "loss", i, 1.0);
+    }
+    size_t i;
+    json_t *ev;
+    json_array_foreach(ra.events, i, ev) a->emit(a, ev);
+    CHECK_EQ_INT(sm_pg_sink_open(&lb, dsn, ws, &b, &err), 0); /* while a's journal is live */
+    json_array_foreach(rb.events, i, ev) b->emit(b, ev);
+    /* The engine's own handles keep its loop alive; the sink's do not (they are unref'd while idle). */
+    uv_timer_t ka, kb;
+    uv_timer_init(&la, &ka);
+    uv_timer_init(&lb, &kb);
+    uv_timer_start(&ka, keepalive_cb, 100000, 0);
+    uv_timer_start(&kb, keepalive_cb, 100000, 0);
+    sm_pg_sink_stats sa, sb;
+    double deadline = sm_monotonic() + 30;
+    do {
+        uv_run(&la, UV_RUN_NOWAIT);
+        uv_run(&lb, UV_RUN_NOWAIT);
+        sm_pg_sink_get_stats(a, &sa);
+        sm_pg_sink_get_stats(b, &sb);
+        usleep(2000);
+    } while ((sa.committed < sa.emitted || sb.committed < sb.emitted) && sm_monotonic() < deadline);
+    a->close(a);
+    b->close(b);
+    uv_close((uv_handle_t *)&ka, NULL);
+    uv_close((uv_handle_t *)&kb, NULL);
+    uv_run(&la, UV_RUN_DEFAULT);
+    uv_run(&lb, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&la), 0);
+    CHECK_EQ_INT(uv_loop_close(&lb), 0);
+    CHECK_EQ_INT(sb.replayed, 0);
+    CHECK_EQ_INT(sa.committed, 101);
+    CHECK_EQ_INT(sb.committed, 101);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id IN ('two-sa', 'two-sb')", NULL), 200);
+    json_decref(ra.events);
+    json_decref(rb.events);
+}
+
 static int server_start(void) {
     snprintf(ws, sizeof ws, "/tmp/sm-test-db.XXXXXX");
     if (!mkdtemp(ws) || chmod(ws, 0755) != 0) return -1;
@@ -573,6 +629,7 @@ int main(void) {
     RUN(test_readonly_role);
     RUN(test_bad_event_rejected_others_kept);
     RUN(test_orphan_journal_taken_over);
+    RUN(test_two_sinks_one_workspace);
     if (db) PQfinish(db);
     sm_error err = {0};
     if (have_server && sm_db_server_stop(ws, &err)) fprintf(stderr, "stopping the server: %s\n", err.msg);
