@@ -58,7 +58,7 @@ static void setup(void) {
 /* ---------------------------------------------------------------- tests that run without a GPU */
 
 TEST(library_loads_and_probe_answers) {
-    if (!lib && access(lib_path, F_OK) != 0) SKIP("libsm_cuda.so not built (no nvcc): %.150s", lib_path);
+    if (!lib && access(lib_path, F_OK) != 0) SKIP("%.150s not built (no nvcc, or core/model/cuda/build.mk not included)", lib_path);
     CHECK_MSG(lib, "dlopen %s: %s", lib_path, no_gpu);
     CHECK(probe && cuda);
     CHECK_EQ_INT(cuda->struct_size, sizeof(sm_gpt2_backend_ops));
@@ -142,7 +142,8 @@ static double urand(void) {
 static double nrand(void) { return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand()); }
 
 /* Random weights: matrices N(0, 0.02), biases N(0, 0.01) and LayerNorm weights 1 + N(0, 0.1), so that every
- * parameter path (biases, LayerNorm affine terms) carries signal. */
+ * parameter path (biases, LayerNorm affine terms) carries signal; qkv weights N(0, 0.1), so that attention
+ * is far from uniform and its gradient paths (the diagonal, the masks) weigh in the comparison. */
 static float *random_params(const sm_gpt2_config *c, size_t *n_out) {
     size_t s[16];
     size_t n = sm_gpt2_param_sizes(c, s);
@@ -152,7 +153,7 @@ static float *random_params(const sm_gpt2_config *c, size_t *n_out) {
     for (int t = 0; t < 16; t++) {
         int lnw = t == 2 || t == 8 || t == 14, bias = t == 3 || t == 5 || t == 7 || t == 9 || t == 11 || t == 13 || t == 15;
         for (size_t i = 0; i < s[t]; i++)
-            p[o + i] = (float)(lnw ? 1.0 + 0.1 * nrand() : bias ? 0.01 * nrand() : 0.02 * nrand());
+            p[o + i] = (float)(lnw ? 1.0 + 0.1 * nrand() : bias ? 0.01 * nrand() : (t == 4 ? 0.1 : 0.02) * nrand());
         o += s[t];
     }
     *n_out = n;
@@ -180,6 +181,21 @@ static double worst_tensor_error(const sm_gpt2_config *c, const float *a, const 
         printf(" %s %.1e", tensor_name[t], rel);
         if (rel > worst || rel != rel) worst = rel != rel ? INFINITY : rel;
         o += s[t];
+    }
+    /* q, k and v rows of qkvw apart: an error in one attention backward path shows here first */
+    size_t C = (size_t)c->channels, q0 = s[0] + s[1] + s[2] + s[3];
+    for (int part = 0; part < 3; part++) {
+        double d = 0, r = 0;
+        for (int l = 0; l < c->num_layers; l++)
+            for (size_t k = 0; k < C * C; k++) {
+                size_t i = q0 + (size_t)l * 3 * C * C + (size_t)part * C * C + k;
+                double x = (double)a[i] - b[i];
+                d += x * x;
+                r += (double)b[i] * b[i];
+            }
+        double rel = sqrt(d) / (sqrt(r) > 1e-30 ? sqrt(r) : 1e-30);
+        printf(" qkvw[%c] %.1e", "qkv"[part], rel);
+        if (rel > worst || rel != rel) worst = rel != rel ? INFINITY : rel;
     }
     printf("\n");
     return worst;
