@@ -396,6 +396,7 @@ int sm_gpt2_get_params(sm_gpt2 *m, float *dst, sm_error *err) { return m->ops->g
 /* ---- loss ---- */
 
 int sm_gpt2_loss(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss, sm_error *err) {
+    if (!inputs || !targets || !loss) return sm_error_set(err, SM_ERR_ARG, "sm_gpt2_loss needs inputs, targets and loss");
     int rc = sm_gpt2_ensure_batch(m, B, T, err);
     if (rc) return rc;
     return m->ops->forward(m->be, inputs, targets, B, T, loss, NULL, err);
