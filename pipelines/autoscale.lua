@@ -120,8 +120,14 @@ local lines = {}
 local function out(fmt, ...) lines[#lines + 1] = string.format(fmt, ...) end
 out("AutoScale on %s: %d domains, model L=%d H=%d C=%d T=%d (%s)", corpus_dir, #domains, model.layers, model.heads,
     model.channels, model.seq, runs.autoscale.device)
-out("DDO fits: y = (x + a)^-b + c per domain in normalised units, %s (%s)", fit1.exact and "exact through 3 points" or "least squares",
-    "interpolant: " .. tostring(fit1.interpolant))
+local function exact_count(f)
+  local n = 0
+  for _, d in ipairs(domains) do if f.exact[d] then n = n + 1 end end
+  return n
+end
+out("DDO fits: y = (x + a)^-b + c per domain in normalised units; exact through the points for %d/%d domains at n1,"
+    .. " %d/%d at n2 (the others: least squares); 3-point interpolant: %s", exact_count(fit1), #domains, exact_count(fit2),
+    #domains, tostring(fit1.interpolant))
 local flagged = {}
 for _, f in ipairs { fit1, fit2 } do
   for d, fl in pairs(f.flags or {}) do
