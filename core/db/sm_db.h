@@ -25,8 +25,8 @@ int sm_db_resolve(const char *workspace, const char *cli_dsn, char **dsn_out, sm
  * close(), run the loop once more so that the
  * sink's handles close and its memory is freed; events not yet in the database stay in the journal and
  * the next sink opened on the workspace sends them. A journal left by a sink that died is taken over at
- * open. Events are kept in memory until the database has them (an outage grows memory with the event
- * rate). */
+ * open. Unsent events are kept in memory up to 64 MiB; beyond that they wait in the journal only and are
+ * read back when their turn comes (the pending index still costs about 48 bytes per event). */
 int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_sink **out, sm_error *err);
 
 /* Sends the events left in journals of sinks that are gone (a run that ended while the database was down)
@@ -81,6 +81,7 @@ typedef struct sm_pg_sink_stats {
     uint64_t batches;    /* batches committed */
     uint64_t reconnects; /* connections (re)established after the first */
     uint64_t replayed;   /* events taken over from journals of earlier sinks at open */
+    uint64_t spilled;    /* events kept in the journal only (memory cap) and read back to be sent */
     int connected;
 } sm_pg_sink_stats;
 void sm_pg_sink_get_stats(sm_sink *sink, sm_pg_sink_stats *out);

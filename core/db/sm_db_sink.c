@@ -35,6 +35,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define STATEMENT_TIMEOUT_MS 120000  /* a batch unanswered this long: the connection is presumed dead */
 #define JOURNAL_RESET_BYTES (64ull << 20)
+#define MEM_CAP_DEFAULT (64u << 20) /* event bytes kept in memory; beyond, events wait in the journal only */
 #define FLUSH_DB_WAIT_MS 30000       /* a flush waits this long for a slow database, then settles for the journal */
 #define INGEST_SQL "SELECT sm_ingest($1::jsonb)"
 
@@ -72,7 +73,8 @@ typedef struct pg_sink {
     uv_loop_t *loop;
     char *dsn;
     char jdir[PATH_MAX], jpath[PATH_MAX + 64], apath[PATH_MAX + 64];
-    int jfd, afd;
+    int jfd, afd, rfd; /* journal (append), acked offset, journal (read back spilled events) */
+    size_t mem, mem_cap;
     uint64_t jsize; /* bytes appended to the journal so far, buffered ones included */
 
     pending *q; /* q[0..qn) are events base .. base+qn-1 (absolute indexes) */
@@ -330,6 +332,16 @@ static int enqueue(pg_sink *s, char *json, size_t len, char *row, size_t rowlen)
     s->jbuf[s->jlen + len] = '\n';
     s->jlen += len + 1;
     s->jsize += len + 1;
+    if (s->mem + len + rowlen > s->mem_cap) {
+        /* Spilled: the journal holds it; it is read back when its turn to be sent comes (reload). */
+        free(json);
+        free(row);
+        json = row = NULL;
+        rowlen = 0;
+        s->st.spilled++;
+    } else {
+        s->mem += len + rowlen;
+    }
     s->q[s->qoff + s->qn++] = (pending){json, len, row, rowlen, s->jsize};
     s->n_emitted++;
     s->st.emitted = s->n_emitted;
@@ -576,8 +588,10 @@ static void batch_done(pg_sink *s) {
     uint64_t n = s->batch_end - s->n_acked;
     s->ack_off = s->q[s->qoff + n - 1].jend;
     for (uint64_t i = 0; i < n; i++) {
-        free(s->q[s->qoff + i].json);
-        free(s->q[s->qoff + i].row);
+        pending *p = &s->q[s->qoff + i];
+        if (p->json) s->mem -= p->len + p->rowlen;
+        free(p->json);
+        free(p->row);
     }
     s->qoff += n;
     s->qn -= n;
@@ -718,15 +732,51 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     }
 }
 
+/* Reads spilled events back from the journal, from the first unsent one, up to a batch's worth. They go
+ * through sm_ingest (no COPY row), which costs the server more but only while catching up. */
+static int reload(pg_sink *s, uint64_t avail) {
+    size_t k = 0, bytes = 0;
+    while (k < avail && k < BATCH_MAX_EVENTS && !s->q[s->qoff + k].json && bytes < BATCH_MAX_BYTES)
+        bytes += s->q[s->qoff + k++].len + 1;
+    if (!k) return 0;
+    const pending *first = &s->q[s->qoff], *last = &s->q[s->qoff + k - 1];
+    uint64_t start = first->jend - first->len - 1;
+    size_t n = (size_t)(last->jend - start);
+    char *buf = malloc(n);
+    if (!buf) return -1;
+    ssize_t got = pread(s->rfd, buf, n, (off_t)start);
+    int rc = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        pending *p = &s->q[s->qoff + i];
+        if (got != (ssize_t)n || o + p->len >= n || buf[o + p->len] != '\n' || !(p->json = malloc(p->len + 1))) {
+            rc = -1;
+            break;
+        }
+        memcpy(p->json, buf + o, p->len);
+        p->json[p->len] = 0;
+        s->mem += p->len;
+        o += p->len + 1;
+    }
+    free(buf);
+    if (rc) sm_log(SM_LOG_ERROR, "db sink: cannot read spilled events back from %s (%s); retrying later", s->jpath,
+                   got < 0 ? strerror(errno) : "unexpected content");
+    return rc;
+}
+
 static void pump_send(pg_sink *s) {
     if (s->closing || s->state != CONN_READY || s->busy || s->n_acked >= s->n_durable) return;
     uint64_t avail = s->n_durable - s->n_acked;
+    if (!s->q[s->qoff].json && reload(s, avail) != 0) {
+        conn_lost(s, "journal read-back failed");
+        return;
+    }
     size_t maxn = s->n_acked < s->isolate_until ? 1 : BATCH_MAX_EVENTS;
     size_t n = 0, bytes = 0;
     strbuf jb = {s->bbuf, 0, s->bcap, 0}, cb = {s->cbuf, 0, s->ccap, 0};
     sb_raw(&jb, "[", 1);
     s->b_events = s->c_events = 0;
-    while (n < avail && n < maxn && (n == 0 || bytes < BATCH_MAX_BYTES)) {
+    while (n < avail && n < maxn && (n == 0 || bytes < BATCH_MAX_BYTES) && s->q[s->qoff + n].json) {
         const pending *p = &s->q[s->qoff + n];
         if (p->row) {
             sb_raw(&cb, p->row, p->rowlen);
@@ -878,6 +928,7 @@ static void finalize(pg_sink *s) {
         close(s->jfd);
     }
     if (s->afd >= 0) close(s->afd);
+    if (s->rfd >= 0) close(s->rfd);
     for (size_t i = 0; i < s->qn; i++) {
         free(s->q[s->qoff + i].json);
         free(s->q[s->qoff + i].row);
@@ -920,7 +971,9 @@ int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_
     s->base.flush = sink_flush;
     s->base.close = sink_close;
     s->loop = loop;
-    s->jfd = s->afd = -1;
+    s->jfd = s->afd = s->rfd = -1;
+    const char *cap = getenv("SCALEMIX_SINK_MEM_CAP"); /* bytes; for tests */
+    s->mem_cap = cap && atol(cap) > 0 ? (size_t)atol(cap) : MEM_CAP_DEFAULT;
     s->backoff_ms = BACKOFF_MIN_MS;
     s->dsn = strdup(dsn);
     int rc = SM_OK;
@@ -941,6 +994,8 @@ int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_
         s->jfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
         if (s->jfd < 0 || flock(s->jfd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, s->jpath) != 0)
             rc = sm_error_set(err, SM_ERR_IO, "creating journal %s: %s", s->jpath, strerror(errno));
+        if (!rc) s->rfd = open(s->jpath, O_RDONLY | O_CLOEXEC);
+        if (!rc && s->rfd < 0) rc = sm_error_set(err, SM_ERR_IO, "opening %s: %s", s->jpath, strerror(errno));
         if (!rc) s->afd = open(s->apath, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         if (!rc && s->afd < 0) rc = sm_error_set(err, SM_ERR_IO, "creating %s: %s", s->apath, strerror(errno));
     }
@@ -948,6 +1003,7 @@ int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_
     if (rc) {
         if (s->jfd >= 0) { close(s->jfd); unlink(s->jpath); }
         if (s->afd >= 0) { close(s->afd); unlink(s->apath); }
+        if (s->rfd >= 0) close(s->rfd);
         for (size_t i = 0; i < s->qn; i++) {
             free(s->q[s->qoff + i].json);
             free(s->q[s->qoff + i].row);

@@ -284,6 +284,58 @@ TEST(test_drain_after_outage) {
     CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1 AND status = 'succeeded'", p.run_id), 1);
 }
 
+static void keepalive_cb(uv_timer_t *t) { (void)t; }
+
+/* A long outage does not grow memory without bound: past the cap, events wait in the journal only and are
+ * read back from it when the server returns. */
+TEST(test_spill_to_journal_during_outage) {
+    sm_error err = {0};
+    CHECK_MSG(sm_db_server_stop(ws, &err) == 0, "%s", err.msg);
+    setenv("SCALEMIX_SINK_MEM_CAP", "20000", 1);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    producer p = {0};
+    sm_uuid4(p.run_id);
+    int orc = sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err);
+    unsetenv("SCALEMIX_SINK_MEM_CAP");
+    CHECK_MSG(orc == 0, "%s", err.msg);
+    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "spill", "script_sha256", "00",
+                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
+                                    "test"));
+    stage_begin(&p);
+    for (int i = 0; i < 3000; i++)
+        emit(&p, "metric", json_pack("{s:s,s:s,s:i,s:s,s:f}", "stage_run_id", p.stage, "name", "loss", "step", i,
+                                     "domain", "web", "value", (double)i));
+    stage_finish(&p);
+    emit(&p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+    flushed f = {0};
+    p.sink->flush(p.sink, on_flush, &f);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(f.done, 1);
+    char *d = NULL;
+    CHECK_MSG(sm_db_server_start(ws, &d, &err) == 0, "%s", err.msg);
+    free(d);
+    uv_timer_t keep;
+    uv_timer_init(&loop, &keep);
+    uv_timer_start(&keep, keepalive_cb, 1, 1);
+    sm_pg_sink_stats s;
+    double deadline = sm_monotonic() + 60;
+    do {
+        uv_run(&loop, UV_RUN_ONCE);
+        sm_pg_sink_get_stats(p.sink, &s);
+    } while (s.committed < s.emitted && sm_monotonic() < deadline);
+    p.sink->close(p.sink);
+    uv_close((uv_handle_t *)&keep, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    CHECK_EQ_INT(s.committed, p.seq);
+    CHECK_EQ_INT(s.rejected, 0);
+    CHECK(s.spilled > 2500);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = $1", p.stage), 3000);
+    CHECK_EQ_INT(q1("SELECT sum(step) FROM metrics WHERE stage_run_id = $1", p.stage), 3000 * 2999 / 2);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1 AND status = 'succeeded'", p.run_id), 1);
+}
+
 int main(void) {
     unsetenv("SCALEMIX_DB");
     unsetenv("PGHOST");
@@ -298,6 +350,7 @@ int main(void) {
     RUN(test_outage_mid_run_every_row_once);
     RUN(test_run_while_down_sent_by_next_sink);
     RUN(test_drain_after_outage);
+    RUN(test_spill_to_journal_during_outage);
     sm_db_server_stop(ws, &err);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", ws);
