@@ -390,6 +390,10 @@ TEST(corrupt_and_truncated_checkpoints_rejected) {
     odd.num_heads = 3; /* 8 channels do not split into 3 heads */
     write_ckpt_raw(tpath("heads.bin"), &odd, 3, p, n, 0);
     CHECK(expect_format_error(tpath("heads.bin"), "divisible"));
+    sm_gpt2_config huge = tiny;
+    huge.num_layers = 1 << 30; /* parameter count would overflow: must be refused, not wrapped */
+    write_ckpt_raw(tpath("huge.bin"), &huge, 3, p, n, 0);
+    CHECK(expect_format_error(tpath("huge.bin"), "too large"));
     sm_gpt2 *m = NULL;
     sm_error e = {0};
     CHECK(sm_gpt2_load(&m, tpath("missing.bin"), NULL, &e) == SM_ERR_IO);
