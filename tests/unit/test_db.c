@@ -359,6 +359,13 @@ TEST(test_ingest_and_idempotent_replay) {
     CHECK_EQ_INT(s.committed, 2 * nev);
     CHECK_EQ_INT(q1(fp_sql, rid), before);
     CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-replay-1'", NULL), 51);
+    /* The event log is append-only, even for the writer. */
+    const char *edits[] = {"UPDATE lineage_events SET seq = 0", "DELETE FROM lineage_events", "TRUNCATE lineage_events"};
+    for (size_t i = 0; i < SM_ARRAY_LEN(edits); i++) {
+        PGresult *res = q(edits[i], 0, NULL);
+        CHECK_MSG(PQresultStatus(res) == PGRES_FATAL_ERROR, "lineage_events allowed: %s", edits[i]);
+        PQclear(res);
+    }
     json_decref(r.events);
 }
 
