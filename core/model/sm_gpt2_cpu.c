@@ -4,7 +4,9 @@
  * Determinism: every parallel loop partitions its work statically and every reduction across threads
  * goes through fixed-size chunks summed in a fixed order, so results depend only on the inputs (and,
  * through OpenBLAS's own blocking, the thread count). bf16 compute is not emulated on the CPU: asking
- * for SM_DTYPE_BF16 returns SM_ERR_UNSUPPORTED (checkpoints in bf16 still load; they are widened). */
+ * for SM_DTYPE_BF16 returns SM_ERR_UNSUPPORTED (checkpoints in bf16 still load; they are widened).
+ * AdamW consumes the gradients: it clears them as it updates (saving zero_grad a pass over memory), so
+ * get_grads after adamw reads zeros. */
 #include "sm_gpt2_backend.h"
 #include "sm_gpt2_internal.h"
 
