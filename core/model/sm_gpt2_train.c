@@ -35,7 +35,7 @@ static double lr_at(const sm_train_opts *o, int64_t s, int warmup) {
     double peak = o->lr, lo = o->lr * o->min_lr_frac;
     if (s < warmup) return peak * (double)(s + 1) / warmup;
     int64_t span = o->steps - warmup;
-    double r = span > 1 ? (double)(s - warmup) / (double)(span - 1) : 1.0;
+    double r = span > 1 ? (double)(s - warmup) / (double)(span - 1) : 0.0; /* a lone step runs at the peak */
     if (r > 1.0) r = 1.0;
     return lo + 0.5 * (1.0 + cos(M_PI * r)) * (peak - lo);
 }
