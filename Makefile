@@ -32,7 +32,7 @@ BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/be
 all: check-deps $(BUILD)/scalemix $(PLUGINS)
 
 # Module fragments add targets (vocabulary, corpus, CUDA library) without editing this file.
-include $(wildcard core/*/build.mk pipelines/*/build.mk)
+include $(wildcard core/*/build.mk core/*/*/build.mk pipelines/*/build.mk)
 
 check-deps:
 	@missing=""; for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
