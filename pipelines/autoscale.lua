@@ -23,9 +23,11 @@ local model = {
 }
 local run_opts = {
   model = model, batch = param("batch", 8, 16), lr = param("lr", 2e-3, 6e-4), seed = param("seed", 1),
-  threads = param("threads", 1), device = param("device", "auto"), eval_batches = param("eval_batches", 16, 32),
+  threads = param("threads", 1), device = param("device", "auto"), eval_batches = param("eval_batches", 8, 32),
 }
-local n1 = param("n1", 40e3, 30e6)
+-- On 2 CPU cores the L2/C64 proxy trains at roughly 2,400 tokens/s per thread, two runs at a time: n1 = 50k makes
+-- about 3.4M training tokens over the 34 DDO runs and the 3 target runs, some 15 minutes.
+local n1 = param("n1", 50e3, 10e6)
 local n2 = param("n2", 2 * n1)
 local out_dir = param("out", "autoscale-out")
 local corpus_dir = param("corpus", "corpus")
@@ -73,6 +75,7 @@ if not sm.planning() then
 end
 local train_opts = { corpus = corpus, budget = target, eval_every = P.eval_every, checkpoint_every = P.checkpoint_every }
 for k, v in pairs(run_opts) do train_opts[k] = v end
+train_opts.eval_batches = param("train_eval_batches", 4, 16) -- 20 evaluations per curve
 local function train(name, mix, from)
   local o = { name = name, weights = mix, from = from }
   for k, v in pairs(train_opts) do o[k] = v end
