@@ -200,8 +200,16 @@ static int h_output_path(sm_host *h, const char *name, char *path_out, size_t ca
     return sm_store_tmp_path(&h->eng->ws, name, path_out, cap, NULL);
 }
 
+static int commit_output(sm_host *h, const char *name, const char *tmp_path, const char *kind, const char *meta_json,
+                         int durable, char digest_out[65]);
+
 static int h_output_commit(sm_host *h, const char *name, const char *tmp_path, const char *kind, const char *meta_json,
                            char digest_out[65]) {
+    return commit_output(h, name, tmp_path, kind, meta_json, 1, digest_out);
+}
+
+static int commit_output(sm_host *h, const char *name, const char *tmp_path, const char *kind, const char *meta_json,
+                         int durable, char digest_out[65]) {
     if (!name || !*name || !tmp_path || !kind) return SM_ERR_ARG;
     json_t *meta = NULL;
     if (meta_json) {
@@ -223,7 +231,7 @@ static int h_output_commit(sm_host *h, const char *name, const char *tmp_path, c
     char digest[65], final[PATH_MAX];
     uint64_t bytes = 0;
     sm_error err = {0};
-    int rc = sm_store_commit(&h->eng->ws, tmp_path, digest, &bytes, final, sizeof final, &err);
+    int rc = sm_store_commit(&h->eng->ws, tmp_path, digest, &bytes, final, sizeof final, durable, &err);
     if (rc != SM_OK) {
         json_decref(meta);
         h_log(h, SM_LOG_ERROR, "%s", err.msg);
@@ -247,7 +255,8 @@ static int h_output_commit(sm_host *h, const char *name, const char *tmp_path, c
     return SM_OK;
 }
 
-static const char *h_scratch_dir(sm_host *h) { return h->scratch; }
+/* Created on first use: most stages never need one. */
+static const char *h_scratch_dir(sm_host *h) { return sm_mkdirs(h->scratch, NULL) == SM_OK ? h->scratch : NULL; }
 
 static int h_metric(sm_host *h, const char *name, int64_t step, const char *domain, double value) {
     if (!name) return SM_ERR_ARG;
@@ -444,7 +453,7 @@ static int store_result(sm_engine *e, stage_run *sr) {
     pthread_mutex_unlock(&sr->mu);
     int rc = text ? sm_write_file_atomic(tmp, text, strlen(text), 0, NULL) : SM_ERR_NOMEM;
     free(text);
-    if (rc == SM_OK) rc = h_output_commit(sr, "result", tmp, "result", NULL, digest);
+    if (rc == SM_OK) rc = commit_output(sr, "result", tmp, "result", NULL, 0, digest);
     inbox_drain(e);
     return rc;
 }
@@ -480,7 +489,7 @@ static void after_work_cb(uv_work_t *w, int status) {
         char *ps = sm_json_canonical(sr->parts);
         sm_write_file_atomic(sp, ps, strlen(ps), 0, NULL);
         free(ps);
-        sm_remove_tree(sr->scratch);
+        if (access(sr->scratch, F_OK) == 0) sm_remove_tree(sr->scratch);
         finalize_texts(sr);
         emit_stage_end(e, sr, "succeeded");
         sm_display_line(SM_LOG_INFO, sr->stage_name, "done in %.1fs", secs);
@@ -520,7 +529,6 @@ static void try_start(sm_engine *e) {
         sr->status = SM_STAGE_RUNNING;
         sr->started = sm_monotonic();
         sm_workspace_path(&e->ws, sr->scratch, sizeof sr->scratch, "scratch/%s", sr->key);
-        sm_mkdirs(sr->scratch, NULL);
         emit_stage_start(e, sr, 0);
         sm_display_line(SM_LOG_INFO, sr->stage_name, "running (%s; %d thread%s)", sr->reason, sr->granted_threads,
                         sr->granted_threads == 1 ? "" : "s");

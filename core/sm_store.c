@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 int sm_mkdirs(const char *path, sm_error *err) {
+    /* The common case, on a hot path (every output): the folder or its parent exists already. */
+    if (mkdir(path, 0755) == 0 || errno == EEXIST) return SM_OK;
     char p[PATH_MAX];
     if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return sm_error_set(err, SM_ERR_ARG, "path too long: %s", path);
     for (char *s = p + 1; *s; s++) {
@@ -95,7 +97,7 @@ static int fsync_path(const char *path, int dir) {
 }
 
 int sm_store_commit(const sm_workspace *ws, const char *tmp_path, char digest[65], uint64_t *bytes,
-                    char *final_path, size_t final_cap, sm_error *err) {
+                    char *final_path, size_t final_cap, int durable, sm_error *err) {
     uint64_t n = 0;
     if (sm_sha256_file(tmp_path, digest, &n, err) != SM_OK) return sm_error_wrap(err, "committing an output");
     char dir[PATH_MAX], dst[PATH_MAX];
@@ -106,10 +108,11 @@ int sm_store_commit(const sm_workspace *ws, const char *tmp_path, char digest[65
     if (stat(dst, &st) == 0 && (uint64_t)st.st_size == n) {
         unlink(tmp_path); /* identical content already stored */
     } else {
-        if (fsync_path(tmp_path, 0) != 0) return sm_error_set(err, SM_ERR_IO, "cannot fsync %s: %s", tmp_path, strerror(errno));
+        if (durable && fsync_path(tmp_path, 0) != 0)
+            return sm_error_set(err, SM_ERR_IO, "cannot fsync %s: %s", tmp_path, strerror(errno));
         chmod(tmp_path, 0444);
         if (rename(tmp_path, dst) != 0) return sm_error_set(err, SM_ERR_IO, "cannot move %s to %s: %s", tmp_path, dst, strerror(errno));
-        fsync_path(dir, 1);
+        if (durable) fsync_path(dir, 1);
     }
     if (bytes) *bytes = n;
     if (final_path && snprintf(final_path, final_cap, "%s", dst) >= (int)final_cap)

@@ -26,10 +26,11 @@ int sm_workspace_path(const sm_workspace *ws, char *out, size_t cap, const char 
 
 /* A new unique path under tmp/ (the file is not created); hint is kept in the name for humans. */
 int sm_store_tmp_path(const sm_workspace *ws, const char *hint, char *out, size_t cap, sm_error *err);
-/* Hashes tmp_path, fsyncs it and renames it to objects/<ab>/<digest> (read-only). If the object already
- * exists, tmp_path is removed. Fills digest, bytes and final path (final may be NULL). */
+/* Hashes tmp_path and renames it to objects/<ab>/<digest> (read-only); durable = 1 fsyncs the file and the
+ * folder first (outputs of real work), 0 skips that (small records whose loss a size check catches and a
+ * re-run repairs). If the object already exists, tmp_path is removed. Fills digest, bytes, final path. */
 int sm_store_commit(const sm_workspace *ws, const char *tmp_path, char digest[65], uint64_t *bytes,
-                    char *final_path, size_t final_cap, sm_error *err);
+                    char *final_path, size_t final_cap, int durable, sm_error *err);
 /* Path of the object with this digest (whether or not it exists). */
 int sm_store_object_path(const sm_workspace *ws, const char *digest, char *out, size_t cap);
 /* 1 if the object exists with the given size (bytes < 0: any size), else 0. */

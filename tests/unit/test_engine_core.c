@@ -34,7 +34,7 @@ TEST(store_commit_is_content_addressed) {
     uint64_t bytes;
     CHECK_EQ_INT(sm_store_tmp_path(&ws, "x", tmp, sizeof tmp, &err), SM_OK);
     write_text(tmp, "hello");
-    CHECK_EQ_INT(sm_store_commit(&ws, tmp, digest, &bytes, final, sizeof final, &err), SM_OK);
+    CHECK_EQ_INT(sm_store_commit(&ws, tmp, digest, &bytes, final, sizeof final, 1, &err), SM_OK);
     CHECK_EQ_STR(digest, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
     CHECK_EQ_INT(bytes, 5);
     CHECK(access(tmp, F_OK) != 0); /* renamed, not copied */
@@ -43,7 +43,7 @@ TEST(store_commit_is_content_addressed) {
     /* The same content again: the temporary file is dropped, the object stays. */
     sm_store_tmp_path(&ws, "y", tmp, sizeof tmp, &err);
     write_text(tmp, "hello");
-    CHECK_EQ_INT(sm_store_commit(&ws, tmp, digest, &bytes, NULL, 0, &err), SM_OK);
+    CHECK_EQ_INT(sm_store_commit(&ws, tmp, digest, &bytes, NULL, 0, 0, &err), SM_OK);
     CHECK(access(tmp, F_OK) != 0);
     struct stat st;
     CHECK(stat(final, &st) == 0 && (st.st_mode & 0222) == 0); /* objects are read-only */
@@ -191,7 +191,7 @@ TEST(cache_entry_needs_its_outputs) {
     uint64_t bytes;
     sm_store_tmp_path(&ws, "o", tmp, sizeof tmp, &err);
     write_text(tmp, "payload");
-    CHECK_EQ_INT(sm_store_commit(&ws, tmp, digest, &bytes, NULL, 0, &err), SM_OK);
+    CHECK_EQ_INT(sm_store_commit(&ws, tmp, digest, &bytes, NULL, 0, 0, &err), SM_OK);
     json_t *entry = json_pack("{s:{s:{s:s, s:I}}, s:{}}", "outputs", "o", "digest", digest, "bytes", (json_int_t)bytes, "result");
     CHECK_EQ_INT(sm_cache_store(&ws, "k1", entry, &err), SM_OK);
     json_t *hit = sm_cache_lookup(&ws, "k1", NULL);
