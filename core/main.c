@@ -28,13 +28,14 @@ static const command commands[] = {
     {"daemon", sm_cmd_daemon, "fire scheduled runs"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "help on a command or a stage"},
+    {"stage-exec", sm_cmd_stage_exec, NULL}, /* internal: an isolated stage in a child process */
 };
 
 static void usage(FILE *out) {
     fprintf(out, "scalemix %s - data mixtures at the scale you train at (AutoScale), from raw text to a trained GPT-2\n\n"
                  "usage: scalemix COMMAND [ARGS]\n\ncommands:\n", SM_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        if (commands[i].summary) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n`scalemix help COMMAND` or `scalemix COMMAND --help` for a command; `scalemix help STAGE` for a\n"
                  "stage's parameters (tokenize, ablate, fit, extrapolate, train, compare, plot).\n");
 }

@@ -50,6 +50,13 @@ struct sm_host {
     double prog_done, prog_total, prog_rate, prog_last_t, prog_last_done;
     char prog_unit[16];
     struct sm_host *next_queued;
+    /* an isolated stage runs in a child process (sm_stage_exec.c) */
+    int isolated, child_state, open_handles;
+    uv_process_t proc;
+    uv_pipe_t pin, pout;
+    uv_write_t wreq;
+    char *spec_text, *line;
+    size_t line_len, line_cap;
 };
 typedef struct sm_host stage_run;
 
@@ -202,6 +209,8 @@ static int h_output_path(sm_host *h, const char *name, char *path_out, size_t ca
 
 static int commit_output(sm_host *h, const char *name, const char *tmp_path, const char *kind, const char *meta_json,
                          int durable, char digest_out[65]);
+static void record_output(sm_host *h, const char *name, const char *digest, const char *final, const char *kind,
+                          uint64_t bytes, json_t *meta);
 
 static int h_output_commit(sm_host *h, const char *name, const char *tmp_path, const char *kind, const char *meta_json,
                            char digest_out[65]) {
@@ -237,6 +246,14 @@ static int commit_output(sm_host *h, const char *name, const char *tmp_path, con
         h_log(h, SM_LOG_ERROR, "%s", err.msg);
         return rc;
     }
+    record_output(h, name, digest, final, kind, bytes, meta);
+    if (digest_out) memcpy(digest_out, digest, 65);
+    return SM_OK;
+}
+
+/* Records a stored object as output `name` of this stage and queues its lineage events (steals meta). */
+static void record_output(sm_host *h, const char *name, const char *digest, const char *final, const char *kind,
+                          uint64_t bytes, json_t *meta) {
     json_t *ref = json_pack("{s:s, s:s, s:s, s:s, s:I}", "digest", digest, "path", final, "kind", kind, "name", name,
                             "bytes", (json_int_t)bytes);
     pthread_mutex_lock(&h->mu);
@@ -251,8 +268,6 @@ static int commit_output(sm_host *h, const char *name, const char *tmp_path, con
                          "direction", "out", "name", name),
                0, NULL);
     json_decref(ref);
-    if (digest_out) memcpy(digest_out, digest, 65);
-    return SM_OK;
 }
 
 /* Created on first use: most stages never need one. */
@@ -458,14 +473,163 @@ static int store_result(sm_engine *e, stage_run *sr) {
     return rc;
 }
 
+static void finish_stage(sm_engine *e, stage_run *sr);
+
 static void after_work_cb(uv_work_t *w, int status) {
     stage_run *sr = w->data;
-    sm_engine *e = sr->eng;
+    if (status == UV_ECANCELED) sr->rc = SM_ERR_CANCELLED;
+    finish_stage(sr->eng, sr);
+}
+
+/* ---------- isolated stages: a child process speaking JSON lines (see sm_stage_exec.c) ---------- */
+
+static void child_message(stage_run *sr, json_t *m) {
+    const char *t = json_string_value(json_object_get(m, "t"));
+    if (!t) return;
+#define STR(k) json_string_value(json_object_get(m, k))
+#define NUM(k) json_number_value(json_object_get(m, k))
+    if (!strcmp(t, "log")) h_log(sr, (int)NUM("level"), "%s", STR("msg") ? STR("msg") : "");
+    else if (!strcmp(t, "progress")) h_progress(sr, NUM("done"), NUM("total"), STR("unit"));
+    else if (!strcmp(t, "metric")) h_metric(sr, STR("name"), (int64_t)NUM("step"), STR("domain"), NUM("value"));
+    else if (!strcmp(t, "fit")) h_fit(sr, STR("domain"), NUM("a"), NUM("b"), NUM("c"), NUM("rmse"));
+    else if (!strcmp(t, "output") && STR("name") && STR("digest") && STR("path") && STR("kind"))
+        record_output(sr, STR("name"), STR("digest"), STR("path"), STR("kind"), (uint64_t)NUM("bytes"),
+                      json_incref(json_is_object(json_object_get(m, "meta")) ? json_object_get(m, "meta") : json_object()));
+    else if (!strcmp(t, "result")) {
+        char *txt = sm_json_canonical(json_object_get(m, "json"));
+        if (txt) h_result(sr, txt);
+        free(txt);
+    } else if (!strcmp(t, "f64") || !strcmp(t, "mixture")) {
+        json_t *v = json_object_get(m, !strcmp(t, "f64") ? "values" : "weights");
+        size_t n = json_array_size(v);
+        double *a = calloc(n ? n : 1, sizeof *a), *b = calloc(n ? n : 1, sizeof *b);
+        const char **names = calloc(n ? n : 1, sizeof *names);
+        for (size_t i = 0; i < n; i++) {
+            a[i] = json_number_value(json_array_get(v, i));
+            b[i] = json_number_value(json_array_get(json_object_get(m, "tokens"), i));
+            names[i] = json_string_value(json_array_get(json_object_get(m, "domains"), i));
+        }
+        if (!strcmp(t, "f64")) h_result_f64(sr, STR("name"), a, n);
+        else h_mixture(sr, STR("method"), NUM("budget"), n, names, a, b);
+        free(a);
+        free(b);
+        free(names);
+    } else if (!strcmp(t, "done")) {
+        sr->rc = (int)NUM("rc");
+        if (sr->rc != SM_OK) sm_error_set(&sr->err, sr->rc, "%s", STR("msg") ? STR("msg") : "stage failed");
+        sr->child_state |= 4;
+    }
+#undef STR
+#undef NUM
+}
+
+static void child_handle_closed(uv_handle_t *hd) {
+    stage_run *sr = hd->data;
+    if (--sr->open_handles == 0) finish_stage(sr->eng, sr);
+}
+
+/* Finishes once the process has exited (bit 1) and its output is read to the end (bit 2). */
+static void child_maybe_done(stage_run *sr) {
+    if ((sr->child_state & 3) != 3) return;
+    if (!(sr->child_state & 4)) {
+        sr->rc = SM_ERR_PLUGIN;
+        if (!sr->err.msg[0]) sm_error_set(&sr->err, SM_ERR_PLUGIN, "the stage's process ended without reporting a result");
+    }
+    uv_close((uv_handle_t *)&sr->proc, child_handle_closed);
+    uv_close((uv_handle_t *)&sr->pout, child_handle_closed);
+}
+
+static void child_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
+    (void)hd;
+    buf->base = malloc(suggested);
+    buf->len = buf->base ? suggested : 0;
+}
+
+static void child_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+    stage_run *sr = st->data;
+    if (n > 0) {
+        if (sr->line_len + (size_t)n + 1 > sr->line_cap) {
+            size_t cap = (sr->line_len + (size_t)n + 1) * 2;
+            char *nl = realloc(sr->line, cap);
+            if (nl) {
+                sr->line = nl;
+                sr->line_cap = cap;
+            }
+        }
+        if (sr->line_len + (size_t)n + 1 <= sr->line_cap) {
+            memcpy(sr->line + sr->line_len, buf->base, (size_t)n);
+            sr->line_len += (size_t)n;
+            size_t start = 0;
+            for (size_t i = 0; i < sr->line_len; i++) {
+                if (sr->line[i] != '\n') continue;
+                json_t *m = json_loadb(sr->line + start, i - start, 0, NULL);
+                if (m) child_message(sr, m);
+                json_decref(m);
+                start = i + 1;
+            }
+            memmove(sr->line, sr->line + start, sr->line_len - start);
+            sr->line_len -= start;
+        }
+    } else if (n < 0) {
+        uv_read_stop(st);
+        sr->child_state |= 2;
+        child_maybe_done(sr);
+    }
+    free(buf->base);
+}
+
+static void child_exit(uv_process_t *p, int64_t status, int signal) {
+    stage_run *sr = p->data;
+    if (!(sr->child_state & 4)) {
+        if (signal) sm_error_set(&sr->err, SM_ERR_PLUGIN, "the stage's process (pid %d) was killed by signal %d (%s)", p->pid, signal, strsignal(signal));
+        else sm_error_set(&sr->err, SM_ERR_PLUGIN, "the stage's process (pid %d) exited with status %lld before reporting a result", p->pid, (long long)status);
+    }
+    sr->child_state |= 1;
+    child_maybe_done(sr);
+}
+
+static void spec_written(uv_write_t *w, int status) {
+    stage_run *sr = w->data;
+    (void)status; /* a failed write shows up as the child's error */
+    uv_close((uv_handle_t *)&sr->pin, child_handle_closed);
+}
+
+static int start_child(sm_engine *e, stage_run *sr, sm_error *err) {
+    char exe[PATH_MAX + 16];
+    snprintf(exe, sizeof exe, "%s/scalemix", sm_build_dir());
+    json_t *spec = json_pack("{s:s, s:s, s:O, s:O, s:s, s:s, s:i}", "plugin_path", sr->plugin->path, "plugin_sha256",
+                             sr->plugin->sha256, "params", sr->params, "inputs", sr->inputs, "workspace", e->ws.root, "scratch",
+                             sr->scratch, "threads", sr->granted_threads);
+    sr->spec_text = sm_json_canonical(spec);
+    json_decref(spec);
+    char *args[] = {exe, "stage-exec", NULL};
+    uv_pipe_init(&e->loop, &sr->pin, 0);
+    uv_pipe_init(&e->loop, &sr->pout, 0);
+    sr->pin.data = sr->pout.data = sr->proc.data = sr->wreq.data = sr;
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&sr->pin},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&sr->pout},
+        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t po = {.exit_cb = child_exit, .file = exe, .args = args, .stdio_count = 3, .stdio = stdio};
+    sr->open_handles = 3;
+    int rc = uv_spawn(&e->loop, &sr->proc, &po);
+    if (rc != 0) {
+        sr->open_handles = 0;
+        uv_close((uv_handle_t *)&sr->pin, NULL);
+        uv_close((uv_handle_t *)&sr->pout, NULL);
+        return sm_error_set(err, SM_ERR_PLUGIN, "cannot start %s stage-exec for an isolated stage: %s", exe, uv_strerror(rc));
+    }
+    uv_buf_t b = uv_buf_init(sr->spec_text, (unsigned)strlen(sr->spec_text));
+    uv_write(&sr->wreq, (uv_stream_t *)&sr->pin, &b, 1, spec_written);
+    uv_read_start((uv_stream_t *)&sr->pout, child_alloc, child_read);
+    return SM_OK;
+}
+
+static void finish_stage(sm_engine *e, stage_run *sr) {
     inbox_drain(e); /* the stage's own events precede its end */
     e->running--;
     e->threads_used -= sr->granted_threads;
     double secs = sm_monotonic() - sr->started;
-    if (status == UV_ECANCELED) sr->rc = SM_ERR_CANCELLED;
     if (sr->rc == SM_OK && store_result(e, sr) != SM_OK) {
         sr->rc = SM_ERR_IO;
         sm_error_set(&sr->err, SM_ERR_IO, "cannot store the stage's result in the workspace");
@@ -532,6 +696,14 @@ static void try_start(sm_engine *e) {
         emit_stage_start(e, sr, 0);
         sm_display_line(SM_LOG_INFO, sr->stage_name, "running (%s; %d thread%s)", sr->reason, sr->granted_threads,
                         sr->granted_threads == 1 ? "" : "s");
+        if (sr->res.isolate) {
+            sr->isolated = 1;
+            if (start_child(e, sr, &sr->err) != SM_OK) {
+                sr->rc = sr->err.code;
+                finish_stage(e, sr);
+            }
+            continue;
+        }
         sr->work.data = sr;
         uv_queue_work(&e->loop, &sr->work, work_cb, after_work_cb);
     }
@@ -553,6 +725,14 @@ static void on_tick(uv_timer_t *t) {
     sm_display_live(ds, n);
 }
 
+/* Sets the cancel flag threaded stages poll, and passes it on to isolated stages' processes. */
+static void cancel_children(sm_engine *e) {
+    atomic_store(&e->cancel, 1);
+    for (int i = 0; i < e->nstages; i++)
+        if (e->stages[i]->isolated && e->stages[i]->status == SM_STAGE_RUNNING && !(e->stages[i]->child_state & 1))
+            uv_process_kill(&e->stages[i]->proc, SIGINT);
+}
+
 static void on_signal(uv_signal_t *s, int signum) {
     sm_engine *e = s->data;
     if (++e->sigints >= 2) {
@@ -561,7 +741,7 @@ static void on_signal(uv_signal_t *s, int signum) {
                 signum == SIGINT ? "Ctrl-C" : "SIGTERM");
         _exit(130);
     }
-    atomic_store(&e->cancel, 1);
+    cancel_children(e);
     sm_display_line(SM_LOG_WARN, NULL, "cancelling: running stages stop at their next check (press Ctrl-C again to force)");
     emit_event(e, json_pack("{s:s, s:s, s:o}", "type", "run_state", "state", "cancelling", "at", now_str()));
 }
@@ -905,7 +1085,7 @@ static void on_flushed(void *arg) { ((sm_engine *)arg)->flushed = 1; }
 int sm_engine_finish(sm_engine *e, int status, const char *error) {
     /* Stages still running (a script that errored while others ran) are cancelled and awaited. */
     if (e->running || e->queue_head) {
-        atomic_store(&e->cancel, 1);
+        cancel_children(e);
         while (sm_engine_wait(e) > 0) {
         }
     }
@@ -947,6 +1127,8 @@ void sm_engine_free(sm_engine *e) {
         free(sr->stage_name);
         free(sr->reason);
         free(sr->error_text);
+        free(sr->spec_text);
+        free(sr->line);
         for (size_t j = 0; j < sr->narrays; j++) {
             free(sr->arrays[j].name);
             free(sr->arrays[j].v);

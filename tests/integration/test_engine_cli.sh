@@ -98,6 +98,33 @@ PY
 sm run --db none --log json --param v=5 p.lua >/dev/null 2>log.jsonl
 python3 -c "import json,sys; [json.loads(l) for l in open('log.jsonl')]" && [ -s log.jsonl ]; check_eq "--log json lines are JSON" $? 0
 
+# --- a stage that asks for isolation runs in a child process: same results; a crash there is contained
+cat > iso.lua <<'LUA'
+local sm = require "scalemix"
+local a = sm.stage("sm_test_echo", { value = 4, text = "iso", isolate = true })
+local b = sm.stage("sm_test_echo", { value = 1, isolate = true }, { t = a.outputs.text })
+print("iso", a.result.double, a:f64("triple")[3], a.outputs.text.kind, b.result.input_bytes)
+local ok, err = pcall(sm.stage, "sm_test_echo", { value = 9, crash = true, isolate = true })
+print("crash", ok, (tostring(err):gsub("pid %d+", "pid N")))
+LUA
+out=$(sm run --db none -q --events evi.jsonl iso.lua 2>/dev/null)
+check_eq "isolated stages return results, arrays and outputs" "$(echo "$out" | head -1)" "iso	8	12	text	3"
+check_eq "a crash in an isolated stage fails that stage only" "$(echo "$out" | tail -1)" "crash	false	iso.lua:5: stage sm_test_echo@iso.lua:5 failed: the stage's process (pid N) was killed by signal 11 (Segmentation fault)"
+python3 - evi.jsonl <<'PY'; check_eq "isolated stages report metrics and artifacts as lineage events" $? 0
+import json, sys
+evs = [json.loads(l) for l in open(sys.argv[1])]
+metrics = [e for e in evs if e["type"] == "metric"]
+outs = [e for e in evs if e["type"] == "io" and e["direction"] == "out"]
+sys.exit(0 if len(metrics) == 4 and len(outs) == 3 else 1)
+PY
+printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 7, sleep_ms = 20000, isolate = true })\n' > isolong.lua
+"$SCALEMIX" run --db none -q isolong.lua 2>err.txt &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid; check_eq "Ctrl-C cancels an isolated stage" $? 1
+grep -q "cancelled" err.txt; check_eq "the isolated stage reports cancelled" $? 0
+
 # --- SIGKILL at any moment, then the same command: completed stages reused, identical result
 cat > chain.lua <<'LUA'
 local sm = require "scalemix"

@@ -1,6 +1,7 @@
 /* sm_test_echo.c - a test stage: echoes its parameters, optionally sleeps (checking cancel), fails,
  * writes an output, records metrics and a double array. Used by the engine's tests and benchmarks. */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         api->progress(h, (double)t, (double)sleep_ms, "ms");
         nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
     }
+    if (json_is_true(json_object_get(p, "crash"))) raise(SIGSEGV); /* isolation must contain this */
     if (json_is_true(json_object_get(p, "fail"))) {
         rc = sm_error_set(err, SM_ERR_PLUGIN, "asked to fail (value %g)", value);
         goto out;
@@ -70,6 +72,15 @@ out:
     return rc;
 }
 
+static int resources(const char *params_json, const char *inputs_json, sm_resources *out, sm_error *err) {
+    (void)inputs_json;
+    json_t *p = json_loads(params_json, 0, NULL);
+    if (!p) return sm_error_set(err, SM_ERR_ARG, "parameters are not JSON");
+    out->isolate = json_is_true(json_object_get(p, "isolate"));
+    json_decref(p);
+    return SM_OK;
+}
+
 static const sm_plugin_desc desc = {
     .struct_size = sizeof(sm_plugin_desc),
     .abi_major = SM_PLUGIN_ABI_MAJOR,
@@ -82,8 +93,10 @@ static const sm_plugin_desc desc = {
                      " \"sleep_ms\": {\"type\": \"integer\", \"default\": 0},"
                      " \"fail\": {\"type\": \"boolean\", \"default\": false},"
                      " \"text\": {\"type\": \"string\", \"default\": null},"
-                     " \"tags\": {\"type\": \"array\", \"default\": []}}",
-    .resources = NULL,
+                     " \"tags\": {\"type\": \"array\", \"default\": []},"
+                     " \"isolate\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"run in a child process\"},"
+                     " \"crash\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"die of SIGSEGV\"}}",
+    .resources = resources,
     .run = run,
 };
 
