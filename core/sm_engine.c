@@ -620,7 +620,8 @@ static int start_child(sm_engine *e, stage_run *sr, sm_error *err) {
         return sm_error_set(err, SM_ERR_PLUGIN, "cannot start %s stage-exec for an isolated stage: %s", exe, uv_strerror(rc));
     }
     uv_buf_t b = uv_buf_init(sr->spec_text, (unsigned)strlen(sr->spec_text));
-    uv_write(&sr->wreq, (uv_stream_t *)&sr->pin, &b, 1, spec_written);
+    /* On a synchronous failure no callback comes: close stdin here; the child then reports a bad spec. */
+    if (uv_write(&sr->wreq, (uv_stream_t *)&sr->pin, &b, 1, spec_written) != 0) uv_close((uv_handle_t *)&sr->pin, child_handle_closed);
     uv_read_start((uv_stream_t *)&sr->pout, child_alloc, child_read);
     return SM_OK;
 }
