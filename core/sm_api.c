@@ -1,10 +1,8 @@
 /* sm_api.c - the FFI surface over the run in progress (see sm_api.h). */
 #include "sm_api.h"
 
-#include <dlfcn.h>
 #include <stdio.h>
 
-#include "model/sm_gpt2_backend.h"
 #include "sched/sm_sched.h"
 
 #include "sm_engine.h"
@@ -38,19 +36,9 @@ const char *sm_api_workspace(void) { return sm_engine_workspace(sm_lua_engine())
 const char *sm_api_dsn(void) { return sm_engine_dsn(sm_lua_engine()); }
 
 int sm_api_gpu_devices(void) {
-    static int probed = -1;
-    if (probed >= 0) return probed;
-    probed = 0;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/lib/libsm_cuda.so", sm_build_dir());
-    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!dl) return probed;
-    sm_gpt2_cuda_probe_fn probe = (sm_gpt2_cuda_probe_fn)dlsym(dl, SM_GPT2_CUDA_PROBE);
-    int devices = 0;
-    uint64_t free_b = 0, total_b = 0;
-    sm_error err = {0};
-    if (probe && probe(&devices, &free_b, &total_b, &err) == SM_OK && devices > 0) probed = devices;
-    return probed;
+    int devices;
+    uint64_t free_bytes;
+    return sm_gpu_probe(&devices, &free_bytes);
 }
 
 int sm_api_schedule_declare(const char *spec_json) {

@@ -1,6 +1,7 @@
 /* sm_engine.c - stage runs on a libuv loop: admission, worker execution, the host API, cache, events. */
 #include "sm_engine.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "db/sm_db.h"
+#include "model/sm_gpt2_backend.h"
 #include "sm_cache.h"
 #include "sm_display.h"
 #include "sm_plugins.h"
@@ -98,6 +100,8 @@ struct sm_engine {
     inbox_msg *inbox_head, *inbox_tail;
     atomic_int cancel;
     int sigints;
+    int gpu_probed, gpu_running;
+    uint64_t gpu_budget, gpu_used; /* device memory the engine hands out to running GPU stages */
     json_t *inputs_seen; /* path -> ref, so a folder is hashed once per run */
     char *last_input;
     int flushed;
@@ -630,6 +634,10 @@ static void finish_stage(sm_engine *e, stage_run *sr) {
     inbox_drain(e); /* the stage's own events precede its end */
     e->running--;
     e->threads_used -= sr->granted_threads;
+    if (sr->res.gpu) {
+        e->gpu_running--;
+        e->gpu_used -= sr->res.device_memory_bytes;
+    }
     double secs = sm_monotonic() - sr->started;
     if (sr->rc == SM_OK && store_result(e, sr) != SM_OK) {
         sr->rc = SM_ERR_IO;
@@ -671,9 +679,27 @@ static void finish_stage(sm_engine *e, stage_run *sr) {
     try_start(e);
 }
 
+/* Device memory that GPU stages may share: $SCALEMIX_GPU_MEMORY (bytes) when set, else the free memory of the
+ * current device as the CUDA backend reports it, else 0 (no GPU: such stages are admitted like CPU ones and
+ * the model library says it has no device). */
+static uint64_t gpu_budget(sm_engine *e) {
+    if (e->gpu_probed) return e->gpu_budget;
+    e->gpu_probed = 1;
+    const char *env = getenv("SCALEMIX_GPU_MEMORY");
+    if (env && *env) e->gpu_budget = strtoull(env, NULL, 10);
+    else {
+        int devices = 0;
+        sm_gpu_probe(&devices, &e->gpu_budget);
+    }
+    if (e->gpu_budget) sm_display_line(SM_LOG_DEBUG, NULL, "GPU stages share %.2f GiB of device memory", e->gpu_budget / 1073741824.0);
+    return e->gpu_budget;
+}
+
 static int admissible(sm_engine *e, stage_run *sr) {
     if (e->running == 0) return 1;
     if (e->running >= e->parallel) return 0;
+    if (sr->res.gpu && gpu_budget(e) > 0)
+        return e->gpu_running == 0 || e->gpu_used + sr->res.device_memory_bytes <= e->gpu_budget;
     return e->threads_used + sr->res.threads <= e->threads;
 }
 
@@ -689,6 +715,10 @@ static void try_start(sm_engine *e) {
             continue;
         }
         sr->granted_threads = sr->res.threads > e->threads ? e->threads : sr->res.threads;
+        if (sr->res.gpu) {
+            e->gpu_running++;
+            e->gpu_used += sr->res.device_memory_bytes;
+        }
         e->running++;
         e->threads_used += sr->granted_threads;
         sr->status = SM_STAGE_RUNNING;
@@ -748,6 +778,24 @@ static void on_signal(uv_signal_t *s, int signum) {
 }
 
 /* ---------- public ---------- */
+
+int sm_gpu_probe(int *devices, uint64_t *free_bytes) {
+    static int probed, n;
+    static uint64_t free_b;
+    if (!probed) {
+        probed = 1;
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/lib/libsm_cuda.so", sm_build_dir());
+        void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        sm_gpt2_cuda_probe_fn probe = dl ? (sm_gpt2_cuda_probe_fn)dlsym(dl, SM_GPT2_CUDA_PROBE) : NULL;
+        uint64_t total = 0;
+        sm_error err = {0};
+        if (!probe || probe(&n, &free_b, &total, &err) != SM_OK) n = 0, free_b = 0;
+    }
+    *devices = n;
+    *free_bytes = free_b;
+    return n;
+}
 
 static int nprocs(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

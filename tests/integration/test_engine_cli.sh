@@ -125,6 +125,18 @@ kill -INT $pid
 wait $pid; check_eq "Ctrl-C cancels an isolated stage" $? 1
 grep -q "cancelled" err.txt; check_eq "the isolated stage reports cancelled" $? 0
 
+# --- GPU stages are admitted by device memory (SCALEMIX_GPU_MEMORY stands in for the device's free memory)
+cat > gpu.lua <<'LUA'
+local sm = require "scalemix"
+sm.all { sm.async("sm_test_echo", { value = 1, sleep_ms = 400, gpu_mb = tonumber(params.mb) }),
+         sm.async("sm_test_echo", { value = 2, sleep_ms = 400, gpu_mb = tonumber(params.mb) }) }
+LUA
+stage_order() { python3 -c "import json,sys; print(' '.join(json.loads(l)['type'] for l in open(sys.argv[1]) if json.loads(l)['type'] in ('stage_start','stage_end')))" "$1"; }
+SCALEMIX_GPU_MEMORY=$((1000 << 20)) sm run --db none -q --parallel 2 --param mb=600 --events g1.jsonl gpu.lua
+check_eq "two GPU stages that do not fit together run one after the other" "$(stage_order g1.jsonl)" "stage_start stage_end stage_start stage_end"
+SCALEMIX_GPU_MEMORY=$((1000 << 20)) sm run --db none -q --parallel 2 --param mb=400 --events g2.jsonl gpu.lua
+check_eq "two GPU stages that fit share the device" "$(stage_order g2.jsonl)" "stage_start stage_start stage_end stage_end"
+
 # --- SIGKILL at any moment, then the same command: completed stages reused, identical result
 cat > chain.lua <<'LUA'
 local sm = require "scalemix"

@@ -77,6 +77,8 @@ static int resources(const char *params_json, const char *inputs_json, sm_resour
     json_t *p = json_loads(params_json, 0, NULL);
     if (!p) return sm_error_set(err, SM_ERR_ARG, "parameters are not JSON");
     out->isolate = json_is_true(json_object_get(p, "isolate"));
+    out->device_memory_bytes = (uint64_t)json_integer_value(json_object_get(p, "gpu_mb")) << 20;
+    out->gpu = out->device_memory_bytes > 0;
     json_decref(p);
     return SM_OK;
 }
@@ -95,7 +97,8 @@ static const sm_plugin_desc desc = {
                      " \"text\": {\"type\": \"string\", \"default\": null},"
                      " \"tags\": {\"type\": \"array\", \"default\": []},"
                      " \"isolate\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"run in a child process\"},"
-                     " \"crash\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"die of SIGSEGV\"}}",
+                     " \"crash\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"die of SIGSEGV\"},"
+                     " \"gpu_mb\": {\"type\": \"integer\", \"default\": 0, \"doc\": \"claim this much device memory\"}}",
     .resources = resources,
     .run = run,
 };
