@@ -94,6 +94,23 @@ state = [e for e in evs if e["type"] == "run_state"]
 sys.exit(0 if end["status"] == "cancelled" and st["status"] == "cancelled" and state and state[0]["state"] == "cancelling" else 1)
 PY
 
+# --- on a terminal: one live line per running stage with progress, rate and ETA (tmux is the terminal)
+if command -v tmux >/dev/null; then
+  printf 'local sm = require "scalemix"\nsm.all { sm.async("sm_test_echo", { value = 1, sleep_ms = 4000 }), sm.async("sm_test_echo", { value = 2, sleep_ms = 4000 }) }\n' > live.lua
+  sock="$TMP_WS/tmux.sock"
+  tmux -S "$sock" new-session -d -x 120 -y 20 "cd '$TMP_WS' && SCALEMIX_HOME='$SCALEMIX_HOME' SCALEMIX_PLUGIN_PATH='$SCALEMIX_PLUGIN_PATH' TERM=xterm '$SCALEMIX' run --db none live.lua; sleep 30"
+  at_exit "tmux -S '$sock' kill-server"
+  sleep 2.5
+  screen=$(tmux -S "$sock" capture-pane -p)
+  n=$(echo "$screen" | grep -cE '^  sm_test_echo@live.lua:2(#2)? +[0-9.]+% [0-9.k]+/4000 ms .*ETA 0:0[0-9]')
+  check_eq "terminal shows a live progress line per running stage" "$n" 2
+  sleep 3
+  screen=$(tmux -S "$sock" capture-pane -p)
+  echo "$screen" | grep -q "succeeded" && ! echo "$screen" | grep -q "ETA"; check_eq "live lines are gone when the run ends" $? 0
+else
+  skip "terminal live lines" "tmux is not installed"
+fi
+
 # --- JSON logs
 sm run --db none --log json --param v=5 p.lua >/dev/null 2>log.jsonl
 python3 -c "import json,sys; [json.loads(l) for l in open('log.jsonl')]" && [ -s log.jsonl ]; check_eq "--log json lines are JSON" $? 0
