@@ -20,7 +20,10 @@ static const char schema[] =
     "   \"doc\": \"lower bound on N_i / N_i^base; default the smallest factor (the fit is not trusted below it)\"},"
     " \"budget\": {\"type\": \"number\", \"default\": null, \"doc\": \"token budget to allocate; default the base run's total\"},"
     " \"interpolant\": {\"type\": \"string\", \"default\": \"power\","
-    "   \"doc\": \"with 3 points two curves interpolate exactly: power (smaller exponent, default) or saturating\"}}";
+    "   \"doc\": \"with 3 points two curves interpolate exactly: power (smaller exponent, default) or saturating\"},"
+    " \"on_bad_fit\": {\"type\": \"string\", \"default\": \"hold\","
+    "   \"doc\": \"a domain whose curve diverges at the lower bound or did not converge: hold (keep its base quantity, "
+    "optimise the others) or fail\"}}";
 
 typedef struct dom {
     double *x, *y;
@@ -96,6 +99,8 @@ static json_t *flags_json(unsigned flags) {
 static int run(const sm_host_api *api, sm_host *h, const char *params_json, const char *inputs_json, sm_error *err) {
     (void)inputs_json;
     work k = {0};
+    int *held = NULL;
+    size_t nheld = 0;
     int rc = sm_asj_parse(params_json, STAGE, &k.params, err);
     if (rc) return rc;
     if ((rc = read_domains(&k, err))) goto out;
@@ -168,6 +173,13 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         goto out;
     }
 
+    const char *on_bad = json_string_value(json_object_get(k.params, "on_bad_fit"));
+    int hold_bad = !on_bad || !strcmp(on_bad, "hold");
+    if (on_bad && !hold_bad && strcmp(on_bad, "fail")) {
+        rc = sm_error_set(err, SM_ERR_ARG, STAGE ": 'on_bad_fit' must be \"hold\" or \"fail\" (got \"%s\")", on_bad);
+        goto out;
+    }
+    held = calloc(m, sizeof *held);
     for (size_t i = 0; i < m; i++) {
         if (api->cancelled && api->cancelled(h)) { rc = sm_error_set(err, SM_ERR_CANCELLED, STAGE ": cancelled"); goto out; }
         sm_fit_result *fr = &k.fits[i];
@@ -198,18 +210,52 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
                  "domain %s: %zu points, %s fit a=%.6g b=%.6g c=%.6g rmse=%.3g%s%s", k.domains[i], fr->n,
                  fr->exact ? "exact" : "least-squares", fr->a, fr->b, fr->c, fr->rmse, fr->flags ? " FLAGS: " : "", fl);
         if (api->fit) api->fit(h, k.domains[i], fr->a, fr->b, fr->c, fr->rmse);
-        if (!(lower + fr->a > 0)) {
+        if (!(lower + fr->a > 0) || (fr->flags & SM_FIT_NO_CONVERGENCE) || !isfinite(fr->a) || !isfinite(fr->b)) {
+            if (hold_bad) {
+                held[i] = 1;
+                nheld++;
+                api->log(h, SM_LOG_WARN, "domain %s: its fitted curve is unusable (%s); held at its base quantity", k.domains[i],
+                         (fr->flags & SM_FIT_NO_CONVERGENCE) ? "no convergence" : "it diverges at the lower bound");
+                continue;
+            }
             rc = sm_error_set(err, SM_ERR_ARG,
-                              STAGE ": domain '%s': lower bound %g is at or below -a = %g, where its fitted curve diverges; "
-                              "raise 'lower' (the fit is not trusted below the smallest factor)", k.domains[i], lower, -fr->a);
+                              STAGE ": domain '%s': lower bound %g is at or below -a = %g, where its fitted curve diverges, "
+                              "or the fit did not converge; raise 'lower', or set on_bad_fit = \"hold\"", k.domains[i], lower, -fr->a);
             goto out;
         }
     }
-    sm_wf_problem prob = {m, k.a, k.b, k.base, lower, budget};
+    /* Held domains keep n_i = 1; the others share what is left of the budget (the optimum of the rest). */
+    size_t mf = 0;
+    double left = budget;
+    double *fa = calloc(m, sizeof *fa), *fb = calloc(m, sizeof *fb), *fbase = calloc(m, sizeof *fbase), *fn = calloc(m, sizeof *fn);
+    for (size_t i = 0; i < m; i++) {
+        if (held[i]) {
+            k.n[i] = 1;
+            left -= k.base[i];
+            continue;
+        }
+        fa[mf] = k.a[i], fb[mf] = k.b[i], fbase[mf] = k.base[i];
+        mf++;
+    }
+    sm_wf_problem prob = {mf, fa, fb, fbase, lower, left};
     double lambda = 0;
-    if ((rc = sm_wf_solve(&prob, k.n, &lambda, err))) { sm_error_wrap(err, STAGE); goto out; }
-    sm_wf_kkt kkt;
-    sm_wf_kkt_check(&prob, k.n, lambda, &kkt);
+    sm_wf_kkt kkt = {0};
+    if (mf == 0) {
+        for (size_t i = 0; i < m; i++) k.n[i] = budget / (budget - left); /* nothing to go on: proportional to base */
+    } else {
+        if ((rc = sm_wf_solve(&prob, fn, &lambda, err))) {
+            sm_error_wrap(err, STAGE "%s", nheld ? " (with the unusable domains held at their base quantity)" : "");
+        } else {
+            sm_wf_kkt_check(&prob, fn, lambda, &kkt);
+            for (size_t i = 0, j = 0; i < m; i++)
+                if (!held[i]) k.n[i] = fn[j++];
+        }
+    }
+    free(fa);
+    free(fb);
+    free(fbase);
+    free(fn);
+    if (rc) goto out;
     for (size_t i = 0; i < m; i++) {
         k.tokens[i] = k.n[i] * k.base[i];
         k.w[i] = k.tokens[i] / budget;
@@ -225,7 +271,9 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
                             json_pack("{s:o,s:o,s:o}", "a", sm_asj_num(fr->a), "b", sm_asj_num(fr->b), "c", sm_asj_num(fr->c)));
         json_object_set_new(rmse, k.domains[i], sm_asj_num(fr->rmse));
         json_object_set_new(maxres, k.domains[i], sm_asj_num(fr->max_abs_resid));
-        json_object_set_new(flags, k.domains[i], flags_json(fr->flags));
+        json_t *fl = flags_json(fr->flags);
+        if (held[i]) json_array_append_new(fl, json_string("held_at_base"));
+        json_object_set_new(flags, k.domains[i], fl);
         json_object_set_new(exact, k.domains[i], json_boolean(fr->exact));
         if (fr->has_alt)
             json_object_set_new(alts, k.domains[i], json_pack("{s:o,s:o,s:o}", "a", sm_asj_num(fr->alt_a), "b",
@@ -269,6 +317,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         goto out;
     }
 out:
+    free(held);
     work_free(&k);
     return rc;
 }
