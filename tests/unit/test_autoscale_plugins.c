@@ -165,17 +165,17 @@ static double num(json_t *o, const char *path1, const char *path2) {
 
 TEST(schemas_declare_the_contract) {
     static const char *names[] = {"fit", "extrapolate", "compare", "plot"};
-    static const char *params[][6] = {{"domains", "base", "runs", "lower", "budget", "interpolant"},
-                                      {"from", "budget", "steps", "actual", NULL, NULL},
-                                      {"curves", "target", "metric", NULL, NULL, NULL},
-                                      {"kind", "title", "data", "file", NULL, NULL}};
+    static const char *params[][7] = {{"domains", "base", "runs", "lower", "budget", "interpolant", "on_bad_fit"},
+                                      {"from", "budget", "steps", "actual", NULL, NULL, NULL},
+                                      {"curves", "target", "metric", NULL, NULL, NULL, NULL},
+                                      {"kind", "title", "data", "file", NULL, NULL, NULL}};
     for (int i = 0; i < 4; i++) {
         const sm_plugin_desc *d = load(names[i]);
         json_error_t je;
         json_t *s = json_loads(d->params_schema, 0, &je);
         CHECK_MSG(json_is_object(s), "%s: schema is not a JSON object: %s", names[i], je.text);
         size_t n = 0;
-        for (int k = 0; k < 6 && params[i][k]; k++, n++) {
+        for (int k = 0; k < 7 && params[i][k]; k++, n++) {
             json_t *p = json_object_get(s, params[i][k]);
             CHECK_MSG(json_is_object(p) && json_is_string(json_object_get(p, "type")), "%s: no parameter %s", names[i],
                       params[i][k]);
