@@ -25,9 +25,10 @@ local run_opts = {
   model = model, batch = param("batch", 8, 16), lr = param("lr", 2e-3, 6e-4), seed = param("seed", 1),
   threads = param("threads", 1), device = param("device", "auto"), eval_batches = param("eval_batches", 8, 32),
 }
--- On 2 CPU cores the L2/C64 proxy trains at roughly 2,400 tokens/s per thread, two runs at a time: n1 = 50k makes
--- about 3.4M training tokens over the 34 DDO runs and the 3 target runs, some 15 minutes.
-local n1 = param("n1", 50e3, 10e6)
+-- Measured on 2 CPU cores: the L2/C64 proxy trains at ~1,300 tokens/s per run, two runs at a time; with n1 = 50k the
+-- whole demo took 34 minutes from a cold start (22.8 of them for the 34 DDO runs). n1 = 40k and lighter training
+-- curves scale that to about 26 minutes.
+local n1 = param("n1", 40e3, 10e6)
 local n2 = param("n2", 2 * n1)
 local out_dir = param("out", "autoscale-out")
 local corpus_dir = param("corpus", "corpus")
@@ -75,7 +76,7 @@ if not sm.planning() then
 end
 local train_opts = { corpus = corpus, budget = target, eval_every = P.eval_every, checkpoint_every = P.checkpoint_every }
 for k, v in pairs(run_opts) do train_opts[k] = v end
-train_opts.eval_batches = param("train_eval_batches", 4, 16) -- 20 evaluations per curve
+train_opts.eval_batches = param("train_eval_batches", 2, 16) -- 20 evaluations per curve
 local function train(name, mix, from)
   local o = { name = name, weights = mix, from = from }
   for k, v in pairs(train_opts) do o[k] = v end
