@@ -67,7 +67,9 @@ end
 -- 4. Train at the target budget: AutoScale and the baselines, concurrently.
 local uniform, proportional = {}, {}
 local total = 0
-if not sm.planning() then
+if sm.is_pending(corpus.result) then -- planning, with the corpus still to tokenize
+  uniform, proportional = sm.PENDING, sm.PENDING
+else
   for _, d in ipairs(domains) do total = total + corpus.result.domains[d].train_tokens end
   for _, d in ipairs(domains) do
     uniform[d] = 1 / #domains
