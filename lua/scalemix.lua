@@ -63,7 +63,7 @@ end
 M.error = user_error
 
 ---------------------------------------------------------------------------------------------------
--- Plan mode: results of stages that would run are "pending" placeholders that absorb any use.
+-- Plan mode: results of stages that would run are "pending" stand-ins that absorb any use.
 
 local pending_mt = {}
 local PENDING = setmetatable({}, pending_mt)
