@@ -240,6 +240,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     sm_wf_problem prob = {mf, fa, fb, fbase, lower, left};
     double lambda = 0;
     sm_wf_kkt kkt = {0};
+    double objective = 0; /* of the optimised domains (held ones are constants) */
     if (mf == 0) {
         for (size_t i = 0; i < m; i++) k.n[i] = budget / (budget - left); /* nothing to go on: proportional to base */
     } else {
@@ -247,6 +248,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
             sm_error_wrap(err, STAGE "%s", nheld ? " (with the unusable domains held at their base quantity)" : "");
         } else {
             sm_wf_kkt_check(&prob, fn, lambda, &kkt);
+            objective = sm_wf_objective(&prob, fn);
             for (size_t i = 0, j = 0; i < m; i++)
                 if (!held[i]) k.n[i] = fn[j++];
         }
@@ -295,7 +297,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     json_object_set_new(res, "lower", sm_asj_num(lower));
     json_object_set_new(res, "interpolant", json_string(interp));
     json_object_set_new(res, "lambda", sm_asj_num(lambda));
-    json_object_set_new(res, "objective", sm_asj_num(sm_wf_objective(&prob, k.n)));
+    json_object_set_new(res, "objective", sm_asj_num(objective));
     json_object_set_new(res, "params", params);
     json_object_set_new(res, "alternatives", alts);
     json_object_set_new(res, "exact", exact);

@@ -64,7 +64,9 @@ const char *sm_gpt2_device_name(const sm_gpt2 *m) { return m->ops->name; }
 static int load_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_error *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/lib/libsm_cuda.so", sm_build_dir());
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: the library (and the C++ runtime it brings) stays mapped for the process; unloading it
+     * leaves libstdc++'s emergency pool behind as a leak and buys nothing. */
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h)
         return sm_error_set(err, SM_ERR_UNSUPPORTED, "CUDA backend not available: cannot load %s (%s); build it with nvcc or use --device cpu",
                             path, dlerror());

@@ -34,7 +34,7 @@ static const char *tpath(const char *name) {
 /* Loads the library and probes once; gpu_ok and no_gpu say what the GPU tests can do. */
 static void setup(void) {
     snprintf(lib_path, sizeof lib_path, "%s/lib/libsm_cuda.so", sm_build_dir());
-    lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+    lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!lib) {
         snprintf(no_gpu, sizeof no_gpu, "libsm_cuda.so not loadable: %s", dlerror());
         return;
