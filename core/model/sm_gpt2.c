@@ -51,17 +51,13 @@ double sm_gpt2_flops_per_token(const sm_gpt2_config *cfg, int T) {
     return 6.0 * (double)sm_gpt2_num_params(cfg) + 6.0 * cfg->num_layers * (double)cfg->channels * T;
 }
 
-uint64_t sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype) {
-    (void)dtype; /* the CPU layout is fp32 throughout; a bf16 GPU run needs no more than this */
-    return (uint64_t)sm_gpt2_num_params(cfg) * 16u + (uint64_t)sm_gpt2_cpu_act_floats(cfg, B, T) * 4u;
-}
-
 const sm_gpt2_config *sm_gpt2_get_config(const sm_gpt2 *m) { return &m->cfg; }
 const char *sm_gpt2_device_name(const sm_gpt2 *m) { return m->ops->name; }
 
 /* ---- backend choice ---- */
 
-static int load_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_error *err) {
+/* Loads libsm_cuda.so and its ops table; needs no GPU. */
+static int open_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_gpt2_cuda_probe_fn *probe, sm_error *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/lib/libsm_cuda.so", sm_build_dir());
     /* RTLD_NODELETE: the library (and the C++ runtime it brings) stays mapped for the process; unloading it
@@ -70,29 +66,50 @@ static int load_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_error *err) 
     if (!h)
         return sm_error_set(err, SM_ERR_UNSUPPORTED, "CUDA backend not available: cannot load %s (%s); build it with nvcc or use --device cpu",
                             path, dlerror());
-    sm_gpt2_cuda_probe_fn probe = (sm_gpt2_cuda_probe_fn)dlsym(h, SM_GPT2_CUDA_PROBE);
+    *probe = (sm_gpt2_cuda_probe_fn)dlsym(h, SM_GPT2_CUDA_PROBE);
     sm_gpt2_cuda_backend_fn entry = (sm_gpt2_cuda_backend_fn)dlsym(h, SM_GPT2_CUDA_ENTRY);
-    if (!probe || !entry) {
+    const sm_gpt2_backend_ops *o = entry ? entry() : NULL;
+    if (!*probe || !o || o->struct_size < sizeof(sm_gpt2_backend_ops)) {
         dlclose(h);
-        return sm_error_set(err, SM_ERR_UNSUPPORTED, "%s lacks %s or %s (stale or foreign library)", path,
-                            SM_GPT2_CUDA_PROBE, SM_GPT2_CUDA_ENTRY);
-    }
-    int devices = 0;
-    uint64_t fr = 0, tot = 0;
-    sm_error perr = {0};
-    int rc = probe(&devices, &fr, &tot, &perr);
-    if (rc || devices < 1) {
-        dlclose(h);
-        return sm_error_set(err, SM_ERR_UNSUPPORTED, "no usable GPU: %s", rc ? perr.msg : "no CUDA device visible");
-    }
-    const sm_gpt2_backend_ops *o = entry();
-    if (!o || o->struct_size < sizeof(sm_gpt2_backend_ops)) {
-        dlclose(h);
-        return sm_error_set(err, SM_ERR_UNSUPPORTED, "%s returned an incompatible backend table", path);
+        return sm_error_set(err, SM_ERR_UNSUPPORTED, "%s lacks %s or %s, or its backend table is older than this engine's "
+                            "(stale or foreign library: rebuild with make)", path, SM_GPT2_CUDA_PROBE, SM_GPT2_CUDA_ENTRY);
     }
     *ops = o;
     *dl = h;
     return SM_OK;
+}
+
+/* Loads the CUDA backend and checks that a GPU is usable. */
+static int load_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_error *err) {
+    sm_gpt2_cuda_probe_fn probe = NULL;
+    int rc = open_cuda(ops, dl, &probe, err);
+    if (rc) return rc;
+    int devices = 0;
+    uint64_t fr = 0, tot = 0;
+    sm_error perr = {0};
+    rc = probe(&devices, &fr, &tot, &perr);
+    if (rc || devices < 1) {
+        dlclose(*dl);
+        *dl = NULL;
+        return sm_error_set(err, SM_ERR_UNSUPPORTED, "no usable GPU: %s", rc ? perr.msg : "no CUDA device visible");
+    }
+    return SM_OK;
+}
+
+int sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype, sm_device dev, uint64_t *bytes,
+                        sm_error *err) {
+    *bytes = 0;
+    if (dev == SM_DEVICE_CPU) return sm_gpt2_cpu_backend()->memory_need(cfg, dtype, B, T, bytes, err);
+    if (dev != SM_DEVICE_CUDA)
+        return sm_error_set(err, SM_ERR_ARG, "memory need: name the device (cpu or cuda), not auto");
+    const sm_gpt2_backend_ops *ops = NULL;
+    void *dl = NULL;
+    sm_gpt2_cuda_probe_fn probe = NULL;
+    int rc = open_cuda(&ops, &dl, &probe, err);
+    if (rc) return rc;
+    rc = ops->memory_need(cfg, dtype, B, T, bytes, err);
+    dlclose(dl);
+    return rc;
 }
 
 static int choose_backend(sm_gpt2 *m, sm_device dev, sm_error *err) {

@@ -38,8 +38,11 @@ const char *sm_gpt2_device_name(const sm_gpt2 *m);
 size_t sm_gpt2_num_params(const sm_gpt2_config *cfg);
 /* 6N + 6LCT. */
 double sm_gpt2_flops_per_token(const sm_gpt2_config *cfg, int T);
-/* Bytes of memory (device memory on a GPU) a training run of B x T needs: parameters x 16 plus activations. */
-uint64_t sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype);
+/* Bytes a model of cfg training B x T batches in dtype allocates on dev (CPU: host memory; CUDA: device
+ * memory, the backend's own plan, without the process's driver context). Needs no GPU; dev must be CPU
+ * or CUDA. Errors as the backend's create() would report them. */
+int sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype, sm_device dev, uint64_t *bytes,
+                        sm_error *err);
 
 /* Reads an llm.c checkpoint's config and its parameters widened to fp32 (malloc'd; caller frees);
  * version_out may be NULL. Same checks as sm_gpt2_load. */

@@ -55,6 +55,11 @@ typedef struct sm_gpt2_backend_ops {
     int (*get_grads)(sm_gpt2_backend *b, float *dst, sm_error *err);
     int (*get_moments)(sm_gpt2_backend *b, float *m, float *v, sm_error *err);
     int (*set_moments)(sm_gpt2_backend *b, const float *m, const float *v, sm_error *err);
+    /* Bytes of memory (device memory for a GPU backend) that create() with these arguments allocates:
+     * parameters, gradients, moments, activations and scratch. Needs no device; checks the arguments as
+     * create() does. A GPU process also pays for its driver context, which this does not count. */
+    int (*memory_need)(const sm_gpt2_config *cfg, sm_dtype dtype, int max_B, int max_T, uint64_t *bytes,
+                       sm_error *err);
 } sm_gpt2_backend_ops;
 
 /* Number of parameters (padded vocabulary included) and each tensor's size, in checkpoint order. */

@@ -87,9 +87,7 @@ static float *xalloc(size_t n) {
     return p;
 }
 
-static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const float *params, sm_dtype dtype,
-                      int max_B, int max_T, int threads, sm_error *err) {
-    *out = NULL;
+static int cpu_check_args(const sm_gpt2_config *cfg, sm_dtype dtype, int max_B, int max_T, sm_error *err) {
     if (dtype != SM_DTYPE_FP32)
         return sm_error_set(err, SM_ERR_UNSUPPORTED,
                             "the CPU backend computes in fp32 only; use dtype fp32 on the CPU (bf16 is for CUDA)");
@@ -98,6 +96,24 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     if (max_B < 1 || max_T < 1 || max_T > cfg->max_seq_len)
         return sm_error_set(err, SM_ERR_ARG, "batch %d x %d invalid (need B >= 1, 1 <= T <= max_seq_len %d)", max_B,
                             max_T, cfg->max_seq_len);
+    return SM_OK;
+}
+
+static int cpu_memory_need(const sm_gpt2_config *cfg, sm_dtype dtype, int max_B, int max_T, uint64_t *bytes,
+                           sm_error *err) {
+    int rc = cpu_check_args(cfg, dtype, max_B, max_T, err);
+    if (rc) return rc;
+    size_t sizes[16];
+    *bytes = (uint64_t)sm_gpt2_param_sizes(cfg, sizes) * 16u + (uint64_t)sm_gpt2_cpu_act_floats(cfg, max_B, max_T) * 4u +
+             (uint64_t)max_B * max_T * 2u * sizeof(int32_t);
+    return SM_OK;
+}
+
+static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const float *params, sm_dtype dtype,
+                      int max_B, int max_T, int threads, sm_error *err) {
+    *out = NULL;
+    int rc = cpu_check_args(cfg, dtype, max_B, max_T, err);
+    if (rc) return rc;
     sm_gpt2_backend *b = calloc(1, sizeof *b);
     if (!b) return sm_error_set(err, SM_ERR_NOMEM, "out of memory for the CPU backend");
     b->cfg = *cfg;
@@ -633,6 +649,7 @@ static const sm_gpt2_backend_ops cpu_ops = {
     .get_grads = cpu_get_grads,
     .get_moments = cpu_get_moments,
     .set_moments = cpu_set_moments,
+    .memory_need = cpu_memory_need,
 };
 
 const sm_gpt2_backend_ops *sm_gpt2_cpu_backend(void) { return &cpu_ops; }

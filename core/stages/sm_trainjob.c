@@ -348,8 +348,16 @@ int sm_trainjob_resources(const char *params_json, const char *inputs_json, sm_r
         sm_gpt2_config cfg = {get_int(model, "seq", 64), get_int(model, "vocab", 50257), 0, get_int(model, "layers", 2),
                               get_int(model, "heads", 2), get_int(model, "channels", 64)};
         cfg.padded_vocab_size = (cfg.vocab_size + 127) / 128 * 128;
+        /* the CUDA backend's own memory plan; the driver context is the engine process's, paid once and
+         * already outside the free memory the engine budgets with */
+        uint64_t need = 0;
+        int rc = sm_gpt2_memory_need(&cfg, get_int(p, "batch", 8), cfg.max_seq_len, SM_DTYPE_BF16, SM_DEVICE_CUDA, &need, err);
+        if (rc) {
+            json_decref(p);
+            return rc;
+        }
         out->gpu = 1;
-        out->device_memory_bytes = sm_gpt2_memory_need(&cfg, get_int(p, "batch", 8), cfg.max_seq_len, SM_DTYPE_BF16);
+        out->device_memory_bytes = need;
     }
     json_decref(p);
     return SM_OK;

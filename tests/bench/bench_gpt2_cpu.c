@@ -94,7 +94,10 @@ static void bench_model(const char *label, const sm_gpt2_config *cfg, int B, int
     if (n > 0) {
         double step_s = tot / n, tps = (double)B * T / step_s;
         double gf = sm_gpt2_flops_per_token(cfg, T) * tps / 1e9;
-        uint64_t need = sm_gpt2_memory_need(cfg, B, T, SM_DTYPE_FP32);
+        uint64_t need = 0;
+        sm_error merr = {0};
+        if (sm_gpt2_memory_need(cfg, B, T, SM_DTYPE_FP32, SM_DEVICE_CPU, &need, &merr))
+            fprintf(stderr, "memory need: %s\n", merr.msg);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         printf("%s: L=%d C=%d NH=%d V=%d (Vp %d) B=%d T=%d, %zu params, threads %d\n", label, cfg->num_layers,

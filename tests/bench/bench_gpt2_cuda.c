@@ -52,6 +52,10 @@ static void bench_model(const sm_gpt2_backend_ops *ops, const model_spec *ms, in
     }
     free(p);
     if (!B) { printf("%s: does not fit even at B=1: %s\n", ms->name, e.msg); return; }
+    uint64_t need = 0;
+    if (ops->memory_need(&c, SM_DTYPE_BF16, B, T, &need, &e) == SM_OK)
+        printf("%s: B=%d is the largest batch tried that fits; its memory plan is %.2f GiB\n", ms->name, B,
+               need / 1073741824.0);
     int32_t *in = malloc((size_t)B * T * 4), *tg = malloc((size_t)B * T * 4);
     if (!in || !tg) { printf("%s: out of host memory\n", ms->name); ops->destroy(b); free(in); free(tg); return; }
     for (int i = 0; i < B * T; i++) { in[i] = (int32_t)(urand() * 50257); tg[i] = (int32_t)(urand() * 50257); }

@@ -11,6 +11,7 @@
 #include "../sm_test.h"
 #include "model/sm_gpt2.h"
 #include "model/sm_shard.h"
+#include "stages/sm_trainjob.h"
 
 #include <dlfcn.h>
 #include <stdint.h>
@@ -101,9 +102,18 @@ TEST(create_refuses_bad_input_cleanly) {
     bad = c;
     bad.padded_vocab_size = 499;
     CHECK_EQ_INT(cuda->create(&b, &bad, p, SM_DTYPE_FP32, 2, 64, 0, &e), SM_ERR_ARG);
+    int ndev = 0;
+    uint64_t free0 = 0, free1 = 0, total = 0, need = 0;
+    if (gpu_ok) probe(&ndev, &free0, &total, &e);
     int rc = cuda->create(&b, &c, p, SM_DTYPE_BF16, 2, 64, 0, &e);
     if (gpu_ok) {
         CHECK_MSG(rc == SM_OK, "%s", e.msg);
+        /* what the engine admits by is what create takes (cuBLASLt's handle and 2 MiB pages aside) */
+        probe(&ndev, &free1, &total, &e);
+        CHECK(cuda->memory_need(&c, SM_DTYPE_BF16, 2, 64, &need, &e) == SM_OK);
+        printf("  create took %.2f MiB of device memory; memory_need says %.2f MiB\n", (free0 - free1) / 1048576.0,
+               need / 1048576.0);
+        CHECK(free0 - free1 >= need && free0 - free1 < need + (64ull << 20));
         int32_t in[2 * 64];
         for (int i = 0; i < 2 * 64; i++) in[i] = i % 500;
         in[77] = 500; /* out of vocabulary */
@@ -118,6 +128,75 @@ TEST(create_refuses_bad_input_cleanly) {
         CHECK(b == NULL && strlen(e.msg) > 10);
     }
     free(p);
+}
+
+/* The memory plan in closed form (core/model/cuda/NOTES.md): 16 N (+ 2 N bf16 copy) for the parameters,
+ * per token e * (C (12 L + 8) + Vp) + 4 (L (4 + NH) + NH + 3) + 20, and fixed scratch; every carve is
+ * rounded up to 256 bytes, so the plan may exceed the formula by less than 256 bytes per carve. */
+static uint64_t documented_need(const sm_gpt2_config *c, sm_dtype dt, uint64_t B, uint64_t T) {
+    size_t sizes[16];
+    uint64_t N = sm_gpt2_param_sizes(c, sizes), e = dt == SM_DTYPE_BF16 ? 2 : 4, L = c->num_layers, C = c->channels;
+    uint64_t NH = c->num_heads, BT = B * T;
+    uint64_t params = 16 * N + (dt == SM_DTYPE_BF16 ? 2 * N : 0);
+    uint64_t per_token = e * (C * (12 * L + 8) + c->padded_vocab_size) + 4 * (L * (4 + NH) + NH + 3) + 20;
+    return params + BT * per_token + 4 + (32ull << 20) + 512 * C * 4 + 512 * 8 + 8;
+}
+
+TEST(memory_need_follows_the_plan) {
+    if (!cuda) SKIP("libsm_cuda.so not loaded: %.200s", no_gpu);
+    sm_gpt2_config g124 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12,
+                           .num_heads = 12, .channels = 768};
+    sm_gpt2_config g350 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 24,
+                           .num_heads = 16, .channels = 1024};
+    struct { const sm_gpt2_config *c; sm_dtype dt; int B, T; } cases[] = {
+        {&g124, SM_DTYPE_BF16, 64, 1024}, {&g124, SM_DTYPE_FP32, 8, 1024}, {&g350, SM_DTYPE_BF16, 32, 1024},
+        {&g124, SM_DTYPE_BF16, 1, 64}};
+    sm_error e = {0};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t need = 0, front = 0;
+        CHECK_MSG(cuda->memory_need(cases[i].c, cases[i].dt, cases[i].B, cases[i].T, &need, &e) == SM_OK, "%s", e.msg);
+        uint64_t doc = documented_need(cases[i].c, cases[i].dt, cases[i].B, cases[i].T);
+        CHECK_MSG(need >= doc && need < doc + 64 * 256, "case %zu: plan %llu bytes, formula %llu", i,
+                  (unsigned long long)need, (unsigned long long)doc);
+        /* the front end asks the same library, no GPU needed */
+        CHECK_MSG(sm_gpt2_memory_need(cases[i].c, cases[i].B, cases[i].T, cases[i].dt, SM_DEVICE_CUDA, &front, &e) == SM_OK,
+                  "%s", e.msg);
+        CHECK(front == need);
+        printf("  L=%d C=%d %s B=%d T=%d: %.2f GiB of device memory\n", cases[i].c->num_layers, cases[i].c->channels,
+               cases[i].dt == SM_DTYPE_BF16 ? "bf16" : "fp32", cases[i].B, cases[i].T, need / 1073741824.0);
+    }
+    uint64_t a = 0, b = 0;
+    CHECK(cuda->memory_need(&g124, SM_DTYPE_BF16, 8, 1024, &a, &e) == SM_OK);
+    CHECK(cuda->memory_need(&g124, SM_DTYPE_FP32, 8, 1024, &b, &e) == SM_OK);
+    CHECK(b > a); /* fp32 activations outweigh the bf16 weight copy */
+    sm_gpt2_config bad = g124;
+    bad.channels = 720; /* head size 60 */
+    CHECK_EQ_INT(cuda->memory_need(&bad, SM_DTYPE_BF16, 8, 1024, &a, &e), SM_ERR_UNSUPPORTED);
+    CHECK(strstr(e.msg, "head size") != NULL);
+    CHECK_EQ_INT(cuda->memory_need(&g124, SM_DTYPE_BF16, 8, 2048, &a, &e), SM_ERR_ARG);
+    CHECK_EQ_INT(cuda->memory_need(&g124, SM_DTYPE_BF16, 6000, 1024, &a, &e), SM_ERR_ARG); /* B * NH > 65535 */
+}
+
+TEST(train_stage_declares_the_cuda_plan) {
+    if (!cuda) SKIP("libsm_cuda.so not loaded: %.200s", no_gpu);
+    const char *cuda_params = "{\"device\": \"cuda\", \"batch\": 16, "
+                              "\"model\": {\"layers\": 12, \"heads\": 12, \"channels\": 768, \"seq\": 1024}}";
+    sm_resources r = {.struct_size = sizeof r};
+    sm_error e = {0};
+    CHECK_MSG(sm_trainjob_resources(cuda_params, "{}", &r, &e) == SM_OK, "%s", e.msg);
+    sm_gpt2_config g = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12,
+                        .num_heads = 12, .channels = 768};
+    uint64_t need = 0;
+    CHECK(cuda->memory_need(&g, SM_DTYPE_BF16, 16, 1024, &need, &e) == SM_OK);
+    CHECK(r.gpu == 1 && r.device_memory_bytes == need);
+    sm_resources c = {.struct_size = sizeof c};
+    CHECK(sm_trainjob_resources("{\"device\": \"cpu\", \"threads\": 2}", "{}", &c, &e) == SM_OK);
+    CHECK(c.gpu == 0 && c.device_memory_bytes == 0 && c.threads == 2);
+    /* a shape the CUDA kernels cannot run is refused before the stage is admitted */
+    sm_resources bad = {.struct_size = sizeof bad};
+    CHECK_EQ_INT(sm_trainjob_resources("{\"device\": \"cuda\", \"model\": {\"heads\": 2, \"channels\": 96}}", "{}",
+                                       &bad, &e), SM_ERR_UNSUPPORTED);
+    CHECK(strstr(e.msg, "head size") != NULL);
 }
 
 TEST(front_end_cuda_request_without_gpu) {
@@ -499,6 +578,8 @@ int main(int argc, char **argv) {
     if (!mkdtemp(tmpdir)) return 1;
     RUN(library_loads_and_probe_answers);
     RUN(create_refuses_bad_input_cleanly);
+    RUN(memory_need_follows_the_plan);
+    RUN(train_stage_declares_the_cuda_plan);
     RUN(front_end_cuda_request_without_gpu);
     RUN(parity_fp32);
     RUN(parity_bf16);

@@ -464,10 +464,19 @@ TEST(figures) {
     sm_gpt2_config g = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12, .num_heads = 12, .channels = 768};
     CHECK_EQ_INT(sm_gpt2_num_params(&g), 124475904);
     CHECK_NEAR(sm_gpt2_flops_per_token(&g, 1024) / 1e8, 8.03, 0.01);
-    uint64_t mem = sm_gpt2_memory_need(&g, 4, 64, SM_DTYPE_FP32);
-    CHECK(mem > 124475904ull * 16 && mem < 124475904ull * 16 + (1ull << 30));
-    sm_device d;
+    uint64_t mem = 0, mem2 = 0;
     sm_error e = {0};
+    CHECK_MSG(sm_gpt2_memory_need(&g, 4, 64, SM_DTYPE_FP32, SM_DEVICE_CPU, &mem, &e) == SM_OK, "%s", e.msg);
+    CHECK(mem > 124475904ull * 16 && mem < 124475904ull * 16 + (1ull << 30));
+    /* activations grow with the batch: twice the tokens, more than the parameters' share added */
+    CHECK(sm_gpt2_memory_need(&g, 8, 64, SM_DTYPE_FP32, SM_DEVICE_CPU, &mem2, &e) == SM_OK);
+    CHECK(mem2 > mem && mem2 - mem == mem - 124475904ull * 16);
+    /* the CPU computes in fp32 only, and the need is asked of a named device */
+    CHECK(sm_gpt2_memory_need(&g, 4, 64, SM_DTYPE_BF16, SM_DEVICE_CPU, &mem2, &e) == SM_ERR_UNSUPPORTED);
+    CHECK(sm_gpt2_memory_need(&g, 4, 64, SM_DTYPE_FP32, SM_DEVICE_AUTO, &mem2, &e) == SM_ERR_ARG);
+    CHECK(sm_gpt2_memory_need(&g, 4, 2048, SM_DTYPE_FP32, SM_DEVICE_CPU, &mem2, &e) == SM_ERR_ARG);
+    CHECK(strstr(e.msg, "max_seq_len 1024") != NULL);
+    sm_device d;
     CHECK(sm_device_parse("cuda", &d, &e) == 0 && d == SM_DEVICE_CUDA);
     CHECK(sm_device_parse("auto", &d, &e) == 0 && d == SM_DEVICE_AUTO);
     CHECK(sm_device_parse("gpu", &d, &e) == SM_ERR_ARG);

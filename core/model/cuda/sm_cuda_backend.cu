@@ -338,12 +338,8 @@ static int usable_devices(int *n, sm_error *err) {
     return SM_OK;
 }
 
-static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const float *params, sm_dtype dtype, int max_B,
-                     int max_T, int threads, sm_error *err) {
-    (void)threads;
-    if (!out || !cfg || !params) return fail(err, SM_ERR_ARG, "cuda backend: create needs out, cfg and params");
-    *out = NULL;
-    const sm_gpt2_config *c = cfg;
+// The argument checks shared by create() and memory_need().
+static int check_args(const sm_gpt2_config *c, sm_dtype dtype, int max_B, int max_T, sm_error *err) {
     if (c->num_layers < 1 || c->num_heads < 1 || c->channels < 1 || c->vocab_size < 1 || c->max_seq_len < 1 ||
         c->padded_vocab_size < c->vocab_size)
         return fail(err, SM_ERR_ARG, "cuda backend: invalid config (L=%d NH=%d C=%d V=%d Vp=%d maxT=%d)",
@@ -365,12 +361,11 @@ static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const flo
         return fail(err, SM_ERR_ARG, "cuda backend: max batch %d x %d heads exceeds 65535", max_B, c->num_heads);
     if ((size_t)max_B * max_T > (size_t)INT32_MAX / 4)
         return fail(err, SM_ERR_ARG, "cuda backend: batch %d x %d too large", max_B, max_T);
-    int ndev = 0;
-    int rc = usable_devices(&ndev, err);
-    if (rc) return rc;
+    return SM_OK;
+}
 
-    sm_gpt2_backend *b = (sm_gpt2_backend *)calloc(1, sizeof *b);
-    if (!b) return fail(err, SM_ERR_NOMEM, "cuda backend: out of host memory");
+// Fills the fields plan() reads.
+static void shape(sm_gpt2_backend *b, const sm_gpt2_config *c, sm_dtype dtype, int max_B, int max_T) {
     b->cfg = *c;
     b->dtype = dtype;
     b->max_B = max_B;
@@ -382,6 +377,33 @@ static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const flo
     b->V = c->vocab_size;
     b->Vp = c->padded_vocab_size;
     b->nparams = param_sizes(c, b->sizes);
+}
+
+static int cu_memory_need(const sm_gpt2_config *cfg, sm_dtype dtype, int max_B, int max_T, uint64_t *bytes,
+                          sm_error *err) {
+    if (!cfg || !bytes) return fail(err, SM_ERR_ARG, "cuda backend: memory_need needs cfg and bytes");
+    int rc = check_args(cfg, dtype, max_B, max_T, err);
+    if (rc) return rc;
+    sm_gpt2_backend b = {};
+    shape(&b, cfg, dtype, max_B, max_T);
+    *bytes = plan(&b, 0);
+    return SM_OK;
+}
+
+static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const float *params, sm_dtype dtype, int max_B,
+                     int max_T, int threads, sm_error *err) {
+    (void)threads;
+    if (!out || !cfg || !params) return fail(err, SM_ERR_ARG, "cuda backend: create needs out, cfg and params");
+    *out = NULL;
+    int rc = check_args(cfg, dtype, max_B, max_T, err);
+    if (rc) return rc;
+    int ndev = 0;
+    rc = usable_devices(&ndev, err);
+    if (rc) return rc;
+
+    sm_gpt2_backend *b = (sm_gpt2_backend *)calloc(1, sizeof *b);
+    if (!b) return fail(err, SM_ERR_NOMEM, "cuda backend: out of host memory");
+    shape(b, cfg, dtype, max_B, max_T);
     size_t o = 0;
     for (int i = 0; i < P_COUNT; i++) {
         b->offs[i] = o;
@@ -605,7 +627,7 @@ static int cu_set_moments(sm_gpt2_backend *b, const float *m, const float *v, sm
 
 static const sm_gpt2_backend_ops cuda_ops = {
     (uint32_t)sizeof(sm_gpt2_backend_ops), "cuda", cu_create, cu_destroy, cu_forward, cu_backward, cu_zero_grad,
-    cu_grad_norm, cu_adamw, cu_get_params, cu_get_grads, cu_get_moments, cu_set_moments};
+    cu_grad_norm, cu_adamw, cu_get_params, cu_get_grads, cu_get_moments, cu_set_moments, cu_memory_need};
 
 SM_EXPORT const sm_gpt2_backend_ops *sm_gpt2_cuda_backend(void) { return &cuda_ops; }
 
