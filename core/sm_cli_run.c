@@ -22,6 +22,9 @@ static const char run_usage[] =
     "  --workspace DIR       workspace folder (default $SCALEMIX_HOME or ./.scalemix)\n"
     "  --parallel N          most stages running at once (default: CPU cores)\n"
     "  --threads N           CPU threads shared by running stages (default: CPU cores)\n"
+    "  --gpu ID              the GPU GPU stages use: an index as nvidia-smi numbers them, or a GPU-/MIG- UUID\n"
+    "                        (sets CUDA_VISIBLE_DEVICES for the run and its stage processes; default: as set,\n"
+    "                        else the first GPU)\n"
     "  --log auto|plain|json output style (default auto: live lines on a terminal, plain lines otherwise)\n"
     "  --quiet, --verbose    less or more output (--verbose adds Lua tracebacks)\n"
     "  --events FILE         also append every lineage event as a JSON line to FILE\n"
@@ -43,6 +46,15 @@ static json_t *param_value(const char *v) {
     return json_string(v);
 }
 
+/* One device as CUDA_VISIBLE_DEVICES names it: a decimal index, or a UUID starting GPU- or MIG-. */
+static int gpu_id_valid(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 96) return 0;
+    if (strspn(s, "0123456789") == n) return 1;
+    if (strncmp(s, "GPU-", 4) && strncmp(s, "MIG-", 4)) return 0;
+    return n > 4 && strspn(s + 4, "0123456789abcdefABCDEF-/") == n - 4;
+}
+
 static int run_or_plan(int argc, char **argv, int plan) {
     static const struct option longopts[] = {
         {"param", required_argument, 0, 'p'},   {"db", required_argument, 0, 'd'},       {"workspace", required_argument, 0, 'w'},
@@ -50,6 +62,7 @@ static int run_or_plan(int argc, char **argv, int plan) {
         {"quiet", no_argument, 0, 'q'},          {"verbose", no_argument, 0, 'v'},       {"events", required_argument, 0, 'e'},
         {"trigger", required_argument, 0, 'T'},  {"nominal-time", required_argument, 0, 'N'},
         {"schedule", required_argument, 0, 'S'}, {"pipeline", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+        {"gpu", required_argument, 0, 'g'},
         {0, 0, 0, 0}};
     sm_engine_opts o = {.plan = plan};
     int log_mode = SM_DISPLAY_AUTO, verbosity = 1, c;
@@ -91,6 +104,16 @@ static int run_or_plan(int argc, char **argv, int plan) {
         case 'N': o.nominal_time = optarg; break;
         case 'S': o.schedule = optarg; break;
         case 'P': o.pipeline = optarg; break;
+        case 'g':
+            /* before the engine exists: the CUDA runtime reads the variable once, at its first call */
+            if (!gpu_id_valid(optarg)) {
+                fprintf(stderr, "scalemix %s: --gpu wants one GPU, an index (0, 1, ...) or a GPU-/MIG- UUID, got '%s'\n",
+                        argv[0], optarg);
+                json_decref(params);
+                return 2;
+            }
+            setenv("CUDA_VISIBLE_DEVICES", optarg, 1);
+            break;
         case 'h': fputs(run_usage, stdout); json_decref(params); return 0;
         default:
             fprintf(stderr, "scalemix %s: unknown or incomplete option '%s'\n%s", argv[0], argv[optind - 1], run_usage);

@@ -156,6 +156,14 @@ check_eq "two GPU stages that do not fit together run one after the other" "$(st
 SCALEMIX_GPU_MEMORY=$((1000 << 20)) sm run --db none -q --parallel 2 --param mb=400 --events g2.jsonl gpu.lua
 check_eq "two GPU stages that fit share the device" "$(stage_order g2.jsonl)" "stage_start stage_start stage_end stage_end"
 
+# --- --gpu picks the device for the run and its stage processes (through CUDA_VISIBLE_DEVICES)
+printf 'print("visible", os.getenv("CUDA_VISIBLE_DEVICES"))\n' > vis.lua
+out=$(CUDA_VISIBLE_DEVICES=0 sm run --db none -q --gpu 3 vis.lua); check_eq "--gpu sets CUDA_VISIBLE_DEVICES" "$out" "visible	3"
+out=$(sm run --db none -q --gpu GPU-8f3a1c2e-0000-4b7d-9a1e-123456789abc vis.lua)
+check_eq "--gpu takes a UUID" "$out" "visible	GPU-8f3a1c2e-0000-4b7d-9a1e-123456789abc"
+sm run --db none -q --gpu 0,1 vis.lua 2>err.txt; check_eq "--gpu with a list exits 2" $? 2
+grep -q -- "--gpu wants one GPU" err.txt; check_eq "--gpu says what it wants" $? 0
+
 # --- SIGKILL at any moment, then the same command: completed stages reused, identical result
 cat > chain.lua <<'LUA'
 local sm = require "scalemix"

@@ -409,22 +409,11 @@ static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const flo
         b->offs[i] = o;
         o += b->sizes[i];
     }
-    const char *dev_env = getenv("SM_CUDA_DEVICE");
-    if (dev_env && *dev_env) {
-        char *end = NULL;
-        long d = strtol(dev_env, &end, 10);
-        if (*end || d < 0 || d >= ndev) {
-            free(b);
-            return fail(err, SM_ERR_ARG, "cuda backend: SM_CUDA_DEVICE=%s is not a device index below %d", dev_env,
-                        ndev);
-        }
-        b->device = (int)d;
-    } else {
-        cudaError_t e = cudaGetDevice(&b->device);
-        if (e != cudaSuccess) {
-            free(b);
-            return cuda_fail(err, e, "cudaGetDevice", __LINE__);
-        }
+    // the calling thread's device: the first one CUDA_VISIBLE_DEVICES leaves (scalemix run --gpu sets it)
+    cudaError_t dev_e = cudaGetDevice(&b->device);
+    if (dev_e != cudaSuccess) {
+        free(b);
+        return cuda_fail(err, dev_e, "cudaGetDevice", __LINE__);
     }
     const char *fuse = getenv("SM_CUDA_GELU_FUSION");
     b->gelu_fusion = dtype == SM_DTYPE_BF16 && !(fuse && !strcmp(fuse, "0"));
