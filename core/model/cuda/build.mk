@@ -30,3 +30,10 @@ endif
 .PHONY: cuda-emu
 cuda-emu: $(LIB)
 	BUILD=$(BUILD) bash tests/gpu/emu/run_emu.sh
+
+# On a machine with a GPU, everything that needs one in a single command: the CUDA tests, compute-sanitizer
+# memcheck and the throughput benchmark (124M and 350M). Where no GPU is usable each part says so and skips.
+.PHONY: gpu-check
+gpu-check: test-build
+	@BUILD=$(BUILD) TESTS=gpu bash tests/run.sh
+	$(BUILD)/bench/bench_gpt2_cuda
