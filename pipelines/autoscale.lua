@@ -7,7 +7,7 @@
 -- budgets n1 < n2; extrapolate both optima to the target budget (default: the paper's rule, one geometric
 -- step: N3_i = N2_i^2 / N1_i); train AutoScale's mixture and the baselines (uniform, proportional to the
 -- data, and an optional given mixture) at the target; compare the validation curves (speed-up).
--- Every size is a parameter; the defaults fit 2 CPU cores in about 20 minutes, larger ones apply on a GPU.
+-- Every size is a parameter; the defaults fit 2 CPU cores in about 23 minutes, larger ones apply on a GPU.
 local sm = require "scalemix"
 local P = sm.params
 
@@ -25,9 +25,8 @@ local run_opts = {
   model = model, batch = param("batch", 8, 16), lr = param("lr", 2e-3, 6e-4), seed = param("seed", 1),
   threads = param("threads", 1), device = param("device", "auto"), eval_batches = param("eval_batches", 8, 32),
 }
--- Measured on 2 CPU cores: the L2/C64 proxy trains at ~1,300 tokens/s per run, two runs at a time; with n1 = 50k the
--- whole demo took 34 minutes from a cold start (22.8 of them for the 34 DDO runs). n1 = 40k and lighter training
--- curves scale that to about 26 minutes.
+-- Measured on 2 CPU cores: the L2/C64 proxy trains at ~1,450 tokens/s per run, two runs at a time; with these
+-- defaults (n1 = 40k) the whole demo took 23 minutes from a fresh clone (16 of them for the 34 DDO runs).
 local n1 = param("n1", 40e3, 10e6)
 local n2 = param("n2", 2 * n1)
 local out_dir = param("out", "autoscale-out")
