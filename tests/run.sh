@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit binaries (build/tests/test_*), GPU tests (build/tests/gpu/test_* and the
-# compute-sanitizer run of them, tests/gpu/memcheck.sh; they skip without a GPU), Lua tests
+# compute-sanitizer run of them, tests/gpu/memcheck.sh; they skip without a GPU; and the CUDA sources under
+# the host emulation, tests/gpu/emu, which needs no GPU), Lua tests
 # (tests/lua/test_*.lua through `scalemix run`) and integration scripts
 # (tests/integration/test_*.sh). Each prints PASS:/FAIL:/SKIP: lines; a program that exits non-zero
 # without printing FAIL counts as one failure. Ends with "N passed, N failed, N skipped".
@@ -31,6 +32,7 @@ want() { [ -z "${TESTS:-}" ] || [[ "$1" == *"$TESTS"* ]]; }
 for t in "$BUILD"/tests/test_*; do [ -x "$t" ] && want "$t" && run_one "unit/$(basename "$t")" "$t"; done
 for t in "$BUILD"/tests/gpu/test_*; do [ -x "$t" ] && want "$t" && run_one "gpu/$(basename "$t")" "$t"; done
 want tests/gpu/memcheck.sh && run_one gpu/memcheck.sh env BUILD="$BUILD" bash tests/gpu/memcheck.sh
+want tests/gpu/emu/run_emu.sh && run_one gpu/emu/run_emu.sh env BUILD="$BUILD" bash tests/gpu/emu/run_emu.sh quick
 for t in tests/lua/test_*.lua; do
   [ -f "$t" ] && want "$t" || continue
   ws=$(mktemp -d /tmp/sm-lua-ws.XXXXXX)
