@@ -351,13 +351,16 @@ int sm_trainjob_resources(const char *params_json, const char *inputs_json, sm_r
         /* the CUDA backend's own memory plan; the driver context is the engine process's, paid once and
          * already outside the free memory the engine budgets with */
         uint64_t need = 0;
-        int rc = sm_gpt2_memory_need(&cfg, get_int(p, "batch", 8), cfg.max_seq_len, SM_DTYPE_BF16, SM_DEVICE_CUDA, &need, err);
-        if (rc) {
+        sm_error nerr = {0};
+        int rc = sm_gpt2_memory_need(&cfg, get_int(p, "batch", 8), cfg.max_seq_len, SM_DTYPE_BF16, SM_DEVICE_CUDA, &need, &nerr);
+        if (rc == SM_OK) {
+            out->gpu = 1;
+            out->device_memory_bytes = need;
+        } else if (strcmp(dev, "auto")) {
             json_decref(p);
+            if (err) *err = nerr;
             return rc;
-        }
-        out->gpu = 1;
-        out->device_memory_bytes = need;
+        } /* auto: a shape the CUDA backend refuses runs on the CPU, as make_model falls back */
     }
     json_decref(p);
     return SM_OK;

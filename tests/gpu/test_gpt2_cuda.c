@@ -197,6 +197,17 @@ TEST(train_stage_declares_the_cuda_plan) {
     CHECK_EQ_INT(sm_trainjob_resources("{\"device\": \"cuda\", \"model\": {\"heads\": 2, \"channels\": 96}}", "{}",
                                        &bad, &e), SM_ERR_UNSUPPORTED);
     CHECK(strstr(e.msg, "head size") != NULL);
+    /* auto: on a GPU machine such a shape runs on the CPU (as the model falls back), so it takes no GPU memory;
+     * without a GPU auto never asks the CUDA library */
+    sm_resources au = {.struct_size = sizeof au};
+    CHECK(sm_trainjob_resources("{\"device\": \"auto\", \"model\": {\"heads\": 2, \"channels\": 96}}", "{}", &au, &e) ==
+          SM_OK);
+    CHECK(au.gpu == 0 && au.device_memory_bytes == 0);
+    sm_resources au2 = {.struct_size = sizeof au2};
+    CHECK(sm_trainjob_resources("{\"device\": \"auto\", \"batch\": 16, "
+                                "\"model\": {\"layers\": 12, \"heads\": 12, \"channels\": 768, \"seq\": 1024}}",
+                                "{}", &au2, &e) == SM_OK);
+    CHECK(au2.gpu == gpu_ok && au2.device_memory_bytes == (gpu_ok ? need : 0));
 }
 
 TEST(front_end_cuda_request_without_gpu) {
