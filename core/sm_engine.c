@@ -923,6 +923,20 @@ static void load_cached_arrays(stage_run *sr, json_t *arrays) {
     }
 }
 
+/* For plan: what a stage that would run asks for (a GPU and its memory, several threads), or why it cannot run. */
+static void describe_resources(const sm_plugin *p, const stage_run *sr, char *buf, size_t len) {
+    buf[0] = 0;
+    if (!p->desc->resources) return;
+    sm_resources r = {.struct_size = sizeof r, .threads = 1};
+    sm_error rerr = {0};
+    if (p->desc->resources(sr->params_text, sr->inputs_text, &r, &rerr) != SM_OK)
+        snprintf(buf, len, " [cannot run: %.280s]", rerr.msg);
+    else if (r.gpu)
+        snprintf(buf, len, " [GPU, %.2f GiB of device memory]", r.device_memory_bytes / 1073741824.0);
+    else if (r.threads > 1)
+        snprintf(buf, len, " [%d CPU threads]", r.threads);
+}
+
 int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, const char *params_json,
                      const char *inputs_json, sm_error *err) {
     sm_plugin *p = NULL;
@@ -997,7 +1011,9 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
     }
     sr->reason = why;
     if (e->o.plan) {
-        printf("run    %-36s %s\n", sr->stage_name, sr->reason);
+        char needs[320];
+        describe_resources(p, sr, needs, sizeof needs);
+        printf("run    %-36s %s%s\n", sr->stage_name, sr->reason, needs);
         finalize_texts(sr);
         complete(e, sr, SM_STAGE_PLANNED);
         return sr->handle;

@@ -155,6 +155,8 @@ SCALEMIX_GPU_MEMORY=$((1000 << 20)) sm run --db none -q --parallel 2 --param mb=
 check_eq "two GPU stages that do not fit together run one after the other" "$(stage_order g1.jsonl)" "stage_start stage_end stage_start stage_end"
 SCALEMIX_GPU_MEMORY=$((1000 << 20)) sm run --db none -q --parallel 2 --param mb=400 --events g2.jsonl gpu.lua
 check_eq "two GPU stages that fit share the device" "$(stage_order g2.jsonl)" "stage_start stage_start stage_end stage_end"
+check_eq "plan shows each GPU stage's device memory" "$(sm plan --db none --param mb=300 gpu.lua | grep -c '\[GPU, 0.29 GiB of device memory\]$')" 2
+check_eq "plan shows nothing extra for a cached stage" "$(sm plan --db none --param mb=400 gpu.lua | grep -c 'GiB')" 0
 
 # --- --gpu picks the device for the run and its stage processes (through CUDA_VISIBLE_DEVICES)
 printf 'print("visible", os.getenv("CUDA_VISIBLE_DEVICES"))\n' > vis.lua
