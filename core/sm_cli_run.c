@@ -22,7 +22,7 @@ static const char run_usage[] =
     "  --workspace DIR       workspace folder (default $SCALEMIX_HOME or ./.scalemix)\n"
     "  --parallel N          most stages running at once (default: CPU cores)\n"
     "  --threads N           CPU threads shared by running stages (default: CPU cores)\n"
-    "  --gpu ID              the GPU GPU stages use: an index as nvidia-smi numbers them, or a GPU-/MIG- UUID\n"
+    "  --gpu ID              the GPU that GPU stages use: an index as nvidia-smi numbers them, or a GPU-/MIG- UUID\n"
     "                        (sets CUDA_VISIBLE_DEVICES for the run and its stage processes; default: as set,\n"
     "                        else the first GPU)\n"
     "  --log auto|plain|json output style (default auto: live lines on a terminal, plain lines otherwise)\n"
