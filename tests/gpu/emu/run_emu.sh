@@ -26,7 +26,8 @@ PY
 done
 rm -f "$out/sm_cuda_matmul.cpp"
 CXX=${CXX:-g++}
-flags="-std=c++20 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Itests/gpu/emu/include -Icore/model/cuda -Icore -pthread"
+# UBSan's alignment check: a vector access (float4, uint4) off its 16-byte boundary faults on the GPU
+flags="-std=c++20 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Itests/gpu/emu/include -Icore/model/cuda -Icore -pthread -fsanitize=alignment -fno-sanitize-recover=alignment"
 libs="$(pkg-config --libs openblas) -lm -ldl -lpthread -fopenmp"
 $CXX $flags -o "$out/emu" "$out"/*.cpp tests/gpu/emu/emu_matmul.cpp tests/gpu/emu/emu_main.cpp "$BUILD/libscalemix.a" \
   $(pkg-config --libs libuv luajit libpq libzstd zlib gsl libutf8proc jansson libcrypto | sed 's/-lgslcblas//') $libs

@@ -24,8 +24,9 @@ struct dim3 {
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
 };
 struct uint3 { unsigned x, y, z; };
-struct float4 { float x, y, z, w; };
-struct uint4 { unsigned x, y, z, w; };
+// 16-byte aligned as on the GPU, so that UBSan's alignment check (run_emu.sh) flags a misaligned vector access
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
 inline thread_local uint3 threadIdx, blockIdx;
 inline thread_local dim3 blockDim, gridDim;
 
@@ -101,7 +102,7 @@ inline cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = *t = (size_t)64 << 30; return cudaSuccess; }
 inline cudaError_t cudaMalloc(void **p, size_t n) {
-    *p = malloc(n);
+    *p = aligned_alloc(256, (n + 255) & ~(size_t)255); // cudaMalloc's alignment
     if (!*p) return cudaErrorMemoryAllocation;
     memset(*p, 0xFF, n);
     return cudaSuccess;

@@ -2,6 +2,9 @@
 // product redundantly; stores are done by lane 0 and followed by a warp barrier. Same results as the
 // tensor cores up to fp32 summation order.
 #pragma once
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <type_traits>
 #include "cuda_bf16.h"
 #include "cuda_runtime.h"
@@ -21,8 +24,18 @@ inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, float x) {
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++) f.v[r][c] = x;
 }
+// The GPU's rules for load/store_matrix_sync: a 256-bit aligned pointer and a stride of a multiple of 16 bytes;
+// a breach is a misaligned-address fault there, so it stops the emulation here.
+inline void emu_check_tile(const void *p, unsigned ldm, size_t esize, const char *what) {
+    if ((uintptr_t)p % 32 || (ldm * esize) % 16) {
+        fprintf(stderr, "FAIL: wmma::%s: pointer %p (%zu bytes past 32-byte alignment) or stride %u x %zu bytes "
+                "breaks WMMA's alignment rules\n", what, p, (size_t)((uintptr_t)p % 32), ldm, esize);
+        abort();
+    }
+}
 template <typename Use, int M, int N, int K, typename T, typename L>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const T *p, unsigned ldm) {
+    emu_check_tile(p, ldm, sizeof(T), "load_matrix_sync");
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++)
             f.v[r][c] = emu_f(std::is_same<L, row_major>::value ? p[r * ldm + c] : p[c * ldm + r]);
@@ -40,6 +53,7 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
     d = t;
 }
 inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l) {
+    emu_check_tile(p, ldm, sizeof(float), "store_matrix_sync");
     if (threadIdx.x % 32 == 0)
         for (int r = 0; r < 16; r++)
             for (int c = 0; c < 16; c++) p[l == mem_row_major ? r * ldm + c : c * ldm + r] = f.v[r][c];
