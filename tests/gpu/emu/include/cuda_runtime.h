@@ -4,10 +4,12 @@
 // read of anything never written shows up as NaN in the results. Test-only: nothing here ships.
 #pragma once
 #include <math.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -82,7 +84,32 @@ template <typename K> struct emu_launcher {
                 }
     }
 };
-template <typename K> emu_launcher<K> emu_launch(K k, dim3 g, dim3 b, size_t = 0, void * = nullptr) { return {k, g, b}; }
+// Dynamic shared memory each kernel opted into with cudaFuncSetAttribute (host side, one thread).
+inline std::map<const void *, size_t> &emu_smem_optin() {
+    static std::map<const void *, size_t> m;
+    return m;
+}
+// The launch limits of sm_90 whose breach fails the launch on a GPU (cudaErrorInvalidConfiguration or
+// cudaErrorInvalidValue) but would pass unnoticed here.
+inline void emu_check_launch(const void *k, dim3 g, dim3 b, size_t smem) {
+    auto opt = emu_smem_optin().find(k);
+    size_t optin = opt == emu_smem_optin().end() ? 0 : opt->second;
+    const char *bad = b.x == 0 || (size_t)b.x * b.y * b.z > 1024 ? "a block of 0 or more than 1024 threads"
+                      : g.x == 0 || g.y == 0 || g.z == 0         ? "an empty grid"
+                      : g.y > 65535 || g.z > 65535               ? "a grid over 65535 in y or z"
+                      : smem > 232448                            ? "more than 227 KiB of dynamic shared memory"
+                      : smem > 49152 && optin < smem ? "over 48 KiB of dynamic shared memory without cudaFuncSetAttribute"
+                                                     : nullptr;
+    if (bad) {
+        fprintf(stderr, "FAIL: kernel launch with %s (grid %u x %u x %u, block %u, %zu bytes of dynamic shared memory, "
+                "%zu opted in)\n", bad, g.x, g.y, g.z, b.x, smem, optin);
+        abort();
+    }
+}
+template <typename K> emu_launcher<K> emu_launch(K k, dim3 g, dim3 b, size_t smem = 0, void * = nullptr) {
+    emu_check_launch(reinterpret_cast<const void *>(k), g, b, smem);
+    return {k, g, b};
+}
 
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2 };
@@ -92,7 +119,11 @@ typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 #define cudaStreamNonBlocking 1
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
-template <typename F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+template <typename F> cudaError_t cudaFuncSetAttribute(F f, cudaFuncAttribute, int v) {
+    if (v < 0 || v > 232448) return cudaErrorInvalidValue;
+    emu_smem_optin()[reinterpret_cast<const void *>(f)] = (size_t)v;
+    return cudaSuccess;
+}
 
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char *cudaGetErrorString(cudaError_t) { return "emulated error"; }
