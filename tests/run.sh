@@ -32,7 +32,7 @@ want() { [ -z "${TESTS:-}" ] || [[ "$1" == *"$TESTS"* ]]; }
 for t in "$BUILD"/tests/test_*; do [ -x "$t" ] && want "$t" && run_one "unit/$(basename "$t")" "$t"; done
 for t in "$BUILD"/tests/gpu/test_*; do [ -x "$t" ] && want "$t" && run_one "gpu/$(basename "$t")" "$t"; done
 want tests/gpu/memcheck.sh && run_one gpu/memcheck.sh env BUILD="$BUILD" bash tests/gpu/memcheck.sh
-want tests/gpu/emu/run_emu.sh && run_one gpu/emu/run_emu.sh env BUILD="$BUILD" bash tests/gpu/emu/run_emu.sh quick
+want tests/gpu/emu/run_emu.sh && run_one gpu/emu/run_emu.sh env BUILD="$BUILD" bash tests/gpu/emu/run_emu.sh
 for t in tests/lua/test_*.lua; do
   [ -f "$t" ] && want "$t" || continue
   ws=$(mktemp -d /tmp/sm-lua-ws.XXXXXX)

@@ -3,7 +3,6 @@
 # tests/gpu/emu/include (kernel launches rewritten to emu_launch, cuBLASLt replaced by emu_matmul.cpp) and
 # runs emu_main against the CPU backend. Needs no GPU and no nvcc; checks the kernels' index arithmetic,
 # masking, reductions and the backend's orchestration, not the GPU's behaviour or speed.
-# usage: run_emu.sh [quick]   (quick: two of the five cases, as make test runs it)
 set -eu
 cd "$(dirname "$0")/../../.."
 if [ -n "${SM_ASAN:-}" ]; then
@@ -31,4 +30,4 @@ flags="-std=c++20 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -
 libs="$(pkg-config --libs openblas) -lm -ldl -lpthread -fopenmp"
 $CXX $flags -o "$out/emu" "$out"/*.cpp tests/gpu/emu/emu_matmul.cpp tests/gpu/emu/emu_main.cpp "$BUILD/libscalemix.a" \
   $(pkg-config --libs libuv luajit libpq libzstd zlib gsl libutf8proc jansson libcrypto | sed 's/-lgslcblas//') $libs
-"$out/emu" "$@"
+"$out/emu"

@@ -1,16 +1,17 @@
-// Host emulation of the CUDA runtime subset the backend uses (tests/gpu/emu): kernels run as one OS thread
-// per CUDA thread, block by block; __shared__ becomes static (blocks run one at a time); __syncthreads and
-// warp shuffles are barriers. Device memory is host memory filled with 0xFF bytes (NaN as floats), so a
+// Host emulation of the CUDA runtime subset the backend uses (tests/gpu/emu): kernels run block by block,
+// one fiber per CUDA thread; __shared__ becomes static (blocks run one at a time); __syncthreads and warp
+// shuffles are barriers. Device memory is host memory filled with 0xFF bytes (NaN as floats), so a
 // read of anything never written shows up as NaN in the results. Test-only: nothing here ships.
 #pragma once
 #include <math.h>
 #include <stdio.h>
-#include <pthread.h>
+#include <ucontext.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <map>
-#include <thread>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #define __global__
@@ -29,25 +30,99 @@ struct uint3 { unsigned x, y, z; };
 // 16-byte aligned as on the GPU, so that UBSan's alignment check (run_emu.sh) flags a misaligned vector access
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
-inline thread_local uint3 threadIdx, blockIdx;
-inline thread_local dim3 blockDim, gridDim;
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
 
-struct emu_block {
-    pthread_barrier_t all;
-    std::vector<pthread_barrier_t> warp;
-    std::vector<float> slot;
+// One block at a time; its CUDA threads are fibers (ucontext) on this OS thread, each running until it
+// reaches a barrier or ends. A barrier releases when all its participants have arrived: the block's
+// threads for __syncthreads, the warp's 32 for __syncwarp and shuffles. Threads that can no longer all
+// arrive (a barrier inside a branch, a thread that returned early) would hang the GPU: reported as FAIL.
+struct emu_fiber {
+    ucontext_t ctx;
+    int state; // 0 runnable, 1 waiting at a barrier, 2 done
+    unsigned wait_bar;
+    unsigned long wait_gen;
 };
-inline thread_local emu_block *emu_cur;
+struct emu_barrier {
+    unsigned need, arrived;
+    unsigned long gen;
+};
+struct emu_block {
+    std::vector<emu_fiber> fib;
+    std::vector<emu_barrier> bars; // [0] the block, [1 + w] warp w
+    std::vector<float> slot;
+    ucontext_t sched;
+    unsigned cur;
+    std::function<void()> body;
+};
+inline emu_block *emu_cur;
 
-inline void __syncthreads() { pthread_barrier_wait(&emu_cur->all); }
-inline void __syncwarp() { pthread_barrier_wait(&emu_cur->warp[threadIdx.x / 32]); }
+inline void emu_barrier_wait(unsigned bi) {
+    emu_block *B = emu_cur;
+    emu_barrier &br = B->bars[bi];
+    if (++br.arrived == br.need) {
+        br.arrived = 0;
+        br.gen++;
+        return;
+    }
+    emu_fiber &f = B->fib[B->cur];
+    f.state = 1;
+    f.wait_bar = bi;
+    f.wait_gen = br.gen;
+    swapcontext(&f.ctx, &B->sched);
+}
+inline void emu_fiber_entry() {
+    emu_cur->body();
+    emu_cur->fib[emu_cur->cur].state = 2;
+}
+// Runs one block of nt threads; stacks are kept between launches.
+inline void emu_run_block(emu_block &B, unsigned nt) {
+    static std::vector<std::unique_ptr<char[]>> stacks;
+    const size_t stack_bytes = 256 << 10;
+    while (stacks.size() < nt) stacks.emplace_back(new char[stack_bytes]);
+    B.fib.assign(nt, emu_fiber{});
+    B.bars.assign(1 + nt / 32, emu_barrier{32, 0, 0});
+    B.bars[0].need = nt;
+    B.slot.assign(nt, 0.0f);
+    for (unsigned t = 0; t < nt; t++) {
+        getcontext(&B.fib[t].ctx);
+        B.fib[t].ctx.uc_stack.ss_sp = stacks[t].get();
+        B.fib[t].ctx.uc_stack.ss_size = stack_bytes;
+        B.fib[t].ctx.uc_link = &B.sched;
+        makecontext(&B.fib[t].ctx, emu_fiber_entry, 0);
+    }
+    emu_cur = &B;
+    for (unsigned done = 0; done < nt;) {
+        int progressed = 0;
+        done = 0;
+        for (unsigned t = 0; t < nt; t++) {
+            emu_fiber &f = B.fib[t];
+            if (f.state == 2) { done++; continue; }
+            if (f.state == 1 && B.bars[f.wait_bar].gen == f.wait_gen) continue;
+            f.state = 0;
+            B.cur = t;
+            threadIdx = {t, 0, 0};
+            swapcontext(&B.sched, &f.ctx);
+            progressed = 1;
+            if (f.state == 2) done++;
+        }
+        if (!progressed && done < nt) {
+            fprintf(stderr, "FAIL: block (%u,%u,%u): %u of %u threads wait at a barrier the others never reach "
+                    "(undefined on a GPU: a hang or wrong results)\n", blockIdx.x, blockIdx.y, blockIdx.z, nt - done, nt);
+            abort();
+        }
+    }
+}
+
+inline void __syncthreads() { emu_barrier_wait(0); }
+inline void __syncwarp() { emu_barrier_wait(1 + threadIdx.x / 32); }
 #define SM_DYNAMIC_SHARED(name) static __attribute__((aligned(128))) unsigned char name[262144]
 inline float __shfl_xor_sync(unsigned, float v, int o) {
     unsigned t = threadIdx.x;
     emu_cur->slot[t] = v;
-    pthread_barrier_wait(&emu_cur->warp[t / 32]);
+    __syncwarp();
     float r = emu_cur->slot[(t & ~31u) | ((t % 32) ^ (unsigned)o)];
-    pthread_barrier_wait(&emu_cur->warp[t / 32]);
+    __syncwarp();
     return r;
 }
 inline int min(int a, int b) { return a < b ? a : b; }
@@ -60,27 +135,15 @@ template <typename K> struct emu_launcher {
     dim3 g, b;
     template <typename... A> void operator()(A... a) {
         unsigned nt = b.x; // the backend only launches 1-D blocks, multiples of 32
+        blockDim = b;
+        gridDim = g;
         for (unsigned bz = 0; bz < g.z; bz++)
             for (unsigned by = 0; by < g.y; by++)
                 for (unsigned bx = 0; bx < g.x; bx++) {
                     emu_block blk;
-                    pthread_barrier_init(&blk.all, NULL, nt);
-                    blk.warp.resize(nt / 32);
-                    for (auto &w : blk.warp) pthread_barrier_init(&w, NULL, 32);
-                    blk.slot.resize(nt);
-                    std::vector<std::thread> th;
-                    for (unsigned t = 0; t < nt; t++)
-                        th.emplace_back([&, t]() {
-                            emu_cur = &blk;
-                            threadIdx = {t, 0, 0};
-                            blockIdx = {bx, by, bz};
-                            blockDim = b;
-                            gridDim = g;
-                            k(a...);
-                        });
-                    for (auto &x : th) x.join();
-                    pthread_barrier_destroy(&blk.all);
-                    for (auto &w : blk.warp) pthread_barrier_destroy(&w);
+                    blockIdx = {bx, by, bz};
+                    blk.body = [&]() { k(a...); };
+                    emu_run_block(blk, nt);
                 }
     }
 };
