@@ -105,6 +105,17 @@ static void parity(sm_dtype dt, int NH, int B, int T, double ltol, double gtol) 
     printf("%s: %s grad norm cpu %.6g emu %.6g; AdamW moves agreeing within 5%%: %zu of %zu\n", ok ? "PASS" : "FAIL",
            dt ? "bf16" : "fp32", nc, ng, agree, moved);
     failures += !ok;
+    // Every bit the emulated GPU produced, for run_emu.sh to compare across thread and block orders.
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](const void *d, size_t bytes) {
+        for (size_t i = 0; i < bytes; i++) h = (h ^ ((const unsigned char *)d)[i]) * 1099511628211ull;
+    };
+    mix(&l2, sizeof l2);
+    mix(lg.data(), lg.size() * sizeof(float));
+    mix(gg.data(), gg.size() * sizeof(float));
+    mix(&ng, sizeof ng);
+    mix(pg.data(), pg.size() * sizeof(float));
+    printf("digest: %s HS=%d B=%d T=%d %016llx\n", dt ? "bf16" : "fp32", 64 / NH, B, T, (unsigned long long)h);
     cpu->destroy(bc);
     cu->destroy(bg);
 }

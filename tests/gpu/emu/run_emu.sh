@@ -30,4 +30,21 @@ flags="-std=c++20 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -
 libs="$(pkg-config --libs openblas) -lm -ldl -lpthread -fopenmp"
 $CXX $flags -o "$out/emu" "$out"/*.cpp tests/gpu/emu/emu_matmul.cpp tests/gpu/emu/emu_main.cpp "$BUILD/libscalemix.a" \
   $(pkg-config --libs libuv luajit libpq libzstd zlib gsl libutf8proc jansson libcrypto | sed 's/-lgslcblas//') $libs
-"$out/emu"
+set +e
+"$out/emu" | tee "$out/forward.log" | grep -v '^digest: '
+rc=${PIPESTATUS[0]}
+# The same cases with blocks and threads run in reverse order: a data race between threads (a missing
+# barrier) or between blocks (two writing one place) changes bits; race-free kernels give identical ones.
+SM_EMU_ORDER=reverse "$out/emu" >"$out/reverse.log" 2>&1
+rc_rev=$?
+if [ "$rc_rev" -ne 0 ]; then
+  tail -n 20 "$out/reverse.log"
+  echo "FAIL: cuda_emulation_reverse_order (the run in reverse order failed, exit $rc_rev)"
+elif diff <(grep '^digest: ' "$out/forward.log") <(grep '^digest: ' "$out/reverse.log") >"$out/digests.diff"; then
+  echo "PASS: cuda_emulation_order_independent ($(grep -c '^digest: ' "$out/forward.log") cases bitwise equal with blocks and threads in reverse order)"
+else
+  cat "$out/digests.diff"
+  echo "FAIL: cuda_emulation_order_independent (results depend on the order threads or blocks run: a race)"
+  rc_rev=1
+fi
+[ "$rc" -eq 0 ] && [ "$rc_rev" -eq 0 ]

@@ -56,6 +56,9 @@ struct emu_block {
     std::function<void()> body;
 };
 inline emu_block *emu_cur;
+// SM_EMU_ORDER=reverse runs blocks and, between barriers, threads in reverse order: a kernel free of races
+// gives the same bits either way (run_emu.sh compares them).
+inline const bool emu_reverse = getenv("SM_EMU_ORDER") && !strcmp(getenv("SM_EMU_ORDER"), "reverse");
 
 inline void emu_barrier_wait(unsigned bi) {
     emu_block *B = emu_cur;
@@ -95,7 +98,8 @@ inline void emu_run_block(emu_block &B, unsigned nt) {
     for (unsigned done = 0; done < nt;) {
         int progressed = 0;
         done = 0;
-        for (unsigned t = 0; t < nt; t++) {
+        for (unsigned i = 0; i < nt; i++) {
+            unsigned t = emu_reverse ? nt - 1 - i : i;
             emu_fiber &f = B.fib[t];
             if (f.state == 2) { done++; continue; }
             if (f.state == 1 && B.bars[f.wait_bar].gen == f.wait_gen) continue;
@@ -139,7 +143,8 @@ template <typename K> struct emu_launcher {
         gridDim = g;
         for (unsigned bz = 0; bz < g.z; bz++)
             for (unsigned by = 0; by < g.y; by++)
-                for (unsigned bx = 0; bx < g.x; bx++) {
+                for (unsigned i = 0; i < g.x; i++) {
+                    unsigned bx = emu_reverse ? g.x - 1 - i : i;
                     emu_block blk;
                     blockIdx = {bx, by, bz};
                     blk.body = [&]() { k(a...); };
