@@ -26,7 +26,7 @@ sm-cuda-skipped:
 	@echo "scalemix: nvcc not found, the CUDA backend (libsm_cuda.so) is skipped; models run on the CPU"
 endif
 
-# Runs the CUDA sources under the host emulation against the CPU backend (no GPU or nvcc needed; ~10 min).
+# Runs the CUDA sources under the host emulation against the CPU backend (no GPU or nvcc needed; under a minute; make test runs it too).
 .PHONY: cuda-emu
 cuda-emu: $(LIB)
 	BUILD=$(BUILD) bash tests/gpu/emu/run_emu.sh
