@@ -204,43 +204,54 @@ typedef struct flushed {
 } flushed;
 static void on_flush(void *arg) { ((flushed *)arg)->done = 1; }
 
-/* A whole run while the server is down: flush completes (durably journaled), the next sink sends it. */
-TEST(test_run_while_down_sent_by_next_sink) {
+/* Stops the server and sends a whole run (run_start; with metrics > 0 a stage with that many metric rows;
+ * run_end) into a sink, then flushes and closes it: the flush completes with every event journaled only.
+ * *stats: the sink's figures after the flush. */
+static void run_while_down(producer *p, const char *pipeline, int metrics, sm_pg_sink_stats *stats) {
     sm_error err = {0};
     CHECK_MSG(sm_db_server_stop(ws, &err) == 0, "%s", err.msg);
     uv_loop_t loop;
     uv_loop_init(&loop);
-    producer p = {0};
-    sm_uuid4(p.run_id);
-    CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err) == 0, "%s", err.msg);
-    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "down", "script_sha256", "00",
-                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                    "test"));
-    stage_begin(&p);
-    for (int i = 0; i < 500; i++)
-        emit(&p, "metric", json_pack("{s:s,s:s,s:i,s:n,s:f}", "stage_run_id", p.stage, "name", "loss", "step", i,
-                                     "domain", "value", 1.0));
-    stage_finish(&p);
-    emit(&p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+    sm_uuid4(p->run_id);
+    CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p->sink, &err) == 0, "%s", err.msg);
+    emit(p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", pipeline, "script_sha256", "00",
+                                   "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
+                                   "test"));
+    if (metrics > 0) {
+        stage_begin(p);
+        for (int i = 0; i < metrics; i++)
+            emit(p, "metric", json_pack("{s:s,s:s,s:i,s:n,s:f}", "stage_run_id", p->stage, "name", "loss", "step", i,
+                                        "domain", "value", 1.0));
+        stage_finish(p);
+    }
+    emit(p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
     flushed f = {0};
-    p.sink->flush(p.sink, on_flush, &f);
+    p->sink->flush(p->sink, on_flush, &f);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns once the flush is done: the sink's handles hold the loop only then */
     CHECK_EQ_INT(f.done, 1);
-    sm_pg_sink_stats s;
-    sm_pg_sink_get_stats(p.sink, &s);
-    CHECK_EQ_INT(s.journaled, p.seq);
-    CHECK_EQ_INT(s.committed, 0);
-    p.sink->close(p.sink);
+    sm_pg_sink_get_stats(p->sink, stats);
+    p->sink->close(p->sink);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+/* A whole run while the server is down: flush completes (durably journaled), the next sink sends it. */
+TEST(test_run_while_down_sent_by_next_sink) {
+    sm_error err = {0};
+    producer p = {0};
+    sm_pg_sink_stats s;
+    run_while_down(&p, "down", 500, &s);
+    CHECK_EQ_INT(s.journaled, p.seq);
+    CHECK_EQ_INT(s.committed, 0);
 
     char *d = NULL;
     CHECK_MSG(sm_db_server_start(ws, &d, &err) == 0, "%s", err.msg);
     free(d);
+    uv_loop_t loop;
     uv_loop_init(&loop);
     sm_sink *next = NULL;
     CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &next, &err) == 0, "%s", err.msg);
-    f.done = 0;
+    flushed f = {0};
     next->flush(next, on_flush, &f);
     uv_run(&loop, UV_RUN_DEFAULT);
     sm_pg_sink_get_stats(next, &s);
@@ -257,23 +268,9 @@ TEST(test_run_while_down_sent_by_next_sink) {
  * `scalemix history` call), with no new run needed. */
 TEST(test_drain_after_outage) {
     sm_error err = {0};
-    CHECK_MSG(sm_db_server_stop(ws, &err) == 0, "%s", err.msg);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
     producer p = {0};
-    sm_uuid4(p.run_id);
-    CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err) == 0, "%s", err.msg);
-    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "drain", "script_sha256", "00",
-                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                    "test"));
-    emit(&p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
-    flushed f = {0};
-    p.sink->flush(p.sink, on_flush, &f);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(f.done, 1);
-    p.sink->close(p.sink);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    sm_pg_sink_stats s;
+    run_while_down(&p, "drain", 0, &s);
     /* Still down: draining keeps the events journaled and says nothing went wrong. */
     CHECK_EQ_INT(sm_db_drain_journals(ws, dsn, &err), 0);
     char *d = NULL;
