@@ -562,9 +562,9 @@ static void child_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
         }
         if (sr->line_len + (size_t)n + 1 <= sr->line_cap) {
             memcpy(sr->line + sr->line_len, buf->base, (size_t)n);
+            size_t start = 0, scanned = sr->line_len; /* what came before holds no newline */
             sr->line_len += (size_t)n;
-            size_t start = 0;
-            for (size_t i = 0; i < sr->line_len; i++) {
+            for (size_t i = scanned; i < sr->line_len; i++) {
                 if (sr->line[i] != '\n') continue;
                 json_t *m = json_loadb(sr->line + start, i - start, 0, NULL);
                 if (m) child_message(sr, m);
@@ -923,20 +923,6 @@ static void load_cached_arrays(stage_run *sr, json_t *arrays) {
     }
 }
 
-/* For plan: what a stage that would run asks for (a GPU and its memory, several threads), or why it cannot run. */
-static void describe_resources(const sm_plugin *p, const stage_run *sr, char *buf, size_t len) {
-    buf[0] = 0;
-    if (!p->desc->resources) return;
-    sm_resources r = {.struct_size = sizeof r, .threads = 1};
-    sm_error rerr = {0};
-    if (p->desc->resources(sr->params_text, sr->inputs_text, &r, &rerr) != SM_OK)
-        snprintf(buf, len, " [cannot run: %.280s]", rerr.msg);
-    else if (r.gpu)
-        snprintf(buf, len, " [GPU, %.2f GiB of device memory]", r.device_memory_bytes / 1073741824.0);
-    else if (r.threads > 1)
-        snprintf(buf, len, " [%d CPU threads]", r.threads);
-}
-
 int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, const char *params_json,
                      const char *inputs_json, sm_error *err) {
     sm_plugin *p = NULL;
@@ -1010,26 +996,29 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
         why = strdup(why_unusable);
     }
     sr->reason = why;
+    sr->res = (sm_resources){.struct_size = sizeof(sm_resources), .threads = 1};
+    sm_error rerr = {0};
+    int res_rc = p->desc->resources ? p->desc->resources(sr->params_text, sr->inputs_text, &sr->res, &rerr) : SM_OK;
+    if (sr->res.threads < 1) sr->res.threads = 1;
     if (e->o.plan) {
-        char needs[320];
-        describe_resources(p, sr, needs, sizeof needs);
+        /* what a stage that would run asks for (a GPU and its memory, several threads), or why it cannot */
+        char needs[320] = "";
+        if (res_rc != SM_OK) snprintf(needs, sizeof needs, " [cannot run: %.280s]", rerr.msg);
+        else if (sr->res.gpu)
+            snprintf(needs, sizeof needs, " [GPU, %.2f GiB of device memory]", sr->res.device_memory_bytes / 1073741824.0);
+        else if (sr->res.threads > 1) snprintf(needs, sizeof needs, " [%d CPU threads]", sr->res.threads);
         printf("run    %-36s %s%s\n", sr->stage_name, sr->reason, needs);
         finalize_texts(sr);
         complete(e, sr, SM_STAGE_PLANNED);
         return sr->handle;
     }
-    sr->res = (sm_resources){.struct_size = sizeof(sm_resources), .threads = 1};
-    if (p->desc->resources) {
-        sm_error rerr = {0};
-        if (p->desc->resources(sr->params_text, sr->inputs_text, &sr->res, &rerr) != SM_OK) {
-            sr->error_text = strdup(rerr.msg);
-            finalize_texts(sr);
-            sm_error_set(err, rerr.code ? rerr.code : SM_ERR_PLUGIN, "stage %s: %s", sr->stage_name, rerr.msg);
-            complete(e, sr, SM_STAGE_FAILED);
-            sr->reported = 1;
-            return err ? err->code : SM_ERR_PLUGIN;
-        }
-        if (sr->res.threads < 1) sr->res.threads = 1;
+    if (res_rc != SM_OK) {
+        sr->error_text = strdup(rerr.msg);
+        finalize_texts(sr);
+        sm_error_set(err, rerr.code ? rerr.code : SM_ERR_PLUGIN, "stage %s: %s", sr->stage_name, rerr.msg);
+        complete(e, sr, SM_STAGE_FAILED);
+        sr->reported = 1;
+        return err ? err->code : SM_ERR_PLUGIN;
     }
     sr->status = SM_STAGE_QUEUED;
     if (e->queue_tail) e->queue_tail->next_queued = sr;
