@@ -6,6 +6,7 @@
 #include "sched/sm_sched.h"
 
 #include "sm_engine.h"
+#include "model/sm_gpt2.h"
 #include "sm_lua.h"
 
 static sm_error last;
@@ -35,11 +36,7 @@ const char *sm_api_run_id(void) { return sm_engine_run_id(sm_lua_engine()); }
 const char *sm_api_workspace(void) { return sm_engine_workspace(sm_lua_engine())->root; }
 const char *sm_api_dsn(void) { return sm_engine_dsn(sm_lua_engine()); }
 
-int sm_api_gpu_devices(void) {
-    int devices;
-    uint64_t free_bytes;
-    return sm_gpu_probe(&devices, &free_bytes);
-}
+int sm_api_gpu_devices(void) { return sm_gpt2_cuda_devices(NULL); }
 
 int sm_api_schedule_declare(const char *spec_json) {
     last.msg[0] = 0;

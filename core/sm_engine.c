@@ -1,7 +1,6 @@
 /* sm_engine.c - stage runs on a libuv loop: admission, worker execution, the host API, cache, events. */
 #include "sm_engine.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -15,7 +14,7 @@
 #include <unistd.h>
 
 #include "db/sm_db.h"
-#include "model/sm_gpt2_backend.h"
+#include "model/sm_gpt2.h"
 #include "sm_cache.h"
 #include "sm_display.h"
 #include "sm_plugins.h"
@@ -687,10 +686,7 @@ static uint64_t gpu_budget(sm_engine *e) {
     e->gpu_probed = 1;
     const char *env = getenv("SCALEMIX_GPU_MEMORY");
     if (env && *env) e->gpu_budget = strtoull(env, NULL, 10);
-    else {
-        int devices = 0;
-        sm_gpu_probe(&devices, &e->gpu_budget);
-    }
+    else sm_gpt2_cuda_devices(&e->gpu_budget);
     if (e->gpu_budget) sm_display_line(SM_LOG_DEBUG, NULL, "GPU stages share %.2f GiB of device memory", e->gpu_budget / 1073741824.0);
     return e->gpu_budget;
 }
@@ -778,24 +774,6 @@ static void on_signal(uv_signal_t *s, int signum) {
 }
 
 /* ---------- public ---------- */
-
-int sm_gpu_probe(int *devices, uint64_t *free_bytes) {
-    static int probed, n;
-    static uint64_t free_b;
-    if (!probed) {
-        probed = 1;
-        char path[PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/lib/libsm_cuda.so", sm_build_dir());
-        void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        sm_gpt2_cuda_probe_fn probe = dl ? (sm_gpt2_cuda_probe_fn)dlsym(dl, SM_GPT2_CUDA_PROBE) : NULL;
-        uint64_t total = 0;
-        sm_error err = {0};
-        if (!probe || probe(&n, &free_b, &total, &err) != SM_OK) n = 0, free_b = 0;
-    }
-    *devices = n;
-    *free_bytes = free_b;
-    return n;
-}
 
 static int nprocs(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

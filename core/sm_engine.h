@@ -37,10 +37,6 @@ typedef struct sm_engine_opts {
     const char *schedule;     /* schedule name or NULL */
 } sm_engine_opts;
 
-/* Usable CUDA devices and the free memory of the current one, from the CUDA backend's probe (0 and 0 when
- * it is not built or no GPU is usable); probed once per process. */
-int sm_gpu_probe(int *devices, uint64_t *free_bytes);
-
 /* Opens the workspace, the database sink and the loop, and (unless planning) records the run's start. */
 int sm_engine_create(sm_engine **out, const sm_engine_opts *opts, sm_error *err);
 /* Submits a stage run of plugin with params/inputs (JSON objects) under a stable stage name (for plan

@@ -5,6 +5,7 @@
 #include "sm_gpt2_priv.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -56,44 +57,80 @@ const char *sm_gpt2_device_name(const sm_gpt2 *m) { return m->ops->name; }
 
 /* ---- backend choice ---- */
 
-/* Loads libsm_cuda.so and its ops table; needs no GPU. */
-static int open_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_gpt2_cuda_probe_fn *probe, sm_error *err) {
+/* libsm_cuda.so, loaded once per process and never unloaded (RTLD_NODELETE: unloading it leaves libstdc++'s
+ * emergency pool behind as a leak and buys nothing), and its probe's answer, also taken once. */
+static struct {
+    pthread_once_t load_once, probe_once;
+    const sm_gpt2_backend_ops *ops;
+    sm_gpt2_cuda_probe_fn probe;
+    sm_error load_err;
+    int probe_rc, devices;
+    uint64_t free_bytes;
+    sm_error probe_err;
+} cuda = {.load_once = PTHREAD_ONCE_INIT, .probe_once = PTHREAD_ONCE_INIT};
+
+static void cuda_load(void) {
     char path[4200];
     snprintf(path, sizeof path, "%s/lib/libsm_cuda.so", sm_build_dir());
-    /* RTLD_NODELETE: the library (and the C++ runtime it brings) stays mapped for the process; unloading it
-     * leaves libstdc++'s emergency pool behind as a leak and buys nothing. */
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-    if (!h)
-        return sm_error_set(err, SM_ERR_UNSUPPORTED, "CUDA backend not available: cannot load %s (%s); build it with nvcc or use --device cpu",
-                            path, dlerror());
-    *probe = (sm_gpt2_cuda_probe_fn)dlsym(h, SM_GPT2_CUDA_PROBE);
+    if (!h) {
+        sm_error_set(&cuda.load_err, SM_ERR_UNSUPPORTED,
+                     "CUDA backend not available: cannot load %s (%s); build it with nvcc or use --device cpu", path, dlerror());
+        return;
+    }
+    sm_gpt2_cuda_probe_fn probe = (sm_gpt2_cuda_probe_fn)dlsym(h, SM_GPT2_CUDA_PROBE);
     sm_gpt2_cuda_backend_fn entry = (sm_gpt2_cuda_backend_fn)dlsym(h, SM_GPT2_CUDA_ENTRY);
     const sm_gpt2_backend_ops *o = entry ? entry() : NULL;
-    if (!*probe || !o || o->struct_size < sizeof(sm_gpt2_backend_ops)) {
+    if (!probe || !o || o->struct_size < sizeof(sm_gpt2_backend_ops)) {
         dlclose(h);
-        return sm_error_set(err, SM_ERR_UNSUPPORTED, "%s lacks %s or %s, or its backend table is older than this engine's "
-                            "(stale or foreign library: rebuild with make)", path, SM_GPT2_CUDA_PROBE, SM_GPT2_CUDA_ENTRY);
+        sm_error_set(&cuda.load_err, SM_ERR_UNSUPPORTED, "%s lacks %s or %s, or its backend table is older than this "
+                     "engine's (stale or foreign library: rebuild with make)", path, SM_GPT2_CUDA_PROBE, SM_GPT2_CUDA_ENTRY);
+        return;
     }
-    *ops = o;
-    *dl = h;
+    cuda.ops = o;
+    cuda.probe = probe;
+}
+
+static void cuda_probe_once(void) {
+    pthread_once(&cuda.load_once, cuda_load);
+    if (!cuda.ops) {
+        cuda.probe_rc = cuda.load_err.code;
+        cuda.probe_err = cuda.load_err;
+        return;
+    }
+    uint64_t total = 0;
+    cuda.probe_rc = cuda.probe(&cuda.devices, &cuda.free_bytes, &total, &cuda.probe_err);
+    if (cuda.probe_rc == SM_OK && cuda.devices < 1)
+        cuda.probe_rc = sm_error_set(&cuda.probe_err, SM_ERR_UNSUPPORTED, "no CUDA device visible");
+    if (cuda.probe_rc != SM_OK) cuda.devices = 0, cuda.free_bytes = 0;
+}
+
+/* The CUDA backend's ops table; needs no GPU. */
+static int open_cuda(const sm_gpt2_backend_ops **ops, sm_error *err) {
+    pthread_once(&cuda.load_once, cuda_load);
+    if (!cuda.ops) {
+        if (err) *err = cuda.load_err;
+        return cuda.load_err.code;
+    }
+    *ops = cuda.ops;
     return SM_OK;
 }
 
-/* Loads the CUDA backend and checks that a GPU is usable. */
-static int load_cuda(const sm_gpt2_backend_ops **ops, void **dl, sm_error *err) {
-    sm_gpt2_cuda_probe_fn probe = NULL;
-    int rc = open_cuda(ops, dl, &probe, err);
-    if (rc) return rc;
-    int devices = 0;
-    uint64_t fr = 0, tot = 0;
-    sm_error perr = {0};
-    rc = probe(&devices, &fr, &tot, &perr);
-    if (rc || devices < 1) {
-        dlclose(*dl);
-        *dl = NULL;
-        return sm_error_set(err, SM_ERR_UNSUPPORTED, "no usable GPU: %s", rc ? perr.msg : "no CUDA device visible");
+/* The CUDA backend, when a GPU is usable. */
+static int load_cuda(const sm_gpt2_backend_ops **ops, sm_error *err) {
+    pthread_once(&cuda.probe_once, cuda_probe_once);
+    if (cuda.probe_rc != SM_OK) {
+        if (!cuda.ops) return open_cuda(ops, err);
+        return sm_error_set(err, SM_ERR_UNSUPPORTED, "no usable GPU: %s", cuda.probe_err.msg);
     }
+    *ops = cuda.ops;
     return SM_OK;
+}
+
+int sm_gpt2_cuda_devices(uint64_t *free_bytes) {
+    pthread_once(&cuda.probe_once, cuda_probe_once);
+    if (free_bytes) *free_bytes = cuda.free_bytes;
+    return cuda.devices;
 }
 
 int sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype, sm_device dev, uint64_t *bytes,
@@ -103,25 +140,25 @@ int sm_gpt2_memory_need(const sm_gpt2_config *cfg, int B, int T, sm_dtype dtype,
     if (dev != SM_DEVICE_CUDA)
         return sm_error_set(err, SM_ERR_ARG, "memory need: name the device (cpu or cuda), not auto");
     const sm_gpt2_backend_ops *ops = NULL;
-    void *dl = NULL;
-    sm_gpt2_cuda_probe_fn probe = NULL;
-    int rc = open_cuda(&ops, &dl, &probe, err);
-    if (rc) return rc;
-    rc = ops->memory_need(cfg, dtype, B, T, bytes, err);
-    dlclose(dl);
-    return rc;
+    int rc = open_cuda(&ops, err);
+    return rc ? rc : ops->memory_need(cfg, dtype, B, T, bytes, err);
 }
 
 static int choose_backend(sm_gpt2 *m, sm_device dev, sm_error *err) {
     static atomic_int auto_logged;
     m->ops = sm_gpt2_cpu_backend();
-    m->dl = NULL;
+    m->cuda = 0;
     if (dev == SM_DEVICE_CPU) return SM_OK;
-    if (dev == SM_DEVICE_CUDA) return load_cuda(&m->ops, &m->dl, err);
+    if (dev == SM_DEVICE_CUDA) {
+        int rc = load_cuda(&m->ops, err);
+        m->cuda = rc == SM_OK;
+        return rc;
+    }
     if (dev != SM_DEVICE_AUTO) return sm_error_set(err, SM_ERR_ARG, "unknown device %d", (int)dev);
     sm_error e2 = {0};
-    int rc = load_cuda(&m->ops, &m->dl, &e2);
+    int rc = load_cuda(&m->ops, &e2);
     if (rc) m->ops = sm_gpt2_cpu_backend();
+    m->cuda = rc == SM_OK;
     if (!atomic_exchange(&auto_logged, 1)) {
         if (rc) sm_log(SM_LOG_INFO, "device auto: using the CPU (%s)", e2.msg);
         else sm_log(SM_LOG_INFO, "device auto: using CUDA");
@@ -145,26 +182,23 @@ static int model_new(sm_gpt2 **out, const sm_gpt2_config *cfg, float *params, co
     m->maxT = o.max_T > 0 ? o.max_T : (cfg->max_seq_len < 64 ? cfg->max_seq_len : 64);
     if (m->maxT > cfg->max_seq_len) m->maxT = cfg->max_seq_len;
     rc = choose_backend(m, o.device, err);
-    if (rc == SM_OK && o.device == SM_DEVICE_AUTO && !m->dl && o.dtype != SM_DTYPE_FP32) {
-        /* bf16 is a GPU compute mode; AUTO landing on the CPU computes in fp32 instead of failing */
+    /* bf16 is a GPU compute mode; AUTO landing on the CPU computes in fp32 instead of failing */
+    if (rc == SM_OK && !m->cuda && o.device == SM_DEVICE_AUTO && o.dtype != SM_DTYPE_FP32) {
         sm_log(SM_LOG_INFO, "device auto: the CPU computes in fp32 (bf16 requested)");
-        o.dtype = m->opts.dtype = SM_DTYPE_FP32;
+        m->opts.dtype = SM_DTYPE_FP32;
     }
     if (rc == SM_OK)
-        rc = m->ops->create(&m->be, cfg, params, o.dtype, m->maxB, m->maxT, o.threads, err);
-    if (rc && o.device == SM_DEVICE_AUTO && m->dl) {
+        rc = m->ops->create(&m->be, cfg, params, m->opts.dtype, m->maxB, m->maxT, o.threads, err);
+    if (rc && o.device == SM_DEVICE_AUTO && m->cuda) {
         /* AUTO promised a working model: a GPU that cannot hold it falls back to the CPU */
         sm_log(SM_LOG_WARN, "device auto: CUDA backend failed (%s); using the CPU", err ? err->msg : "?");
-        dlclose(m->dl);
-        m->dl = NULL;
+        m->cuda = 0;
         m->ops = sm_gpt2_cpu_backend();
-        sm_dtype cpu_dtype = SM_DTYPE_FP32;
-        m->opts.dtype = cpu_dtype;
-        rc = m->ops->create(&m->be, cfg, params, cpu_dtype, m->maxB, m->maxT, o.threads, err);
+        m->opts.dtype = SM_DTYPE_FP32;
+        rc = m->ops->create(&m->be, cfg, params, m->opts.dtype, m->maxB, m->maxT, o.threads, err);
     }
     free(params);
     if (rc) {
-        if (m->dl) dlclose(m->dl);
         free(m);
         return rc;
     }
@@ -175,7 +209,6 @@ static int model_new(sm_gpt2 **out, const sm_gpt2_config *cfg, float *params, co
 void sm_gpt2_free(sm_gpt2 *m) {
     if (!m) return;
     if (m->be) m->ops->destroy(m->be);
-    if (m->dl) dlclose(m->dl);
     free(m);
 }
 

@@ -38,6 +38,9 @@ const char *sm_gpt2_device_name(const sm_gpt2 *m);
 size_t sm_gpt2_num_params(const sm_gpt2_config *cfg);
 /* 6N + 6LCT. */
 double sm_gpt2_flops_per_token(const sm_gpt2_config *cfg, int T);
+/* Usable CUDA devices (0 when libsm_cuda.so is not built or no GPU is usable), with the free memory of the
+ * current one at the first call; probed once per process. */
+int sm_gpt2_cuda_devices(uint64_t *free_bytes);
 /* Bytes a model of cfg training B x T batches in dtype allocates on dev (CPU: host memory; CUDA: device
  * memory, the backend's own plan, without the process's driver context). Needs no GPU; dev must be CPU
  * or CUDA. Errors as the backend's create() would report them. */

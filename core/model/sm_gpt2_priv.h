@@ -10,7 +10,7 @@ struct sm_gpt2 {
     sm_gpt2_opts opts;
     const sm_gpt2_backend_ops *ops;
     sm_gpt2_backend *be;
-    void *dl;       /* dlopen handle of libsm_cuda.so, or NULL */
+    int cuda;       /* 1: ops is the CUDA backend */
     size_t nparams;
     int maxB, maxT; /* the backend's current largest batch */
     int64_t step;   /* optimizer steps taken */

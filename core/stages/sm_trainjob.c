@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "../model/sm_gpt2.h"
-#include "../sm_engine.h"
 
 typedef struct shard_list {
     const char **paths;
@@ -341,9 +340,7 @@ int sm_trainjob_resources(const char *params_json, const char *inputs_json, sm_r
     if (!p) return sm_error_set(err, SM_ERR_ARG, "parameters are not JSON");
     out->threads = get_int(p, "threads", 1);
     const char *dev = json_string_value(json_object_get(p, "device"));
-    int devices = 0;
-    uint64_t free_bytes = 0;
-    if (dev && (!strcmp(dev, "cuda") || (!strcmp(dev, "auto") && sm_gpu_probe(&devices, &free_bytes) > 0))) {
+    if (dev && (!strcmp(dev, "cuda") || (!strcmp(dev, "auto") && sm_gpt2_cuda_devices(NULL) > 0))) {
         json_t *model = json_object_get(p, "model");
         sm_gpt2_config cfg = {get_int(model, "seq", 64), get_int(model, "vocab", 50257), 0, get_int(model, "layers", 2),
                               get_int(model, "heads", 2), get_int(model, "channels", 64)};
