@@ -26,10 +26,11 @@ int sm_gpt2_config_check(const sm_gpt2_config *c, sm_error *err) {
                             c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers, c->num_heads, c->channels);
     if (c->channels % c->num_heads)
         return sm_error_set(err, SM_ERR_ARG, "channels %d are not divisible by heads %d", c->channels, c->num_heads);
-    double C = c->channels, total = (double)c->padded_vocab_size * C + (double)c->max_seq_len * C +
-                                    (double)c->num_layers * (12.0 * C * C + 13.0 * C) + 2.0 * C;
-    /* bounds keep every size computation far from overflow (a corrupt header cannot wrap around) */
-    if (C * 4 * C > INT32_MAX || (double)c->padded_vocab_size * C > INT32_MAX || total > 1e11)
+    /* bounds keep every size computation far from overflow (a corrupt header cannot wrap around): with C and
+     * Vp x C bounded first, the parameter count itself cannot wrap a size_t */
+    double C = c->channels, total = 0;
+    if (C * 4 * C > INT32_MAX || (double)c->padded_vocab_size * C > INT32_MAX ||
+        (total = (double)sm_gpt2_num_params(c)) > 1e11)
         return sm_error_set(err, SM_ERR_ARG, "config too large (%.3g parameters; C %d, Vp %d, L %d)", total, c->channels,
                             c->padded_vocab_size, c->num_layers);
     return SM_OK;

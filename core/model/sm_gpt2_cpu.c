@@ -136,9 +136,10 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     b->inputs = malloc(BT * sizeof(int32_t));
     b->targets = malloc(BT * sizeof(int32_t));
     if (!b->params || !b->grads || !b->m || !b->v || !b->arena || !b->inputs || !b->targets) {
-        double mib = (4.0 * b->nparams * 4 + nact * 4.0) / 1048576.0;
+        uint64_t need = 0;
+        cpu_memory_need(cfg, dtype, max_B, max_T, &need, err);
         cpu_destroy_internal(b);
-        return sm_error_set(err, SM_ERR_NOMEM, "out of memory: the CPU backend needs %.1f MiB", mib);
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory: the CPU backend needs %.1f MiB", need / 1048576.0);
     }
     memcpy(b->params, params, b->nparams * sizeof(float));
     b->grads_zero = 1;

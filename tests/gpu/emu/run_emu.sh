@@ -19,8 +19,7 @@ import re, sys
 src = open(sys.argv[1]).read()
 # kernel<T, N><<<grid, block, smem, stream>>>(args)  ->  emu_launch(kernel<T, N>, grid, block, smem, stream)(args)
 src, n = re.subn(r'([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(', r'emu_launch(\1, \2)(', src)
-src = src.replace('#include "', '#include "' + 'CUDADIR/')
-open(sys.argv[2], 'w').write(src.replace('CUDADIR/', ''))
+open(sys.argv[2], 'w').write(src)
 PY
 done
 rm -f "$out/sm_cuda_matmul.cpp"
