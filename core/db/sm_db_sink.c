@@ -816,6 +816,12 @@ static int cmp_mtime(const void *a, const void *b) {
     return x->t < y->t ? -1 : x->t > y->t;
 }
 
+/* 1 if name is a sink journal file (not the rejected-events file); its name fits the adoption buffers. */
+static int is_journal_name(const char *name) {
+    size_t l = strlen(name);
+    return l >= 7 && l < 250 && !strcmp(name + l - 6, ".jsonl") && strcmp(name, "rejected.jsonl");
+}
+
 /* Takes over the journals of sinks that are gone (no flock held): their unacknowledged events are queued
  * ahead of ours, written to our journal, and their files removed. */
 static int adopt_orphans(pg_sink *s, sm_error *err) {
@@ -825,8 +831,7 @@ static int adopt_orphans(pg_sink *s, sm_error *err) {
     size_t ne = 0, ecap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 7 || l >= 250 || strcmp(de->d_name + l - 6, ".jsonl") || !strcmp(de->d_name, "rejected.jsonl")) continue;
+        if (!is_journal_name(de->d_name)) continue;
         char p[PATH_MAX + 300];
         snprintf(p, sizeof p, "%s/%s", s->jdir, de->d_name);
         if (!strcmp(p, s->jpath)) continue;
@@ -1036,8 +1041,7 @@ int sm_db_drain_journals(const char *workspace, const char *dsn, sm_error *err) 
     int found = 0;
     struct dirent *de;
     while (!found && (de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 7 || strcmp(de->d_name + l - 6, ".jsonl") || !strcmp(de->d_name, "rejected.jsonl")) continue;
+        if (!is_journal_name(de->d_name)) continue;
         char p[PATH_MAX + 300];
         snprintf(p, sizeof p, "%s/%s", jdir, de->d_name);
         int fd = open(p, O_RDONLY | O_CLOEXEC);
