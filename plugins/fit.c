@@ -187,20 +187,8 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
             sm_error_wrap(err, STAGE ": domain '%s'", k.domains[i]);
             goto out;
         }
-        if (saturating && fr->has_alt) {
-            /* both curves pass through the points; swap which one is used and which one is reported */
-            double t3[3] = {fr->a, fr->b, fr->c};
-            fr->a = fr->alt_a; fr->b = fr->alt_b; fr->c = fr->alt_c;
-            fr->alt_a = t3[0]; fr->alt_b = t3[1]; fr->alt_c = t3[2];
-            double sse = 0, mx = 0;
-            for (size_t q = 0; q < k.pts[i].n; q++) {
-                double r = sm_fit_eval(fr->a, fr->b, fr->c, k.pts[i].x[q]) - k.pts[i].y[q];
-                sse += r * r;
-                if (fabs(r) > mx) mx = fabs(r);
-            }
-            fr->rmse = sqrt(sse / (double)k.pts[i].n);
-            fr->max_abs_resid = mx;
-        }
+        /* both curves pass through the points; "saturating" uses the second */
+        if (saturating) sm_fit_use_alt(fr, k.pts[i].x, k.pts[i].y, k.pts[i].n);
         k.a[i] = fr->a;
         k.b[i] = fr->b;
         k.c[i] = fr->c;

@@ -398,6 +398,30 @@ static int cmp_pt(const void *pa, const void *pb) {
     return (a[0] > b[0]) - (a[0] < b[0]);
 }
 
+/* The residuals of the curve in out at the points, and the flags that follow from the curve itself. */
+static void judge(sm_fit_result *out, const double *x, const double *y, size_t n) {
+    double sse = 0, mx = 0;
+    for (size_t k = 0; k < n; k++) {
+        double r = sm_fit_eval(out->a, out->b, out->c, x[k]) - y[k];
+        sse += r * r;
+        if (fabs(r) > mx || !isfinite(r)) mx = fabs(r);
+    }
+    out->rmse = sqrt(sse / (double)n);
+    out->max_abs_resid = mx;
+    if (!(out->b > 0)) out->flags |= SM_FIT_NON_POSITIVE_EXP;
+    if (n == 3 && !(mx <= 1e-9)) out->flags |= SM_FIT_INEXACT;
+    if (!isfinite(out->rmse)) out->flags |= SM_FIT_NO_CONVERGENCE;
+}
+
+void sm_fit_use_alt(sm_fit_result *fr, const double *x, const double *y, size_t n) {
+    if (!fr->has_alt) return;
+    double t[3] = {fr->a, fr->b, fr->c};
+    fr->a = fr->alt_a, fr->b = fr->alt_b, fr->c = fr->alt_c;
+    fr->alt_a = t[0], fr->alt_b = t[1], fr->alt_c = t[2];
+    fr->flags &= ~(unsigned)(SM_FIT_NON_POSITIVE_EXP | SM_FIT_INEXACT | SM_FIT_NO_CONVERGENCE);
+    judge(fr, x, y, n);
+}
+
 int sm_fit_power_law(const double *x, const double *y, size_t n, sm_fit_result *out, sm_error *err) {
     pthread_once(&gsl_once, gsl_quiet);
     memset(out, 0, sizeof *out);
@@ -462,17 +486,7 @@ int sm_fit_power_law(const double *x, const double *y, size_t n, sm_fit_result *
     out->a = p[0];
     out->b = p[1];
     out->c = p[2];
-    double sse = 0, mx = 0;
-    for (size_t k = 0; k < n; k++) {
-        double r = sm_fit_eval(p[0], p[1], p[2], xs[k]) - ys[k];
-        sse += r * r;
-        if (fabs(r) > mx || !isfinite(r)) mx = fabs(r);
-    }
-    out->rmse = sqrt(sse / (double)n);
-    out->max_abs_resid = mx;
-    if (!(p[1] > 0)) out->flags |= SM_FIT_NON_POSITIVE_EXP;
-    if (n == 3 && !(mx <= 1e-9)) out->flags |= SM_FIT_INEXACT;
-    if (!isfinite(out->rmse)) out->flags |= SM_FIT_NO_CONVERGENCE;
+    judge(out, xs, ys, n);
 done:
     free(xs);
     free(ys);

@@ -39,6 +39,9 @@ double sm_fit_eval(double a, double b, double c, double x);
 /* Fits n >= 3 points (x > 0, finite, at least 3 distinct x). SM_ERR_ARG for unusable input; a fit that
  * merely looks bad still returns SM_OK with flags set. */
 int sm_fit_power_law(const double *x, const double *y, size_t n, sm_fit_result *out, sm_error *err);
+/* Three points with two exact curves (has_alt): makes the second one the fit (the first becomes alt) and
+ * recomputes its residuals and the flags that depend on the curve. Nothing happens without has_alt. */
+void sm_fit_use_alt(sm_fit_result *fr, const double *x, const double *y, size_t n);
 /* Stable name of one flag bit ("non_monotone", ...); NULL for an unknown bit. */
 const char *sm_fit_flag_name(unsigned flag);
 /* Writes the names of the flags set, comma-separated ("" when none), into buf. */
