@@ -12,6 +12,7 @@
 #include "model/sm_gpt2.h"
 #include "model/sm_shard.h"
 #include "stages/sm_trainjob.h"
+#include "gpt2_parity.h"
 
 #include <dlfcn.h>
 #include <stdint.h>
@@ -224,71 +225,14 @@ TEST(front_end_cuda_request_without_gpu) {
 
 /* ---------------------------------------------------------------- helpers for the GPU tests */
 
-static uint64_t rs = 0x9E3779B97F4A7C15ULL;
-static double urand(void) {
-    rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-    return ((rs >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-static double nrand(void) { return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand()); }
-
-/* Random weights: matrices N(0, 0.02), biases N(0, 0.01) and LayerNorm weights 1 + N(0, 0.1), so that every
- * parameter path (biases, LayerNorm affine terms) carries signal; qkv weights N(0, 0.1), so that attention
- * is far from uniform and its gradient paths (the diagonal, the masks) weigh in the comparison. */
+/* Random weights (see fill_random_params), malloc'd. */
 static float *random_params(const sm_gpt2_config *c, size_t *n_out) {
     size_t s[16];
     size_t n = sm_gpt2_param_sizes(c, s);
     float *p = malloc(n * sizeof(float));
-    if (!p) return NULL;
-    size_t o = 0;
-    for (int t = 0; t < 16; t++) {
-        int lnw = t == 2 || t == 8 || t == 14, bias = t == 3 || t == 5 || t == 7 || t == 9 || t == 11 || t == 13 || t == 15;
-        for (size_t i = 0; i < s[t]; i++)
-            p[o + i] = (float)(lnw ? 1.0 + 0.1 * nrand() : bias ? 0.01 * nrand() : (t == 4 ? 0.1 : 0.02) * nrand());
-        o += s[t];
-    }
+    if (p) fill_random_params(c, p);
     *n_out = n;
     return p;
-}
-
-static const char *tensor_name[16] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-                                      "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
-
-/* max over tensors of ||a - b|| / ||b||, printing each tensor's figure. */
-static double worst_tensor_error(const sm_gpt2_config *c, const float *a, const float *b, const char *what) {
-    size_t s[16];
-    sm_gpt2_param_sizes(c, s);
-    size_t o = 0;
-    double worst = 0.0;
-    printf("  %s:", what);
-    for (int t = 0; t < 16; t++) {
-        double d = 0, r = 0;
-        for (size_t i = 0; i < s[t]; i++) {
-            double x = (double)a[o + i] - b[o + i];
-            d += x * x;
-            r += (double)b[o + i] * b[o + i];
-        }
-        double rel = sqrt(d) / (sqrt(r) > 1e-30 ? sqrt(r) : 1e-30);
-        printf(" %s %.1e", tensor_name[t], rel);
-        if (rel > worst || rel != rel) worst = rel != rel ? INFINITY : rel;
-        o += s[t];
-    }
-    /* q, k and v rows of qkvw apart: an error in one attention backward path shows here first */
-    size_t C = (size_t)c->channels, q0 = s[0] + s[1] + s[2] + s[3];
-    for (int part = 0; part < 3; part++) {
-        double d = 0, r = 0;
-        for (int l = 0; l < c->num_layers; l++)
-            for (size_t k = 0; k < C * C; k++) {
-                size_t i = q0 + (size_t)l * 3 * C * C + (size_t)part * C * C + k;
-                double x = (double)a[i] - b[i];
-                d += x * x;
-                r += (double)b[i] * b[i];
-            }
-        double rel = sqrt(d) / (sqrt(r) > 1e-30 ? sqrt(r) : 1e-30);
-        printf(" qkvw[%c] %.1e", "qkv"[part], rel);
-        if (rel > worst || rel != rel) worst = rel != rel ? INFINITY : rel;
-    }
-    printf("\n");
-    return worst;
 }
 
 static sm_gpt2_config parity_config(int heads) {
