@@ -83,10 +83,12 @@ typedef struct batch {
     size_t *doc_off; /* ndocs + 1 offsets into text */
     size_t ndocs, doc_cap;
     /* per document: a raw JSONL line (parsed by the worker) or text; where it came from */
-    uint8_t *is_json, *valid;
-    const char **doc_path;
-    uint64_t *doc_line;
-    size_t *text_len;
+    struct doc_meta {
+        const char *path;
+        uint64_t line;
+        size_t text_len; /* bytes of text tokenized (the JSONL "text" field, not the line) */
+        uint8_t is_json;
+    } *meta;
     uint64_t bad_lines;
     char *fail_msg; /* on_bad_line = fail: the first malformed line, raised when the batch is written */
     sm_tok_ids ids;
@@ -134,11 +136,7 @@ static void batch_free(batch *b) {
     if (!b) return;
     free(b->text);
     free(b->doc_off);
-    free(b->is_json);
-    free(b->valid);
-    free(b->doc_path);
-    free(b->doc_line);
-    free(b->text_len);
+    free(b->meta);
     free(b->fail_msg);
     sm_tok_ids_free(&b->ids);
     free(b->tok_off);
@@ -219,7 +217,7 @@ static int write_batch(job *j, batch *b, sm_error *err) {
     domain *d = &j->doms[b->dom];
     d->skipped_docs += b->bad_lines;
     for (size_t i = 0; i < b->ndocs; i++) {
-        if (!b->valid[i]) continue;
+        if (b->tok_off[i + 1] == b->tok_off[i]) continue; /* skipped: a tokenized document starts with EOT */
         int fresh = seen_insert(d, b->hash[i]);
         if (fresh < 0) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory in the duplicate set of %s", d->name);
         if (!fresh) { d->duplicates++; continue; }
@@ -234,7 +232,7 @@ static int write_batch(job *j, batch *b, sm_error *err) {
         if ((rc = sm_shard_writer_append(&o->w, b->ids.ids + b->tok_off[i], n, err))) return rc;
         d->tokens[side] += n;
         d->documents++;
-        d->bytes += b->text_len[i];
+        d->bytes += b->meta[i].text_len;
     }
     if (b->fail_msg) return sm_error_set(err, SM_ERR_FORMAT, "%s", b->fail_msg);
     return SM_OK;
@@ -283,30 +281,29 @@ static int tokenize_batch(job *j, sm_tok_enc *enc, worker_buf *wb, batch *b, sm_
         const char *t = b->text + b->doc_off[i];
         size_t n = b->doc_off[i + 1] - b->doc_off[i];
         b->tok_off[i] = b->ids.n;
-        b->valid[i] = 0;
-        if (b->is_json[i] && !b->fail_msg) {
+        const struct doc_meta *dm = &b->meta[i];
+        if (dm->is_json && !b->fail_msg) {
             char why[256];
             size_t tl = 0;
             int r = sm_tok_jsonl_text(t, n, &wb->text, &wb->cap, &tl, why, sizeof why);
-            if (r < 0) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory parsing %s", b->doc_path[i]);
+            if (r < 0) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory parsing %s", dm->path);
             if (r == 0) {
                 b->bad_lines++;
                 if (j->fail_bad_lines) {
                     if (asprintf(&b->fail_msg, "%s:%llu: malformed JSONL line: %s (on_bad_line=\"fail\"; use \"skip\" to skip such lines)",
-                                 b->doc_path[i], (unsigned long long)b->doc_line[i], why) < 0)
+                                 dm->path, (unsigned long long)dm->line, why) < 0)
                         return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
                 } else
-                    j->api->log(j->h, SM_LOG_WARN, "%s:%llu: malformed JSONL line: %s; skipped", b->doc_path[i],
-                                (unsigned long long)b->doc_line[i], why);
+                    j->api->log(j->h, SM_LOG_WARN, "%s:%llu: malformed JSONL line: %s; skipped", dm->path,
+                                (unsigned long long)dm->line, why);
                 continue;
             }
             t = wb->text;
             n = tl;
-        } else if (b->is_json[i]) continue; /* after a fatal bad line nothing more is written */
+        } else if (dm->is_json) continue; /* after a fatal bad line nothing more is written */
         if (n == 0) continue;
         if (memchr(t, 0, n)) continue; /* JSON cannot carry NUL without \u0000, which is refused; text checked by the reader */
-        b->valid[i] = 1;
-        b->text_len[i] = n;
+        b->meta[i].text_len = n;
         char hex[65];
         sm_sha256_hex(t, n, hex);
         for (int k = 0; k < 32; k++) b->hash[i][k] = (uint8_t)(hexval(hex[2 * k]) << 4 | hexval(hex[2 * k + 1]));
@@ -388,16 +385,9 @@ static int batch_add(batch *b, const char *text, size_t n, int is_json, const ch
         size_t nc = b->doc_cap ? b->doc_cap * 2 : 256;
         size_t *no = realloc(b->doc_off, nc * sizeof *no);
         if (no) b->doc_off = no;
-        uint8_t *nj = realloc(b->is_json, nc), *nv = realloc(b->valid, nc);
-        if (nj) b->is_json = nj;
-        if (nv) b->valid = nv;
-        const char **np = realloc(b->doc_path, nc * sizeof *np);
-        if (np) b->doc_path = np;
-        uint64_t *nl = realloc(b->doc_line, nc * sizeof *nl);
-        if (nl) b->doc_line = nl;
-        size_t *nt = realloc(b->text_len, nc * sizeof *nt);
-        if (nt) b->text_len = nt;
-        if (!no || !nj || !nv || !np || !nl || !nt) return -1;
+        struct doc_meta *nm = realloc(b->meta, nc * sizeof *nm);
+        if (nm) b->meta = nm;
+        if (!no || !nm) return -1;
         b->doc_cap = nc;
     }
     if (b->len + n > b->cap) {
@@ -411,9 +401,7 @@ static int batch_add(batch *b, const char *text, size_t n, int is_json, const ch
     if (b->ndocs == 0) b->doc_off[0] = 0;
     memcpy(b->text + b->len, text, n);
     b->len += n;
-    b->is_json[b->ndocs] = (uint8_t)is_json;
-    b->doc_path[b->ndocs] = path;
-    b->doc_line[b->ndocs] = line;
+    b->meta[b->ndocs] = (struct doc_meta){.path = path, .line = line, .is_json = (uint8_t)is_json};
     b->doc_off[++b->ndocs] = b->len;
     return 0;
 }
