@@ -52,7 +52,9 @@ typedef struct work {
     size_t m;
     char **domains;
     dom *pts;
-    double *base, *a, *b, *c, *n, *w, *tokens;
+    double *base, *n, *w, *tokens;
+    double *a, *b, *fbase, *fn; /* the optimised (not held) domains' a, b, base and result, compacted */
+    int *held;                  /* 1: the domain's fit is unusable and it keeps its base quantity */
     sm_fit_result *fits;
 } work;
 
@@ -62,7 +64,8 @@ static void work_free(work *k) {
         for (size_t i = 0; i < k->m; i++) { free(k->pts[i].x); free(k->pts[i].y); }
     free(k->pts);
     sm_asj_free_names(k->domains, k->m);
-    free(k->base); free(k->a); free(k->b); free(k->c); free(k->n); free(k->w); free(k->tokens);
+    free(k->base); free(k->n); free(k->w); free(k->tokens);
+    free(k->a); free(k->b); free(k->fbase); free(k->fn); free(k->held);
     free(k->fits);
 }
 
@@ -99,18 +102,19 @@ static json_t *flags_json(unsigned flags) {
 static int run(const sm_host_api *api, sm_host *h, const char *params_json, const char *inputs_json, sm_error *err) {
     (void)inputs_json;
     work k = {0};
-    int *held = NULL;
     size_t nheld = 0;
     int rc = sm_asj_parse(params_json, STAGE, &k.params, err);
     if (rc) return rc;
     if ((rc = read_domains(&k, err))) goto out;
     size_t m = k.m;
     k.pts = calloc(m, sizeof *k.pts);
-    k.base = calloc(m, sizeof(double)); k.a = calloc(m, sizeof(double)); k.b = calloc(m, sizeof(double));
-    k.c = calloc(m, sizeof(double)); k.n = calloc(m, sizeof(double)); k.w = calloc(m, sizeof(double));
+    k.base = calloc(m, sizeof(double)); k.n = calloc(m, sizeof(double)); k.w = calloc(m, sizeof(double));
     k.tokens = calloc(m, sizeof(double));
+    k.a = calloc(m, sizeof(double)); k.b = calloc(m, sizeof(double));
+    k.fbase = calloc(m, sizeof(double)); k.fn = calloc(m, sizeof(double));
+    k.held = calloc(m, sizeof *k.held);
     k.fits = calloc(m, sizeof *k.fits);
-    if (!k.pts || !k.base || !k.a || !k.b || !k.c || !k.n || !k.w || !k.tokens || !k.fits) {
+    if (!k.pts || !k.base || !k.n || !k.w || !k.tokens || !k.a || !k.b || !k.fbase || !k.fn || !k.held || !k.fits) {
         rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
         goto out;
     }
@@ -179,7 +183,6 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         rc = sm_error_set(err, SM_ERR_ARG, STAGE ": 'on_bad_fit' must be \"hold\" or \"fail\" (got \"%s\")", on_bad);
         goto out;
     }
-    held = calloc(m, sizeof *held);
     for (size_t i = 0; i < m; i++) {
         if (api->cancelled && api->cancelled(h)) { rc = sm_error_set(err, SM_ERR_CANCELLED, STAGE ": cancelled"); goto out; }
         sm_fit_result *fr = &k.fits[i];
@@ -189,9 +192,6 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         }
         /* both curves pass through the points; "saturating" uses the second */
         if (saturating) sm_fit_use_alt(fr, k.pts[i].x, k.pts[i].y, k.pts[i].n);
-        k.a[i] = fr->a;
-        k.b[i] = fr->b;
-        k.c[i] = fr->c;
         char fl[128];
         sm_fit_flags_str(fr->flags, fl, sizeof fl);
         api->log(h, fr->flags ? SM_LOG_WARN : SM_LOG_INFO,
@@ -200,7 +200,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         if (api->fit) api->fit(h, k.domains[i], fr->a, fr->b, fr->c, fr->rmse);
         if (!(lower + fr->a > 0) || (fr->flags & SM_FIT_NO_CONVERGENCE) || !isfinite(fr->a) || !isfinite(fr->b)) {
             if (hold_bad) {
-                held[i] = 1;
+                k.held[i] = 1;
                 nheld++;
                 api->log(h, SM_LOG_WARN, "domain %s: its fitted curve is unusable (%s); held at its base quantity", k.domains[i],
                          (fr->flags & SM_FIT_NO_CONVERGENCE) ? "no convergence" : "it diverges at the lower bound");
@@ -215,36 +215,31 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     /* Held domains keep n_i = 1; the others share what is left of the budget (the optimum of the rest). */
     size_t mf = 0;
     double left = budget;
-    double *fa = calloc(m, sizeof *fa), *fb = calloc(m, sizeof *fb), *fbase = calloc(m, sizeof *fbase), *fn = calloc(m, sizeof *fn);
     for (size_t i = 0; i < m; i++) {
-        if (held[i]) {
+        if (k.held[i]) {
             k.n[i] = 1;
             left -= k.base[i];
             continue;
         }
-        fa[mf] = k.a[i], fb[mf] = k.b[i], fbase[mf] = k.base[i];
+        k.a[mf] = k.fits[i].a, k.b[mf] = k.fits[i].b, k.fbase[mf] = k.base[i];
         mf++;
     }
-    sm_wf_problem prob = {mf, fa, fb, fbase, lower, left};
+    sm_wf_problem prob = {mf, k.a, k.b, k.fbase, lower, left};
     double lambda = 0;
     sm_wf_kkt kkt = {0};
     double objective = 0; /* of the optimised domains (held ones are constants) */
     if (mf == 0) {
         for (size_t i = 0; i < m; i++) k.n[i] = budget / (budget - left); /* nothing to go on: proportional to base */
     } else {
-        if ((rc = sm_wf_solve(&prob, fn, &lambda, err))) {
+        if ((rc = sm_wf_solve(&prob, k.fn, &lambda, err))) {
             sm_error_wrap(err, STAGE "%s", nheld ? " (with the unusable domains held at their base quantity)" : "");
         } else {
-            sm_wf_kkt_check(&prob, fn, lambda, &kkt);
-            objective = sm_wf_objective(&prob, fn);
+            sm_wf_kkt_check(&prob, k.fn, lambda, &kkt);
+            objective = sm_wf_objective(&prob, k.fn);
             for (size_t i = 0, j = 0; i < m; i++)
-                if (!held[i]) k.n[i] = fn[j++];
+                if (!k.held[i]) k.n[i] = k.fn[j++];
         }
     }
-    free(fa);
-    free(fb);
-    free(fbase);
-    free(fn);
     if (rc) goto out;
     for (size_t i = 0; i < m; i++) {
         k.tokens[i] = k.n[i] * k.base[i];
@@ -262,7 +257,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         json_object_set_new(rmse, k.domains[i], sm_asj_num(fr->rmse));
         json_object_set_new(maxres, k.domains[i], sm_asj_num(fr->max_abs_resid));
         json_t *fl = flags_json(fr->flags);
-        if (held[i]) json_array_append_new(fl, json_string("held_at_base"));
+        if (k.held[i]) json_array_append_new(fl, json_string("held_at_base"));
         json_object_set_new(flags, k.domains[i], fl);
         json_object_set_new(exact, k.domains[i], json_boolean(fr->exact));
         if (fr->has_alt)
@@ -307,7 +302,6 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         goto out;
     }
 out:
-    free(held);
     work_free(&k);
     return rc;
 }
