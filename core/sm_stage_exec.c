@@ -29,6 +29,7 @@ struct sm_host {
     sm_workspace ws;
     const char *scratch;
     int threads;
+    json_t *outputs; /* names committed so far: each once, as in a threaded stage */
 };
 
 static volatile sig_atomic_t cancel_flag;
@@ -85,9 +86,20 @@ static int x_output_path(sm_host *h, const char *name, char *out, size_t cap) {
 }
 static int x_output_commit(sm_host *h, const char *name, const char *tmp, const char *kind, const char *meta_json,
                            char digest_out[65]) {
+    if (!name || !*name || !tmp || !kind) return SM_ERR_ARG;
     json_t *meta = meta_json ? json_loads(meta_json, 0, NULL) : json_object();
     if (!json_is_object(meta)) {
         json_decref(meta);
+        x_log(h, SM_LOG_ERROR, "output %s: meta is not a JSON object", name);
+        return SM_ERR_ARG;
+    }
+    pthread_mutex_lock(&h->mu);
+    int dup = json_object_get(h->outputs, name) != NULL;
+    if (!dup) json_object_set_new(h->outputs, name, json_true());
+    pthread_mutex_unlock(&h->mu);
+    if (dup) {
+        json_decref(meta);
+        x_log(h, SM_LOG_ERROR, "output %s committed twice", name);
         return SM_ERR_ARG;
     }
     char digest[65], final[PATH_MAX];
@@ -150,7 +162,7 @@ int sm_cmd_stage_exec(int argc, char **argv) {
         fprintf(stderr, "scalemix stage-exec: internal command; the engine runs it with a stage spec on stdin\n");
         return 2;
     }
-    sm_host h = {.proto_fd = dup(1)};
+    sm_host h = {.proto_fd = dup(1), .mu = PTHREAD_MUTEX_INITIALIZER};
     pthread_mutex_init(&h.mu, NULL);
     if (h.proto_fd < 0 || dup2(2, 1) < 0) return 1;
     signal(SIGINT, on_cancel);
@@ -166,6 +178,7 @@ int sm_cmd_stage_exec(int argc, char **argv) {
     const char *ws = json_string_value(json_object_get(spec, "workspace"));
     h.scratch = json_string_value(json_object_get(spec, "scratch"));
     h.threads = (int)json_integer_value(json_object_get(spec, "threads"));
+    h.outputs = json_object();
     if (!spec || !path || !sha || !ws || !h.scratch || h.threads < 1) {
         rc = sm_error_set(&err, SM_ERR_ARG, "stage-exec: invalid stage spec on stdin (%s)", spec ? "missing fields" : je.text);
     } else if ((rc = sm_workspace_open(&h.ws, ws, &err)) == SM_OK && (rc = sm_plugin_load(path, &p, &err)) == SM_OK) {
@@ -182,6 +195,7 @@ int sm_cmd_stage_exec(int argc, char **argv) {
     free(params);
     free(inputs);
     sm_plugin_unload(p);
+    json_decref(h.outputs);
     json_decref(spec);
     return sent == SM_OK ? 0 : 1;
 }

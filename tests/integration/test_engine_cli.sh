@@ -144,6 +144,13 @@ kill -INT $pid
 wait $pid; check_eq "Ctrl-C cancels an isolated stage" $? 1
 grep -q "cancelled" err.txt; check_eq "the isolated stage reports cancelled" $? 0
 
+# --- an output committed twice is refused, in a thread and in a child process alike
+for iso in false true; do
+  printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 1, text = "x", commit_twice = true, isolate = %s })\n' $iso > twice.lua
+  sm run --db none -q twice.lua 2>err.txt; check_eq "second commit of an output fails the stage (isolate=$iso)" $? 1
+  grep -q "second commit of text refused" err.txt; check_eq "the host refused the second commit (isolate=$iso)" $? 0
+done
+
 # --- GPU stages are admitted by device memory (SCALEMIX_GPU_MEMORY stands in for the device's free memory)
 cat > gpu.lua <<'LUA'
 local sm = require "scalemix"

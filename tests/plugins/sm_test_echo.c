@@ -57,6 +57,14 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
             sm_error_set(err, rc, "commit failed");
             goto out;
         }
+        if (json_is_true(json_object_get(p, "commit_twice"))) { /* the host must refuse a second "text" */
+            f = fopen(path, "wb");
+            if (f) fclose(f);
+            rc = api->output_commit(h, "text", path, "text", NULL, digest);
+            rc = sm_error_set(err, rc == SM_OK ? SM_ERR_INTERNAL : SM_ERR_ARG, "second commit of text %s",
+                              rc == SM_OK ? "accepted" : "refused");
+            goto out;
+        }
     }
     api->metric(h, "value", 1, NULL, value);
     api->metric(h, "value", 2, "code", value * 2);
@@ -98,6 +106,7 @@ static const sm_plugin_desc desc = {
                      " \"tags\": {\"type\": \"array\", \"default\": []},"
                      " \"isolate\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"run in a child process\"},"
                      " \"crash\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"die of SIGSEGV\"},"
+                     " \"commit_twice\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"commit output text twice\"},"
                      " \"gpu_mb\": {\"type\": \"integer\", \"default\": 0, \"doc\": \"claim this much device memory\"}}",
     .resources = resources,
     .run = run,
