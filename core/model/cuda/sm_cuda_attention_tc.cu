@@ -288,8 +288,6 @@ __global__ void __launch_bounds__(TC_THREADS) k_tc_attn_bwd_dq(bf16 *dqkv, const
 template <int HS>
 static cudaError_t tc_fwd(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, cudaStream_t s) {
     size_t sm = tc_fwd_smem<HS>();
-    cudaError_t e = cudaFuncSetAttribute(k_tc_attn_fwd<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-    if (e != cudaSuccess) return e;
     dim3 grid(sm_ceil_div(T, TC_TILE), B * NH);
     k_tc_attn_fwd<HS><<<grid, TC_THREADS, sm, s>>>(out, lse, qkv, T, NH, 1.0f / sqrtf((float)HS));
     return cudaGetLastError();
@@ -299,16 +297,30 @@ template <int HS>
 static cudaError_t tc_bwd(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
                           int T, int NH, cudaStream_t s) {
     size_t sm = tc_bwd_smem<HS>();
-    cudaError_t e = cudaFuncSetAttribute(k_tc_attn_bwd_dkdv<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(k_tc_attn_bwd_dq<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-    if (e != cudaSuccess) return e;
+    cudaError_t e;
     float scale = 1.0f / sqrtf((float)HS);
     dim3 grid(sm_ceil_div(T, TC_TILE), B * NH);
     k_tc_attn_bwd_dkdv<HS><<<grid, TC_THREADS, sm, s>>>(dqkv, qkv, dout, lse, delta, T, NH, scale);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     k_tc_attn_bwd_dq<HS><<<grid, TC_THREADS, sm, s>>>(dqkv, qkv, dout, lse, delta, T, NH, scale);
     return cudaGetLastError();
+}
+
+// The kernels use more than 48 KiB of dynamic shared memory, which each must be allowed once per device.
+template <int HS> static cudaError_t tc_init() {
+    const int f = (int)tc_fwd_smem<HS>(), b = (int)tc_bwd_smem<HS>();
+    cudaError_t e = cudaFuncSetAttribute(k_tc_attn_fwd<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, f);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(k_tc_attn_bwd_dkdv<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, b);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(k_tc_attn_bwd_dq<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, b);
+    return e;
+}
+
+cudaError_t sm_cu_attention_tc_init(int HS) {
+    switch (HS) {
+    case 32: return tc_init<32>();
+    case 64: return tc_init<64>();
+    default: return cudaErrorInvalidValue;
+    }
 }
 
 cudaError_t sm_cu_attention_tc_fwd(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, int HS,

@@ -440,6 +440,7 @@ static int cu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const flo
         }                                                                                                \
     } while (0)
     CKD(cudaSetDevice(b->device));
+    if (b->tc_attention) CKD(sm_cu_attention_tc_init(b->HS));
     CKD(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
     cublasStatus_t st = cublasLtCreate(&b->mm.lt);
     if (st != CUBLAS_STATUS_SUCCESS) {

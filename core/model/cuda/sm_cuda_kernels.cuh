@@ -54,6 +54,8 @@ cudaError_t sm_cu_attention_fwd(X *out, float *lse, const X *qkv, int B, int T, 
 template <typename X>
 cudaError_t sm_cu_attention_bwd(X *dqkv, float *delta, const X *dout, const X *out, const X *qkv,
                                 const float *lse, int B, int T, int NH, int HS, int tc, cudaStream_t s);
+// Allows the tensor-core kernels for head size HS their shared memory on the current device (once, at setup).
+cudaError_t sm_cu_attention_tc_init(int HS);
 cudaError_t sm_cu_attention_tc_fwd(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, int HS,
                                    cudaStream_t s);
 cudaError_t sm_cu_attention_tc_bwd(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv,
