@@ -289,13 +289,13 @@ static int tokenize_batch(job *j, sm_tok_enc *enc, worker_buf *wb, batch *b, sm_
             if (r < 0) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory parsing %s", dm->path);
             if (r == 0) {
                 b->bad_lines++;
-                if (j->fail_bad_lines) {
-                    if (asprintf(&b->fail_msg, "%s:%llu: malformed JSONL line: %s (on_bad_line=\"fail\"; use \"skip\" to skip such lines)",
-                                 dm->path, (unsigned long long)dm->line, why) < 0)
-                        return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
-                } else
-                    j->api->log(j->h, SM_LOG_WARN, "%s:%llu: malformed JSONL line: %s; skipped", dm->path,
-                                (unsigned long long)dm->line, why);
+                char *msg = sm_tok_bad_line_msg(dm->path, dm->line, why, j->fail_bad_lines);
+                if (!msg) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+                if (j->fail_bad_lines) b->fail_msg = msg;
+                else {
+                    j->api->log(j->h, SM_LOG_WARN, "%s", msg);
+                    free(msg);
+                }
                 continue;
             }
             t = wb->text;

@@ -286,12 +286,22 @@ static int next_txt(sm_tok_docs *d, const char **text, size_t *len, sm_error *er
     return 0;
 }
 
+char *sm_tok_bad_line_msg(const char *path, uint64_t lineno, const char *why, int fail) {
+    char *msg = NULL;
+    if (asprintf(&msg, "%s:%llu: malformed JSONL line: %s%s", path, (unsigned long long)lineno, why,
+                 fail ? " (on_bad_line=\"fail\"; use \"skip\" to skip such lines)" : "; skipped") < 0)
+        return NULL;
+    return msg;
+}
+
 static int bad_line(sm_tok_docs *d, const char *why, sm_error *err) {
-    if (d->fail_bad)
-        return sm_error_set(err, SM_ERR_FORMAT, "%s:%llu: malformed JSONL line: %s (on_bad_line=\"fail\"; use \"skip\" to skip such lines)",
-                            d->path, (unsigned long long)d->lineno, why);
-    warnf(d, "%s:%llu: malformed JSONL line: %s; skipped", d->path, (unsigned long long)d->lineno, why);
-    return SM_OK;
+    char *msg = sm_tok_bad_line_msg(d->path, d->lineno, why, d->fail_bad);
+    int rc = SM_OK;
+    if (!msg) rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory reporting a malformed line of %s", d->path);
+    else if (d->fail_bad) rc = sm_error_set(err, SM_ERR_FORMAT, "%s", msg);
+    else warnf(d, "%s", msg);
+    free(msg);
+    return rc;
 }
 
 int sm_tok_docs_next_line(sm_tok_docs *d, const char **line, size_t *len, uint64_t *lineno, sm_error *err) {

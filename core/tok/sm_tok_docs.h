@@ -45,6 +45,9 @@ int sm_tok_docs_next_line(sm_tok_docs *d, const char **line, size_t *len, uint64
 /* Parses one JSONL line: 1 with its "text" copied into *buf (realloc'd, *cap its size) and *len set; 0 if
  * the line is malformed, with the reason in why; -1 out of memory. Thread-safe. */
 int sm_tok_jsonl_text(const char *line, size_t n, char **buf, size_t *cap, size_t *len, char *why, size_t why_cap);
+/* The message for a malformed JSONL line (path:line: why), worded for on_bad_line = fail or skip; malloc'd,
+ * NULL when out of memory. */
+char *sm_tok_bad_line_msg(const char *path, uint64_t lineno, const char *why, int fail);
 /* Bytes of the file (compressed, as on disk) read so far. */
 uint64_t sm_tok_docs_raw_bytes(const sm_tok_docs *d);
 /* Documents and lines skipped with a warning so far. */
