@@ -41,11 +41,8 @@ test("an unusable domain is held at its base quantity; the rest is optimised", f
 end)
 
 test("on_bad_fit = fail refuses instead", function()
-  local s = {}
-  for k, v in pairs(spec) do s[k] = v end
-  s.name = "fit/strict"
   local ok, err = pcall(function()
-    return sm.stage("fit", { domains = s.domains, base = s.base, runs = s.runs, on_bad_fit = "fail" })
+    return sm.stage("fit", { domains = spec.domains, base = spec.base, runs = spec.runs, on_bad_fit = "fail" })
   end)
   assert(not ok and tostring(err):find("domain 'docs'"), tostring(err))
 end)
