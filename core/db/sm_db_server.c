@@ -183,20 +183,22 @@ static int run_as(const pg_user *u, char *const argv[], const char *logpath, int
 
 /* ---- paths ---- */
 
-static int find_bindir(char *out, size_t n, sm_error *err) {
+/* The server's bin folder: $SCALEMIX_PG_BINDIR, else Debian's for major version want when installed (an
+ * existing cluster needs its own major), else the newest installed. want 0: the newest. */
+static int find_bindir(int want, char *out, size_t n, sm_error *err) {
     const char *env = getenv("SCALEMIX_PG_BINDIR");
     if (env && *env) {
         snprintf(out, n, "%s", env);
         return SM_OK;
     }
     glob_t g;
-    /* Newest major version first: glob sorts, and versions 10+ have two digits. */
     if (glob("/usr/lib/postgresql/*/bin/postgres", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
         const char *best = g.gl_pathv[g.gl_pathc - 1];
         int best_v = -1;
         for (size_t i = 0; i < g.gl_pathc; i++) {
             int v = atoi(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"));
-            if (v > best_v) { best_v = v; best = g.gl_pathv[i]; }
+            if (v == want || v > best_v) { best_v = v; best = g.gl_pathv[i]; }
+            if (v == want) break;
         }
         snprintf(out, n, "%.*s", (int)(strlen(best) - strlen("/postgres")), best);
         globfree(&g);
@@ -302,18 +304,13 @@ static int paths_get(const char *workspace, server_paths *p, int need_bin, sm_er
     /* An existing cluster needs the server of its major version, which may not be the newest installed. */
     char verfile[PATH_MAX + 32];
     snprintf(verfile, sizeof verfile, "%s/PG_VERSION", p->data);
-    FILE *f = getenv("SCALEMIX_PG_BINDIR") ? NULL : fopen(verfile, "r");
+    int major = 0;
+    FILE *f = fopen(verfile, "r");
     if (f) {
-        int major = 0;
-        if (fscanf(f, "%d", &major) == 1 && major > 0) {
-            char bin[PATH_MAX];
-            snprintf(bin, sizeof bin, "/usr/lib/postgresql/%d/bin/postgres", major);
-            if (access(bin, X_OK) == 0) snprintf(p->bindir, sizeof p->bindir, "/usr/lib/postgresql/%d/bin", major);
-        }
+        if (fscanf(f, "%d", &major) != 1 || major < 0) major = 0;
         fclose(f);
-        if (p->bindir[0]) return SM_OK;
     }
-    return find_bindir(p->bindir, sizeof p->bindir, err);
+    return find_bindir(major, p->bindir, sizeof p->bindir, err);
 }
 
 static int lock_pg(const server_paths *p, sm_error *err) {
