@@ -24,7 +24,8 @@ struct sm_gpt2_backend {
     float *arena;
     /* activations (per-layer ones stacked L times, each maxB*maxT rows) */
     float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res2, *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu, *res3, *lnf, *lnf_mean, *lnf_rstd, *logits, *lse, *losses;
+    float *fch, *fch_gelu, *res3, *lnf, *lnf_mean, *lnf_rstd, *lse, *losses;
+    float *cls; /* the fused classifier's per-thread scratch */
     /* backward scratch */
     float *dres, *dbig, *dmid, *dqkv;
     int32_t *inputs, *targets;
@@ -57,12 +58,13 @@ size_t sm_gpt2_param_sizes(const sm_gpt2_config *cfg, size_t sizes[16]) {
     return n;
 }
 
-/* Floats of activations and backward scratch for B x T; shared with sm_gpt2_memory_need. */
-size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T) {
+/* Floats of activations and backward scratch for B x T on threads threads; shared with sm_gpt2_memory_need. */
+size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T, int threads) {
     size_t BT = (size_t)B * T, C = (size_t)cfg->channels, L = (size_t)cfg->num_layers;
-    size_t NH = (size_t)cfg->num_heads, V = (size_t)cfg->vocab_size;
+    size_t NH = (size_t)cfg->num_heads;
     size_t per_layer = BT * (C + 2 + 3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + (size_t)B * NH * T * T;
-    return BT * C + L * per_layer + BT * (C + 2) + BT * V + 2 * BT + BT * (C + 4 * C + C + 3 * C);
+    size_t head = BT * C + L * per_layer + BT * (C + 2) + 2 * BT + BT * (C + 4 * C + C + 3 * C);
+    return ((head + 15) & ~(size_t)15) + (size_t)threads * sm_gpt2_cls_scratch_floats(BT, C);
 }
 
 static int cpu_destroy_internal(sm_gpt2_backend *b) {
@@ -104,7 +106,9 @@ static int cpu_memory_need(const sm_gpt2_config *cfg, sm_dtype dtype, int max_B,
     int rc = cpu_check_args(cfg, dtype, max_B, max_T, err);
     if (rc) return rc;
     size_t sizes[16];
-    *bytes = (uint64_t)sm_gpt2_param_sizes(cfg, sizes) * 16u + (uint64_t)sm_gpt2_cpu_act_floats(cfg, max_B, max_T) * 4u +
+    /* create() with threads = 0 (the default) uses the OpenMP default */
+    *bytes = (uint64_t)sm_gpt2_param_sizes(cfg, sizes) * 16u +
+             (uint64_t)sm_gpt2_cpu_act_floats(cfg, max_B, max_T, omp_get_max_threads()) * 4u +
              (uint64_t)max_B * max_T * 2u * sizeof(int32_t);
     return SM_OK;
 }
@@ -124,7 +128,7 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     b->nparams = sm_gpt2_param_sizes(cfg, b->sizes);
     size_t o = 0;
     for (int i = 0; i < 16; i++) { b->off[i] = o; o += b->sizes[i]; }
-    size_t nact = sm_gpt2_cpu_act_floats(cfg, max_B, max_T);
+    size_t nact = sm_gpt2_cpu_act_floats(cfg, max_B, max_T, b->threads);
     size_t BT = (size_t)max_B * max_T;
     /* calloc: the kernel hands out zero pages lazily, so creation does not touch 12 bytes per parameter
      * while the caller still holds its own copy of the parameters (keeps peak memory near params x 16) */
@@ -143,7 +147,7 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     }
     memcpy(b->params, params, b->nparams * sizeof(float));
     b->grads_zero = 1;
-    size_t C = cfg->channels, L = cfg->num_layers, NH = cfg->num_heads, V = cfg->vocab_size;
+    size_t C = cfg->channels, L = cfg->num_layers, NH = cfg->num_heads;
     float *p = b->arena;
 #define TAKE(field, n) do { b->field = p; p += (n); } while (0)
     TAKE(encoded, BT * C);
@@ -163,13 +167,14 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     TAKE(lnf, BT * C);
     TAKE(lnf_mean, BT);
     TAKE(lnf_rstd, BT);
-    TAKE(logits, BT * V);
     TAKE(lse, BT);
     TAKE(losses, BT);
     TAKE(dres, BT * C);
     TAKE(dbig, BT * 4 * C);
     TAKE(dmid, BT * C);
     TAKE(dqkv, BT * 3 * C);
+    p = b->arena + (((size_t)(p - b->arena) + 15) & ~(size_t)15);
+    TAKE(cls, (size_t)b->threads * sm_gpt2_cls_scratch_floats(BT, C));
 #undef TAKE
     if ((size_t)(p - b->arena) != nact) {
         cpu_destroy_internal(b);
@@ -195,6 +200,13 @@ static _Thread_local double gemm_seconds, gemm_flops;
 void sm_gpt2_cpu_gemm_stats(double *seconds, double *flops) {
     *seconds = gemm_seconds;
     *flops = gemm_flops;
+}
+
+/* The fused classifier counts as matrix products: its time (exps included) and its 2 (forward) or 6
+ * (backward: the recomputed logits, dwte, dx) x BT x V x C FLOPs. */
+static void cls_stat(double seconds, double flops) {
+    gemm_seconds += seconds;
+    gemm_flops += flops;
 }
 
 static void gemm(int nt, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -476,21 +488,12 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
     }
     const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
     layernorm_fwd(nt, b->lnf, b->lnf_mean, b->lnf_rstd, last, PAR(14), PAR(15), BT, C);
-    /* Logits over the first V rows of wte only: padded rows are never predicted. */
-    gemm(nt, 0, 1, (int)BT, (int)V, (int)C, b->lnf, (int)C, wte, (int)C, 0.0f, b->logits, (int)V);
-    if (!targets) return SM_OK;
-    /* Softmax and cross-entropy fused: only the log-sum-exp is kept; backward rebuilds the softmax. */
-#pragma omp parallel for num_threads(thr(nt, BT * V)) schedule(static)
-    for (size_t i = 0; i < BT; i++) {
-        const float *z = b->logits + i * V;
-        float mx = -INFINITY;
-        for (size_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-        float s = 0.0f;
-        for (size_t j = 0; j < V; j++) s += expf(z[j] - mx);
-        float lse = mx + logf(s);
-        b->lse[i] = lse;
-        b->losses[i] = lse - z[targets[i]];
-    }
+    if (!targets) return SM_OK; /* nothing reads logits without targets: the classifier is skipped */
+    /* Logits over the first V rows of wte only (padded rows are never predicted), fused with the
+     * softmax and cross-entropy: only the log-sum-exp is kept; backward rebuilds the softmax. */
+    double tc = sm_monotonic();
+    sm_gpt2_cls_forward(nt, b->cls, b->lnf, wte, targets, BT, C, V, b->lse, b->losses);
+    cls_stat(sm_monotonic() - tc, 2.0 * BT * V * C);
     double sum = 0.0;
     for (size_t i = 0; i < BT; i++) sum += b->losses[i];
     if (loss) *loss = (float)(sum / (double)BT);
@@ -509,17 +512,9 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     size_t NH = b->cfg.num_heads;
     size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
     float dscale = grad_scale / (float)BT;
-    /* dlogits in place: (softmax - onehot) * scale / BT */
-#pragma omp parallel for num_threads(thr(nt, BT * V)) schedule(static)
-    for (size_t i = 0; i < BT; i++) {
-        float *z = b->logits + i * V;
-        float lse = b->lse[i];
-        for (size_t j = 0; j < V; j++) z[j] = expf(z[j] - lse) * dscale;
-        z[b->targets[i]] -= dscale;
-    }
-    float *wte = PAR(0);
-    gemm(nt, 1, 0, (int)V, (int)C, (int)BT, b->logits, (int)V, b->lnf, (int)C, 1.0f, GRD(0), (int)C);
-    gemm(nt, 0, 0, (int)BT, (int)C, (int)V, b->logits, (int)V, wte, (int)C, 0.0f, b->dmid, (int)C);
+    double tc = sm_monotonic();
+    sm_gpt2_cls_backward(nt, b->cls, b->lnf, PAR(0), b->targets, b->lse, dscale, BT, C, V, GRD(0), b->dmid);
+    cls_stat(sm_monotonic() - tc, 6.0 * BT * V * C);
     memset(b->dres, 0, BT * C * sizeof(float));
     const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
     layernorm_bwd(nt, b->dres, GRD(14), GRD(15), b->dmid, last, PAR(14), b->lnf_mean, b->lnf_rstd, BT, C);

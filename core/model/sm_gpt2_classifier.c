@@ -1,0 +1,167 @@
+/* sm_gpt2_classifier.c - the CPU backend's fused classifier: logits -> softmax -> cross-entropy (forward)
+ * and logits -> dlogits -> dwte, dx (backward), tile by tile, so the B*T x V logits never exist in memory.
+ *
+ * The vocabulary is cut into blocks of VB rows of wte, split statically over the threads; a tile is
+ * ROWS positions x VB logits (256 KiB, stays in L2). Forward folds each tile into per-thread running
+ * (max, sum of exp) pairs, combined in thread order into the log-sum-exp; backward recomputes the tile
+ * (one extra K=C product instead of writing and re-reading B*T x V floats), turns it into dlogits in
+ * place, and adds the tile's share of dwte (rows of the thread's own blocks: race free) and of dx (a
+ * per-thread partial, summed in thread order). exp is a Cephes-style polynomial in plain C that the
+ * compiler vectorises; the hot loops are cloned for AVX-512, AVX2 and baseline x86-64 and picked at load
+ * time. The clones run the same operations in the same order (no contraction into FMA under -std=c11),
+ * so results do not depend on the CPU, only on the inputs and the thread count. */
+#include "sm_gpt2_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { VB = 128, ROWS = 512, LANES = 16 };
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define SM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SM_CLONES
+#endif
+
+/* e^x, within ~2 ulp for x in [-87, 88] (clamped there: below, e^-87 ~ 1.6e-38 stands for 0). */
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Folds n logits into a running max *m and sum *s of exp(z - *m). */
+SM_CLONES static void fold_row(const float *z, size_t n, float *m, float *s) {
+    float mx[LANES], acc[LANES];
+    for (int k = 0; k < LANES; k++) { mx[k] = -INFINITY; acc[k] = 0.0f; }
+    size_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++) mx[k] = z[j + k] > mx[k] ? z[j + k] : mx[k];
+    float bm = *m;
+    for (size_t i = j; i < n; i++) bm = z[i] > bm ? z[i] : bm;
+    for (int k = 0; k < LANES; k++) bm = mx[k] > bm ? mx[k] : bm;
+    for (j = 0; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += exp_poly(z[j + k] - bm);
+    float sum = 0.0f;
+    for (size_t i = j; i < n; i++) sum += exp_poly(z[i] - bm);
+    for (int k = 0; k < LANES; k++) sum += acc[k];
+    *s = *s * exp_poly(*m - bm) + sum;
+    *m = bm;
+}
+
+/* z = exp(z - lse) * scale in place (softmax times the gradient scale). */
+SM_CLONES static void softmax_row(float *z, size_t n, float lse, float scale) {
+    for (size_t j = 0; j < n; j++) z[j] = exp_poly(z[j] - lse) * scale;
+}
+
+/* One tile: at most ROWS positions (fewer for a smaller batch, so memory stays proportional to it). */
+static size_t tile_floats(size_t BT) { return (BT < ROWS ? BT : ROWS) * VB; }
+
+size_t sm_gpt2_cls_scratch_floats(size_t BT, size_t C) {
+    size_t f = tile_floats(BT) + 2 * BT + BT * C;
+    return (f + 15) & ~(size_t)15; /* whole cache lines: threads never share one */
+}
+
+static inline int cls_parts(int nt, size_t V) {
+    size_t nb = (V + VB - 1) / VB;
+    return (size_t)nt < nb ? nt : (int)nb;
+}
+
+/* tile (rows x w, stride VB) = x[r0 .. r0+rows) . wte[v0 .. v0+w)^T */
+static void logits_tile(float *tile, const float *x, const float *wte, size_t r0, size_t rows, size_t v0, size_t w,
+                        size_t C) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)w, (int)C, 1.0f, x + r0 * C, (int)C,
+                wte + v0 * C, (int)C, 0.0f, tile, VB);
+}
+
+void sm_gpt2_cls_forward(int nt, float *scratch, const float *x, const float *wte, const int32_t *targets, size_t BT,
+                         size_t C, size_t V, float *lse, float *losses) {
+    size_t nb = (V + VB - 1) / VB, stride = sm_gpt2_cls_scratch_floats(BT, C);
+    int used = 1;
+#pragma omp parallel num_threads(cls_parts(nt, V))
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        if (t == 0) used = n;
+        float *tile = scratch + (size_t)t * stride, *m = tile + tile_floats(BT), *s = m + BT;
+        for (size_t i = 0; i < BT; i++) { m[i] = -INFINITY; s[i] = 0.0f; }
+        for (size_t vb = nb * t / n; vb < nb * (t + 1) / n; vb++) {
+            size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
+            for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
+                size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
+                logits_tile(tile, x, wte, r0, rows, v0, w, C);
+                for (size_t i = 0; i < rows; i++) {
+                    const float *z = tile + i * VB;
+                    size_t tg = (size_t)targets[r0 + i];
+                    if (tg >= v0 && tg < v0 + w) losses[r0 + i] = z[tg - v0]; /* the target's logit, one writer */
+                    fold_row(z, w, &m[r0 + i], &s[r0 + i]);
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < BT; i++) {
+        float mx = -INFINITY;
+        for (int t = 0; t < used; t++) {
+            float mt = scratch[(size_t)t * stride + tile_floats(BT) + i];
+            mx = mt > mx ? mt : mx;
+        }
+        float sum = 0.0f;
+        for (int t = 0; t < used; t++) {
+            const float *mt = scratch + (size_t)t * stride + tile_floats(BT);
+            sum += mt[BT + i] * expf(mt[i] - mx);
+        }
+        lse[i] = mx + logf(sum);
+        losses[i] = lse[i] - losses[i];
+    }
+}
+
+void sm_gpt2_cls_backward(int nt, float *scratch, const float *x, const float *wte, const int32_t *targets,
+                          const float *lse, float dscale, size_t BT, size_t C, size_t V, float *dwte, float *dx) {
+    size_t nb = (V + VB - 1) / VB, stride = sm_gpt2_cls_scratch_floats(BT, C);
+#pragma omp parallel num_threads(cls_parts(nt, V))
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        float *tile = scratch + (size_t)t * stride;
+        float *part = t == 0 ? dx : tile + tile_floats(BT) + 2 * BT;
+        memset(part, 0, BT * C * sizeof(float));
+        for (size_t vb = nb * t / n; vb < nb * (t + 1) / n; vb++) {
+            size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
+            for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
+                size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
+                logits_tile(tile, x, wte, r0, rows, v0, w, C);
+                for (size_t i = 0; i < rows; i++) {
+                    float *z = tile + i * VB;
+                    softmax_row(z, w, lse[r0 + i], dscale);
+                    size_t tg = (size_t)targets[r0 + i];
+                    if (tg >= v0 && tg < v0 + w) z[tg - v0] -= dscale;
+                }
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)w, (int)C, (int)rows, 1.0f, tile, VB,
+                            x + r0 * C, (int)C, 1.0f, dwte + v0 * C, (int)C);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)C, (int)w, 1.0f, tile, VB,
+                            wte + v0 * C, (int)C, 1.0f, part + r0 * C, (int)C);
+            }
+        }
+#pragma omp barrier
+        /* dx += the other threads' partials, in thread order; each thread sums a slice of the rows */
+        size_t i0 = BT * t / n * C, i1 = BT * (t + 1) / n * C;
+        for (int u = 1; u < n; u++) {
+            const float *p = scratch + (size_t)u * stride + tile_floats(BT) + 2 * BT;
+            for (size_t i = i0; i < i1; i++) dx[i] += p[i];
+        }
+    }
+}
