@@ -1,147 +1,225 @@
-/* bench_gpt2_cpu.c - CPU training throughput of GPT-2 (forward + backward + AdamW) beside the sgemm
- * throughput measured on this machine. Prints figures; asserts nothing.
- * usage: bench_gpt2_cpu [steps] [threads] */
+/* bench_gpt2_cpu.c - CPU training and evaluation throughput of GPT-2 beside the sgemm throughput measured
+ * in the same run. Prints figures; asserts nothing.
+ *
+ * usage: bench_gpt2_cpu [--layers L --heads H --channels C --seq T --batch B] [--max-seq N] [--steps S]
+ *                       [--threads N] [--concurrent K]
+ * Without a shape it runs the three shapes of issue 13: the demo proxy (L2 H2 C64, T64, B8), L4 H4 C256
+ * (T128, B4) and GPT-2 124M (T64, B4). One training step = zero grad, forward, backward, grad norm, AdamW;
+ * evaluation = the forward pass with targets (what per-domain evaluation runs). The sgemm bound is the
+ * FLOPs per token (6N + 6LCT) at OpenBLAS's own threaded 2048^3 sgemm on the same threads (best of 3,
+ * measured right before and after each shape). --concurrent K also runs K models at once, one thread each
+ * (what a job training proxies side by side does), and compares them with one K-thread run. */
 #include "model/sm_gpt2.h"
 #include "model/sm_gpt2_internal.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
-static double sgemm_gflops(int M, int N, int K, int transb, int reps) {
-    float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)K * N * 4), *c = malloc((size_t)M * N * 4);
-    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.01f;
-    for (size_t i = 0; i < (size_t)K * N; i++) b[i] = (float)(i % 5) * 0.01f;
-    int ldb = transb ? K : N;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, 1, a, K, b, ldb, 0, c, N);
+typedef struct shape {
+    const char *label;
+    sm_gpt2_config cfg;
+    int B, T;
+} shape;
+
+typedef struct run {
+    const shape *s;
+    int steps, threads;
+    double train_tps, eval_tps, step_s, gemm_share, wall;
+    float loss;
+    char err[256];
+} run;
+
+static double sgemm_gflops(int n, int reps) {
+    float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 7) * 0.01f;
+        b[i] = (float)(i % 5) * 0.01f;
+    }
     double best = 1e30;
-    for (int r = 0; r < reps; r++) {
+    for (int r = 0; r < reps + 1; r++) {
         double t0 = sm_monotonic();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, 1, a, K, b, ldb, 0, c, N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
         double dt = sm_monotonic() - t0;
-        if (dt < best) best = dt;
+        if (r > 0 && dt < best) best = dt;
     }
     free(a);
     free(b);
     free(c);
-    return 2.0 * M * N * K / best / 1e9;
+    return 2.0 * n * n * n / best / 1e9;
 }
 
-static void loadavg(const char *when) {
-    char buf[128] = "?";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(buf, sizeof buf, f)) strcpy(buf, "?\n");
-        fclose(f);
-    }
-    printf("  load average %s: %s", when, buf);
-}
-
-/* The reference: OpenBLAS's own threaded sgemm on a 2048^3 product (best of 3), measured right before
- * and after each model so both see the same machine conditions. */
-static double reference(int threads) {
+/* OpenBLAS's own threaded sgemm on threads threads: the peak the model's products are measured against. */
+static double sgemm_peak(int threads) {
     openblas_set_num_threads(threads);
-    double g = sgemm_gflops(2048, 2048, 2048, 0, 3);
+    double g = sgemm_gflops(2048, 3);
     openblas_set_num_threads(1);
     return g;
 }
 
-static void bench_model(const char *label, const sm_gpt2_config *cfg, int B, int T, int steps, int threads) {
-    loadavg("before");
-    double ref0 = reference(threads);
+static double loadavg1(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+static void tokens(const shape *s, int32_t *in, int32_t *tg) {
+    int n = s->B * s->T;
+    uint64_t x = 1;
+    for (int i = 0; i < n; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        in[i] = (int32_t)((x >> 33) % (uint64_t)s->cfg.vocab_size);
+    }
+    for (int i = 0; i < n; i++) tg[i] = in[(i + 1) % n];
+}
+
+/* Trains steps steps after one warmup, then evaluates as many batches; fills r. */
+static void *run_model(void *arg) {
+    run *r = arg;
+    const shape *s = r->s;
+    double w0 = sm_monotonic();
     sm_gpt2 *m;
     sm_error e = {0};
-    sm_gpt2_opts o = {.device = SM_DEVICE_CPU, .threads = threads, .max_B = B, .max_T = T};
-    if (sm_gpt2_create(&m, cfg, 1, &o, &e)) {
-        printf("%s: create failed: %s\n", label, e.msg);
-        return;
+    sm_gpt2_opts o = {.device = SM_DEVICE_CPU, .threads = r->threads, .max_B = s->B, .max_T = s->T};
+    if (sm_gpt2_create(&m, &s->cfg, 1, &o, &e)) {
+        snprintf(r->err, sizeof r->err, "create: %.200s", e.msg);
+        return NULL;
     }
     sm_train_opts to;
     sm_train_opts_default(&to);
-    int32_t *in = malloc((size_t)B * T * 4), *tg = malloc((size_t)B * T * 4);
-    uint64_t s = 1;
-    for (int i = 0; i < B * T; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        in[i] = (int32_t)((s >> 33) % (uint64_t)cfg->vocab_size);
-    }
-    for (int i = 0; i < B * T; i++) tg[i] = in[(i + 1) % (B * T)];
-    double fwd = 0, tot = 0, gs0 = 0, gf0 = 0;
-    int n = 0;
-    float loss = 0;
-    for (int it = 0; it < steps + 1; it++) {
+    int32_t *in = malloc((size_t)s->B * s->T * 4), *tg = malloc((size_t)s->B * s->T * 4);
+    tokens(s, in, tg);
+    double tot = 0, gs0 = 0, gf0 = 0, gs1, gf1, tf;
+    for (int it = 0; it < r->steps + 1 && !r->err[0]; it++) {
         double t0 = sm_monotonic();
-        double tf;
-        if (sm_gpt2_step_batch(m, in, tg, B, T, &to, 1e-4, &loss, &tf, &e)) {
-            printf("%s: step failed: %s\n", label, e.msg);
-            break;
-        }
-        double dt = sm_monotonic() - t0;
-        if (it == 0) { /* warmup */
-            sm_gpt2_cpu_gemm_stats(&gs0, &gf0);
-            continue;
-        }
-        tot += dt;
-        fwd += tf;
-        n++;
+        if (sm_gpt2_step_batch(m, in, tg, s->B, s->T, &to, 1e-4, &r->loss, &tf, &e))
+            snprintf(r->err, sizeof r->err, "step: %.200s", e.msg);
+        if (it == 0)
+            sm_gpt2_cpu_gemm_stats(&gs0, &gf0); /* warmup */
+        else
+            tot += sm_monotonic() - t0;
     }
-    double gs1, gf1;
     sm_gpt2_cpu_gemm_stats(&gs1, &gf1);
-    double ref1 = reference(threads), ref = 0.5 * (ref0 + ref1);
-    loadavg("after");
-    if (n > 0) {
-        double step_s = tot / n, tps = (double)B * T / step_s;
-        double gf = sm_gpt2_flops_per_token(cfg, T) * tps / 1e9;
-        uint64_t need = 0;
-        sm_error merr = {0};
-        if (sm_gpt2_memory_need(cfg, B, T, SM_DTYPE_FP32, SM_DEVICE_CPU, &need, &merr))
-            fprintf(stderr, "memory need: %s\n", merr.msg);
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        printf("%s: L=%d C=%d NH=%d V=%d (Vp %d) B=%d T=%d, %zu params, threads %d\n", label, cfg->num_layers,
-               cfg->channels, cfg->num_heads, cfg->vocab_size, cfg->padded_vocab_size, B, T, sm_gpt2_num_params(cfg),
-               threads);
-        printf("  step %.3f s (forward %.3f s) over %d steps after 1 warmup, loss %.4f\n", step_s, fwd / n, n, loss);
-        printf("  %.1f tokens/s, %.1f GFLOP/s achieved (6N+6LCT = %.3g FLOP/token) = %.1f%% of the sgemm reference\n",
-               tps, gf, sm_gpt2_flops_per_token(cfg, T), 100.0 * gf / ref);
-        printf("  sgemm reference (OpenBLAS threaded 2048^3): %.1f GFLOP/s before, %.1f after, mean %.1f\n", ref0, ref1, ref);
-        printf("  inside the step: matrix products %.3f s/step at %.1f GFLOP/s (%.1f%% of step time), everything else %.3f s/step\n",
-               (gs1 - gs0) / n, (gf1 - gf0) / (gs1 - gs0) / 1e9, 100.0 * (gs1 - gs0) / tot, step_s - (gs1 - gs0) / n);
-        printf("  memory: params x 16 = %.1f MiB, + activations = %.1f MiB (memory_need); peak RSS of this process so far %.1f MiB\n",
-               sm_gpt2_num_params(cfg) * 16.0 / 1048576.0, need / 1048576.0, ru.ru_maxrss / 1024.0);
+    double ev = 0;
+    float l;
+    for (int it = 0; it < r->steps + 1 && !r->err[0]; it++) {
+        double t0 = sm_monotonic();
+        if (sm_gpt2_loss(m, in, tg, s->B, s->T, &l, &e)) snprintf(r->err, sizeof r->err, "eval: %.200s", e.msg);
+        if (it > 0) ev += sm_monotonic() - t0;
     }
+    r->step_s = tot / r->steps;
+    r->train_tps = (double)s->B * s->T * r->steps / tot;
+    r->eval_tps = (double)s->B * s->T * r->steps / ev;
+    r->gemm_share = (gs1 - gs0) / tot;
     free(in);
     free(tg);
     sm_gpt2_free(m);
+    r->wall = sm_monotonic() - w0;
+    return NULL;
+}
+
+static void shape_name(const shape *s, char *buf, size_t n) {
+    snprintf(buf, n, "%s L%d H%d C%d T%d B%d", s->label, s->cfg.num_layers, s->cfg.num_heads, s->cfg.channels, s->T, s->B);
+}
+
+static void bench_shape(const shape *s, int steps, int threads, int concurrent) {
+    char name[128];
+    shape_name(s, name, sizeof name);
+    double load0 = loadavg1(), peak0 = sgemm_peak(threads);
+    run r = {.s = s, .steps = steps, .threads = threads};
+    run_model(&r);
+    double peak1 = sgemm_peak(threads), peak = 0.5 * (peak0 + peak1);
+    if (r.err[0]) {
+        printf("%s: %s\n", name, r.err);
+        return;
+    }
+    double fpt = sm_gpt2_flops_per_token(&s->cfg, s->T), gf = fpt * r.train_tps / 1e9;
+    printf("%s threads %d: step %.4f s (products %.0f%%), loss %.3f; eval %.0f tokens/s (%.2fx training); %.1f GFLOP/s = "
+           "%.1f%% of sgemm %.1f GFLOP/s (%.1f/%.1f; bound %.0f tokens/s); load %.2f; tokens/s %.0f\n",
+           name, threads, r.step_s, 100.0 * r.gemm_share, r.loss, r.eval_tps, r.eval_tps / r.train_tps, gf, 100.0 * gf / peak,
+           peak, peak0, peak1, peak * 1e9 / fpt, load0, r.train_tps);
+    fflush(stdout);
+    if (concurrent < 2) return;
+    run *rs = calloc((size_t)concurrent, sizeof *rs);
+    pthread_t *th = calloc((size_t)concurrent, sizeof *th);
+    double w0 = sm_monotonic();
+    for (int k = 0; k < concurrent; k++) {
+        rs[k] = (run){.s = s, .steps = steps, .threads = 1};
+        pthread_create(&th[k], NULL, run_model, &rs[k]);
+    }
+    double sum = 0, esum = 0;
+    for (int k = 0; k < concurrent; k++) {
+        pthread_join(th[k], NULL);
+        if (rs[k].err[0]) printf("%s concurrent run %d: %s\n", name, k, rs[k].err);
+        sum += rs[k].train_tps;
+        esum += rs[k].eval_tps;
+    }
+    double wall = sm_monotonic() - w0;
+    printf("%s %d concurrent runs x 1 thread: %.1f%% of the %d-thread run (training side by side, per run", name, concurrent,
+           100.0 * sum / r.train_tps, threads);
+    for (int k = 0; k < concurrent; k++) printf(" %.0f", rs[k].train_tps);
+    printf("), eval %.0f tokens/s together, wall %.1f s; tokens/s %.0f\n", esum, wall, sum);
+    fflush(stdout);
+    free(rs);
+    free(th);
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: bench_gpt2_cpu [--layers L --heads H --channels C --seq T --batch B] [--max-seq N] "
+                    "[--steps S] [--threads N] [--concurrent K]\n");
+    return 2;
 }
 
 int main(int argc, char **argv) {
-    int steps = argc > 1 ? atoi(argv[1]) : 3;
-    int threads = argc > 2 ? atoi(argv[2]) : omp_get_max_threads();
-    if (steps < 1) steps = 1;
-    openblas_set_num_threads(threads);
-    printf("OpenBLAS: %s; threads %d\n", openblas_get_config(), threads);
-    printf("sgemm (best of 3, row-major):\n");
-    double best = 0;
-    int sq[] = {1024, 2048, 4096};
-    for (int i = 0; i < 3; i++) {
-        double g = sgemm_gflops(sq[i], sq[i], sq[i], 0, 3);
-        if (g > best) best = g;
-        printf("  %5d^3 square               %7.1f GFLOP/s\n", sq[i], g);
+    int L = 0, H = 0, C = 0, T = 0, B = 0, maxT = 0, steps = 5, threads = omp_get_max_threads(), concurrent = 0;
+    for (int i = 1; i < argc; i++) {
+        int *dst = NULL;
+        if (!strcmp(argv[i], "--layers")) dst = &L;
+        else if (!strcmp(argv[i], "--heads")) dst = &H;
+        else if (!strcmp(argv[i], "--channels")) dst = &C;
+        else if (!strcmp(argv[i], "--seq")) dst = &T;
+        else if (!strcmp(argv[i], "--batch")) dst = &B;
+        else if (!strcmp(argv[i], "--max-seq")) dst = &maxT;
+        else if (!strcmp(argv[i], "--steps")) dst = &steps;
+        else if (!strcmp(argv[i], "--threads")) dst = &threads;
+        else if (!strcmp(argv[i], "--concurrent")) dst = &concurrent;
+        if (!dst || i + 1 >= argc) return usage();
+        char *end;
+        long v = strtol(argv[++i], &end, 10);
+        if (*end || v < 0 || v > 1 << 20) return usage();
+        *dst = (int)v;
     }
-    printf("  124M shapes at B*T=256:\n");
-    printf("    qkv    256x2304x768 (NT)   %7.1f GFLOP/s\n", sgemm_gflops(256, 2304, 768, 1, 5));
-    printf("    fc     256x3072x768 (NT)   %7.1f GFLOP/s\n", sgemm_gflops(256, 3072, 768, 1, 5));
-    printf("    fcproj 256x768x3072 (NT)   %7.1f GFLOP/s\n", sgemm_gflops(256, 768, 3072, 1, 5));
-    printf("    logits 256x50257x768 (NT)  %7.1f GFLOP/s\n", sgemm_gflops(256, 50257, 768, 1, 2));
-    printf("reference: best square sgemm %.1f GFLOP/s\n\n", best);
-    sm_gpt2_config g124 = {.max_seq_len = 1024, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 12,
-                           .num_heads = 12, .channels = 768};
-    bench_model("gpt2-124M", &g124, 4, 64, steps, threads);
-    sm_gpt2_config demo = {.max_seq_len = 128, .vocab_size = 50257, .padded_vocab_size = 50304, .num_layers = 4,
-                           .num_heads = 4, .channels = 256};
-    bench_model("demo", &demo, 4, 128, steps + 2, threads);
+    int custom = L || H || C || T || B;
+    if (custom && !(L && H && C && T && B)) {
+        fprintf(stderr, "bench_gpt2_cpu: a shape needs all of --layers --heads --channels --seq --batch\n");
+        return usage();
+    }
+    if (steps < 1 || threads < 1) return usage();
+    printf("OpenBLAS %s; %d threads, %d timed steps after 1 warmup; load average %.2f\n", openblas_get_config(), threads,
+           steps, loadavg1());
+    const sm_gpt2_config gpt = {.vocab_size = 50257, .padded_vocab_size = 50304};
+    shape shapes[3] = {
+        {"demo-proxy", gpt, 8, 64}, {"L4-C256", gpt, 4, 128}, {"gpt2-124M", gpt, 4, 64}};
+    int dims[3][4] = {{2, 2, 64, 64}, {4, 4, 256, 128}, {12, 12, 768, 1024}};
+    int n = 3;
+    if (custom) {
+        shapes[0] = (shape){"shape", gpt, B, T};
+        dims[0][0] = L, dims[0][1] = H, dims[0][2] = C, dims[0][3] = maxT ? maxT : T;
+        n = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        shapes[i].cfg.num_layers = dims[i][0];
+        shapes[i].cfg.num_heads = dims[i][1];
+        shapes[i].cfg.channels = dims[i][2];
+        shapes[i].cfg.max_seq_len = dims[i][3];
+        bench_shape(&shapes[i], steps, threads, concurrent);
+    }
     return 0;
 }
