@@ -46,23 +46,43 @@ static inline float exp_poly(float x) {
     return p * scale;
 }
 
-/* Folds n logits into a running max *m and sum *s of exp(z - *m). */
-SM_CLONES static void fold_row(const float *z, size_t n, float *m, float *s) {
+/* Sum of exp(z - ref) over n logits and their max, in one pass (16 lanes, fixed order). */
+SM_CLONES static float exp_sum(const float *z, size_t n, float ref, float *max) {
     float mx[LANES], acc[LANES];
     for (int k = 0; k < LANES; k++) { mx[k] = -INFINITY; acc[k] = 0.0f; }
     size_t j = 0;
     for (; j + LANES <= n; j += LANES)
-        for (int k = 0; k < LANES; k++) mx[k] = z[j + k] > mx[k] ? z[j + k] : mx[k];
-    float bm = *m;
-    for (size_t i = j; i < n; i++) bm = z[i] > bm ? z[i] : bm;
-    for (int k = 0; k < LANES; k++) bm = mx[k] > bm ? mx[k] : bm;
-    for (j = 0; j + LANES <= n; j += LANES)
-        for (int k = 0; k < LANES; k++) acc[k] += exp_poly(z[j + k] - bm);
-    float sum = 0.0f;
-    for (size_t i = j; i < n; i++) sum += exp_poly(z[i] - bm);
-    for (int k = 0; k < LANES; k++) sum += acc[k];
-    *s = *s * exp_poly(*m - bm) + sum;
-    *m = bm;
+        for (int k = 0; k < LANES; k++) {
+            mx[k] = z[j + k] > mx[k] ? z[j + k] : mx[k];
+            acc[k] += exp_poly(z[j + k] - ref);
+        }
+    float bm = -INFINITY, sum = 0.0f;
+    for (; j < n; j++) {
+        bm = z[j] > bm ? z[j] : bm;
+        sum += exp_poly(z[j] - ref);
+    }
+    for (int k = 0; k < LANES; k++) {
+        bm = mx[k] > bm ? mx[k] : bm;
+        sum += acc[k];
+    }
+    *max = bm;
+    return sum;
+}
+
+/* Folds n logits into a running max *m and sum *s of exp(z - *m). The exps are taken against the
+ * running max already known (the row's first logit for its first block) and the block's max found on the
+ * way; only when that max exceeds the reference by more than 64 (e^64 still far from overflow) is the
+ * block summed again against its own max. */
+static void fold_row(const float *z, size_t n, float *m, float *s) {
+    float ref = *m == -INFINITY ? z[0] : *m, bm;
+    float sum = exp_sum(z, n, ref, &bm);
+    if (bm > ref + 64.0f) {
+        ref = bm;
+        sum = exp_sum(z, n, ref, &bm);
+    }
+    float nm = bm > *m ? bm : *m;
+    *s = *s * exp_poly(*m - nm) + sum * exp_poly(ref - nm);
+    *m = nm;
 }
 
 /* z = exp(z - lse) * scale in place (softmax times the gradient scale). */
