@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,5 +457,11 @@ int sm_gpt2_loss(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
     if (!inputs || !targets || !loss) return sm_error_set(err, SM_ERR_ARG, "sm_gpt2_loss needs inputs, targets and loss");
     int rc = sm_gpt2_ensure_batch(m, B, T, err);
     if (rc) return rc;
+    return sm_gpt2_evaluate(m, inputs, targets, B, T, loss, err);
+}
+
+int sm_gpt2_evaluate(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss, sm_error *err) {
+    if (m->ops->struct_size > offsetof(sm_gpt2_backend_ops, evaluate) && m->ops->evaluate)
+        return m->ops->evaluate(m->be, inputs, targets, B, T, loss, NULL, err);
     return m->ops->forward(m->be, inputs, targets, B, T, loss, NULL, err);
 }

@@ -60,6 +60,11 @@ typedef struct sm_gpt2_backend_ops {
      * create() does. A GPU process also pays for its driver context, which this does not count. */
     int (*memory_need)(const sm_gpt2_config *cfg, sm_dtype dtype, int max_B, int max_T, uint64_t *bytes,
                        sm_error *err);
+    /* Optional (NULL: the front end evaluates with forward): forward with targets for evaluation only,
+     * keeping nothing for a backward pass (a following backward fails as after a forward without
+     * targets). Same arguments and results as forward; targets must not be NULL. */
+    int (*evaluate)(sm_gpt2_backend *b, const int32_t *inputs, const int32_t *targets, int B, int T,
+                    float *loss, float *losses, sm_error *err);
 } sm_gpt2_backend_ops;
 
 /* Number of parameters (padded vocabulary included) and each tensor's size, in checkpoint order. */

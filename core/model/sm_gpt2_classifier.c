@@ -1,15 +1,19 @@
 /* sm_gpt2_classifier.c - the CPU backend's fused classifier: logits -> softmax -> cross-entropy (forward)
- * and logits -> dlogits -> dwte, dx (backward), tile by tile, so the B*T x V logits never exist in memory.
+ * and dlogits -> dwte, dx (backward), tile by tile.
  *
- * The vocabulary is cut into blocks of VB rows of wte, split statically over the threads; a tile is
+ * The vocabulary is cut into blocks of VB rows of wte, split statically over the threads; a tile is up to
  * ROWS positions x VB logits (256 KiB, stays in L2). Forward folds each tile into per-thread running
- * (max, sum of exp) pairs, combined in thread order into the log-sum-exp; backward recomputes the tile
- * (one extra K=C product instead of writing and re-reading B*T x V floats), turns it into dlogits in
- * place, and adds the tile's share of dwte (rows of the thread's own blocks: race free) and of dx (a
- * per-thread partial, summed in thread order). exp is a Cephes-style polynomial in plain C that the
- * compiler vectorises; the hot loops are cloned for AVX-512, AVX2 and baseline x86-64 and picked at load
- * time. The clones run the same operations in the same order (no contraction into FMA under -std=c11),
- * so results do not depend on the CPU, only on the inputs and the thread count. */
+ * (max, sum of exp) pairs, combined in thread order into the log-sum-exp. An evaluation writes no logits
+ * anywhere but the thread's tile. A training forward computes its tiles in place in `keep` (B*T x V
+ * floats, tile-major, written once); backward turns each kept tile into dlogits in place (softmax minus
+ * one-hot, times the scale) and adds the tile's share of dwte (rows of the thread's own blocks: race
+ * free) and of dx (a per-thread partial, summed in thread order). Keeping beat recomputing the logits in
+ * backward (one more K=C product) at all three shapes of issue 13: measured in tokens per CPU second on
+ * one thread, C64 +5-20%, C256 +15% (recomputing was 4-8% slower than the old unfused code at C256/C768).
+ * exp is a Cephes-style polynomial in plain C that the compiler vectorises; the hot loops are cloned for
+ * AVX-512, AVX2 and baseline x86-64 and picked at load time. The clones run the same operations in the
+ * same order (no contraction into FMA under -std=c11), so results depend only on the inputs and the
+ * thread count, not on the CPU. */
 #include "sm_gpt2_internal.h"
 
 #include <cblas.h>
@@ -110,8 +114,16 @@ static void logits_tile(float *tile, const float *x, const float *wte, size_t r0
                 wte + v0 * C, (int)C, 0.0f, tile, VB);
 }
 
-void sm_gpt2_cls_forward(int nt, float *scratch, const float *x, const float *wte, const int32_t *targets, size_t BT,
-                         size_t C, size_t V, float *lse, float *losses) {
+size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V) { return (V + VB - 1) / VB * VB * BT; }
+
+/* The tile of vocabulary block vb and rows from r0: in keep (a training forward, and backward), or the
+ * thread's scratch (evaluation). */
+static float *tile_at(float *tile, float *keep, size_t BT, size_t vb, size_t r0) {
+    return keep ? keep + vb * VB * BT + r0 * VB : tile;
+}
+
+void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
+                         size_t BT, size_t C, size_t V, float *lse, float *losses) {
     size_t nb = (V + VB - 1) / VB, stride = sm_gpt2_cls_scratch_floats(BT, C);
     int used = 1;
 #pragma omp parallel num_threads(cls_parts(nt, V))
@@ -124,9 +136,10 @@ void sm_gpt2_cls_forward(int nt, float *scratch, const float *x, const float *wt
             size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
             for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
                 size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
-                logits_tile(tile, x, wte, r0, rows, v0, w, C);
+                float *tl = tile_at(tile, keep, BT, vb, r0);
+                logits_tile(tl, x, wte, r0, rows, v0, w, C);
                 for (size_t i = 0; i < rows; i++) {
-                    const float *z = tile + i * VB;
+                    const float *z = tl + i * VB;
                     size_t tg = (size_t)targets[r0 + i];
                     if (tg >= v0 && tg < v0 + w) losses[r0 + i] = z[tg - v0]; /* the target's logit, one writer */
                     fold_row(z, w, &m[r0 + i], &s[r0 + i]);
@@ -150,7 +163,7 @@ void sm_gpt2_cls_forward(int nt, float *scratch, const float *x, const float *wt
     }
 }
 
-void sm_gpt2_cls_backward(int nt, float *scratch, const float *x, const float *wte, const int32_t *targets,
+void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                           const float *lse, float dscale, size_t BT, size_t C, size_t V, float *dwte, float *dx) {
     size_t nb = (V + VB - 1) / VB, stride = sm_gpt2_cls_scratch_floats(BT, C);
 #pragma omp parallel num_threads(cls_parts(nt, V))
@@ -163,16 +176,16 @@ void sm_gpt2_cls_backward(int nt, float *scratch, const float *x, const float *w
             size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
             for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
                 size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
-                logits_tile(tile, x, wte, r0, rows, v0, w, C);
+                float *tl = tile_at(tile, keep, BT, vb, r0);
                 for (size_t i = 0; i < rows; i++) {
-                    float *z = tile + i * VB;
+                    float *z = tl + i * VB;
                     softmax_row(z, w, lse[r0 + i], dscale);
                     size_t tg = (size_t)targets[r0 + i];
                     if (tg >= v0 && tg < v0 + w) z[tg - v0] -= dscale;
                 }
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)w, (int)C, (int)rows, 1.0f, tile, VB,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)w, (int)C, (int)rows, 1.0f, tl, VB,
                             x + r0 * C, (int)C, 1.0f, dwte + v0 * C, (int)C);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)C, (int)w, 1.0f, tile, VB,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)C, (int)w, 1.0f, tl, VB,
                             wte + v0 * C, (int)C, 1.0f, part + r0 * C, (int)C);
             }
         }

@@ -26,6 +26,7 @@ struct sm_gpt2_backend {
     float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res2, *ln2, *ln2_mean, *ln2_rstd;
     float *fch, *fch_gelu, *res3, *lnf, *lnf_mean, *lnf_rstd, *lse, *losses;
     float *cls; /* the fused classifier's per-thread scratch */
+    float *keep; /* a training forward's logits, tile by tile, for backward */
     /* backward scratch */
     float *dres, *dbig, *dmid, *dqkv;
     int32_t *inputs, *targets;
@@ -64,7 +65,8 @@ size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T, int threa
     size_t NH = (size_t)cfg->num_heads;
     size_t per_layer = BT * (C + 2 + 3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + (size_t)B * NH * T * T;
     size_t head = BT * C + L * per_layer + BT * (C + 2) + 2 * BT + BT * (C + 4 * C + C + 3 * C);
-    return ((head + 15) & ~(size_t)15) + (size_t)threads * sm_gpt2_cls_scratch_floats(BT, C);
+    return ((head + 15) & ~(size_t)15) + (size_t)threads * sm_gpt2_cls_scratch_floats(BT, C) +
+           sm_gpt2_cls_keep_floats(BT, (size_t)cfg->vocab_size);
 }
 
 static int cpu_destroy_internal(sm_gpt2_backend *b) {
@@ -175,6 +177,7 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     TAKE(dqkv, BT * 3 * C);
     p = b->arena + (((size_t)(p - b->arena) + 15) & ~(size_t)15);
     TAKE(cls, (size_t)b->threads * sm_gpt2_cls_scratch_floats(BT, C));
+    TAKE(keep, sm_gpt2_cls_keep_floats(BT, (size_t)cfg->vocab_size));
 #undef TAKE
     if ((size_t)(p - b->arena) != nact) {
         cpu_destroy_internal(b);
@@ -202,8 +205,8 @@ void sm_gpt2_cpu_gemm_stats(double *seconds, double *flops) {
     *flops = gemm_flops;
 }
 
-/* The fused classifier counts as matrix products: its time (exps included) and its 2 (forward) or 6
- * (backward: the recomputed logits, dwte, dx) x BT x V x C FLOPs. */
+/* The fused classifier counts as matrix products: its time (exps included) and its 2 (forward: logits)
+ * or 4 (backward: dwte, dx) x BT x V x C FLOPs. */
 static void cls_stat(double seconds, double flops) {
     gemm_seconds += seconds;
     gemm_flops += flops;
@@ -449,8 +452,9 @@ static int check_batch(sm_gpt2_backend *b, const int32_t *tok, const int32_t *tg
 #define PAR(i) (b->params + b->off[i])
 #define GRD(i) (b->grads + b->off[i])
 
-static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
-                       float *losses, sm_error *err) {
+/* train: keep the logits for backward (forward); otherwise only the losses (evaluate). */
+static int cpu_run_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
+                           float *losses, int train, sm_error *err) {
     int rc = check_batch(b, inputs, targets, B, T, err);
     if (rc) return rc;
     int nt = b->threads;
@@ -462,7 +466,7 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
     if (targets) memcpy(b->targets, targets, BT * sizeof(int32_t));
     b->B = B;
     b->T = T;
-    b->have_targets = targets != NULL;
+    b->have_targets = train && targets != NULL;
     const float *wte = PAR(0), *wpe = PAR(1);
 #pragma omp parallel for num_threads(thr(nt, BT * C)) schedule(static)
     for (size_t i = 0; i < BT; i++) {
@@ -490,15 +494,27 @@ static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t 
     layernorm_fwd(nt, b->lnf, b->lnf_mean, b->lnf_rstd, last, PAR(14), PAR(15), BT, C);
     if (!targets) return SM_OK; /* nothing reads logits without targets: the classifier is skipped */
     /* Logits over the first V rows of wte only (padded rows are never predicted), fused with the
-     * softmax and cross-entropy: only the log-sum-exp is kept; backward rebuilds the softmax. */
+     * softmax and cross-entropy per tile; a training forward keeps the raw logits (written once, tile by
+     * tile) for backward, an evaluation keeps nothing. */
     double tc = sm_monotonic();
-    sm_gpt2_cls_forward(nt, b->cls, b->lnf, wte, targets, BT, C, V, b->lse, b->losses);
+    sm_gpt2_cls_forward(nt, b->cls, train ? b->keep : NULL, b->lnf, wte, targets, BT, C, V, b->lse, b->losses);
     cls_stat(sm_monotonic() - tc, 2.0 * BT * V * C);
     double sum = 0.0;
     for (size_t i = 0; i < BT; i++) sum += b->losses[i];
     if (loss) *loss = (float)(sum / (double)BT);
     if (losses) memcpy(losses, b->losses, BT * sizeof(float));
     return SM_OK;
+}
+
+static int cpu_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
+                       float *losses, sm_error *err) {
+    return cpu_run_forward(b, inputs, targets, B, T, loss, losses, 1, err);
+}
+
+static int cpu_evaluate(sm_gpt2_backend *b, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
+                        float *losses, sm_error *err) {
+    if (!targets) return sm_error_set(err, SM_ERR_ARG, "evaluate needs targets");
+    return cpu_run_forward(b, inputs, targets, B, T, loss, losses, 0, err);
 }
 
 static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
@@ -513,8 +529,8 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
     float dscale = grad_scale / (float)BT;
     double tc = sm_monotonic();
-    sm_gpt2_cls_backward(nt, b->cls, b->lnf, PAR(0), b->targets, b->lse, dscale, BT, C, V, GRD(0), b->dmid);
-    cls_stat(sm_monotonic() - tc, 6.0 * BT * V * C);
+    sm_gpt2_cls_backward(nt, b->cls, b->keep, b->lnf, PAR(0), b->targets, b->lse, dscale, BT, C, V, GRD(0), b->dmid);
+    cls_stat(sm_monotonic() - tc, 4.0 * BT * V * C);
     memset(b->dres, 0, BT * C * sizeof(float));
     const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
     layernorm_bwd(nt, b->dres, GRD(14), GRD(15), b->dmid, last, PAR(14), b->lnf_mean, b->lnf_rstd, BT, C);
@@ -646,6 +662,7 @@ static const sm_gpt2_backend_ops cpu_ops = {
     .get_moments = cpu_get_moments,
     .set_moments = cpu_set_moments,
     .memory_need = cpu_memory_need,
+    .evaluate = cpu_evaluate,
 };
 
 const sm_gpt2_backend_ops *sm_gpt2_cpu_backend(void) { return &cpu_ops; }

@@ -15,11 +15,15 @@ size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T, int threa
  * embedding (its first V rows are the classifier). Scratch: nt x sm_gpt2_cls_scratch_floats(BT, C) floats,
  * 64-byte aligned. */
 size_t sm_gpt2_cls_scratch_floats(size_t BT, size_t C);
-/* lse[i] = log-sum-exp of row i's logits, losses[i] = lse[i] - logit of targets[i]; no logits kept. */
-void sm_gpt2_cls_forward(int nt, float *scratch, const float *x, const float *wte, const int32_t *targets, size_t BT,
+/* Floats to keep a training forward's logits for backward (tile by tile). */
+size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V);
+/* lse[i] = log-sum-exp of row i's logits, losses[i] = lse[i] - logit of targets[i]; the logits are kept
+ * in keep (sm_gpt2_cls_keep_floats) for backward, or nowhere when keep is NULL. */
+void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets, size_t BT,
                          size_t C, size_t V, float *lse, float *losses);
-/* With dlogits = (softmax - onehot(targets)) * dscale rebuilt from lse: dwte += dlogits^T . x, dx = dlogits . wte. */
-void sm_gpt2_cls_backward(int nt, float *scratch, const float *x, const float *wte, const int32_t *targets,
+/* With dlogits = (softmax - onehot(targets)) * dscale made in place from the kept logits and lse:
+ * dwte += dlogits^T . x, dx = dlogits . wte. */
+void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                           const float *lse, float dscale, size_t BT, size_t C, size_t V, float *dwte, float *dx);
 
 /* Seconds spent in and FLOPs done by the CPU backend's matrix products called from this thread. */

@@ -20,6 +20,8 @@ struct sm_gpt2 {
 int sm_gpt2_ensure_batch(sm_gpt2 *m, int B, int T, sm_error *err);
 /* Replaces parameters (and moments when mom != NULL) by recreating the backend. */
 int sm_gpt2_replace_state(sm_gpt2 *m, const float *params, const float *mom, const float *vel, sm_error *err);
+/* Mean loss of a batch already checked to fit, through the backend's evaluate (forward when it has none). */
+int sm_gpt2_evaluate(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss, sm_error *err);
 /* Writes a file through writer (0 = success) under a temporary name, fsyncs, renames into place. */
 int sm_gpt2_write_file_atomic(const char *path, int (*writer)(FILE *f, void *ud), void *ud, sm_error *err);
 

@@ -165,7 +165,7 @@ int sm_gpt2_eval_domains(sm_gpt2 *m, sm_loader *ld, int B, int T, int batches, d
             memcpy(in, buf, n * sizeof(int32_t));
             memcpy(tg, buf + 1, n * sizeof(int32_t));
             float l;
-            rc = m->ops->forward(m->be, in, tg, nb, T, &l, NULL, err);
+            rc = sm_gpt2_evaluate(m, in, tg, nb, T, &l, err);
             sum += (double)l * (double)n;
         }
         losses[d] = sum / ((double)rows * T);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 typedef struct shape {
     const char *label;
@@ -28,7 +29,7 @@ typedef struct shape {
 typedef struct run {
     const shape *s;
     int steps, threads;
-    double train_tps, eval_tps, step_s, gemm_share, wall;
+    double train_tps, eval_tps, step_s, gemm_share, wall, cpu_tps;
     float loss;
     char err[256];
 } run;
@@ -70,6 +71,14 @@ static double loadavg1(void) {
     return l;
 }
 
+/* CPU seconds of this thread (one-thread runs) or of the process: on a loaded machine, tokens per CPU
+ * second of a one-thread run still compare code fairly where wall-clock figures do not. */
+static double cpu_seconds(int whole_process) {
+    struct rusage ru;
+    getrusage(whole_process ? RUSAGE_SELF : RUSAGE_THREAD, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
 static void tokens(const shape *s, int32_t *in, int32_t *tg) {
     int n = s->B * s->T;
     uint64_t x = 1;
@@ -96,17 +105,19 @@ static void *run_model(void *arg) {
     sm_train_opts_default(&to);
     int32_t *in = malloc((size_t)s->B * s->T * 4), *tg = malloc((size_t)s->B * s->T * 4);
     tokens(s, in, tg);
-    double tot = 0, gs0 = 0, gf0 = 0, gs1, gf1, tf;
+    double tot = 0, gs0 = 0, gf0 = 0, gs1, gf1, tf, c0 = 0;
     for (int it = 0; it < r->steps + 1 && !r->err[0]; it++) {
         double t0 = sm_monotonic();
         if (sm_gpt2_step_batch(m, in, tg, s->B, s->T, &to, 1e-4, &r->loss, &tf, &e))
             snprintf(r->err, sizeof r->err, "step: %.200s", e.msg);
-        if (it == 0)
-            sm_gpt2_cpu_gemm_stats(&gs0, &gf0); /* warmup */
-        else
+        if (it == 0) { /* warmup */
+            sm_gpt2_cpu_gemm_stats(&gs0, &gf0);
+            c0 = cpu_seconds(r->threads > 1);
+        } else
             tot += sm_monotonic() - t0;
     }
     sm_gpt2_cpu_gemm_stats(&gs1, &gf1);
+    r->cpu_tps = (double)s->B * s->T * r->steps / (cpu_seconds(r->threads > 1) - c0);
     double ev = 0;
     float l;
     for (int it = 0; it < r->steps + 1 && !r->err[0]; it++) {
@@ -142,9 +153,10 @@ static void bench_shape(const shape *s, int steps, int threads, int concurrent) 
     }
     double fpt = sm_gpt2_flops_per_token(&s->cfg, s->T), gf = fpt * r.train_tps / 1e9;
     printf("%s threads %d: step %.4f s (products %.0f%%), loss %.3f; eval %.0f tokens/s (%.2fx training); %.1f GFLOP/s = "
-           "%.1f%% of sgemm %.1f GFLOP/s (%.1f/%.1f; bound %.0f tokens/s); load %.2f; tokens/s %.0f\n",
+           "%.1f%% of sgemm %.1f GFLOP/s (%.1f/%.1f; bound %.0f tokens/s); %.0f tokens per CPU second; load %.2f; "
+           "tokens/s %.0f\n",
            name, threads, r.step_s, 100.0 * r.gemm_share, r.loss, r.eval_tps, r.eval_tps / r.train_tps, gf, 100.0 * gf / peak,
-           peak, peak0, peak1, peak * 1e9 / fpt, load0, r.train_tps);
+           peak, peak0, peak1, peak * 1e9 / fpt, r.cpu_tps, load0, r.train_tps);
     fflush(stdout);
     if (concurrent < 2) return;
     run *rs = calloc((size_t)concurrent, sizeof *rs);
@@ -154,18 +166,20 @@ static void bench_shape(const shape *s, int steps, int threads, int concurrent) 
         rs[k] = (run){.s = s, .steps = steps, .threads = 1};
         pthread_create(&th[k], NULL, run_model, &rs[k]);
     }
-    double sum = 0, esum = 0;
+    double sum = 0, esum = 0, csum = 0;
     for (int k = 0; k < concurrent; k++) {
         pthread_join(th[k], NULL);
         if (rs[k].err[0]) printf("%s concurrent run %d: %s\n", name, k, rs[k].err);
         sum += rs[k].train_tps;
         esum += rs[k].eval_tps;
+        csum += rs[k].cpu_tps;
     }
     double wall = sm_monotonic() - w0;
     printf("%s %d concurrent runs x 1 thread: %.1f%% of the %d-thread run (training side by side, per run", name, concurrent,
            100.0 * sum / r.train_tps, threads);
     for (int k = 0; k < concurrent; k++) printf(" %.0f", rs[k].train_tps);
-    printf("), eval %.0f tokens/s together, wall %.1f s; tokens/s %.0f\n", esum, wall, sum);
+    printf("), eval %.0f tokens/s together, %.0f tokens per CPU second per run, wall %.1f s; tokens/s %.0f\n", esum,
+           csum / concurrent, wall, sum);
     fflush(stdout);
     free(rs);
     free(th);

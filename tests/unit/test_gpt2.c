@@ -254,6 +254,31 @@ TEST(threaded_paths_match_single_thread) {
     free(g[0]); free(g[1]); free(dp); free(p); free(in); free(tg);
 }
 
+/* Evaluation keeps no logits: same losses as a training forward, bit for bit (same tiles, same order),
+ * and no backward after it. */
+TEST(evaluate_matches_forward_and_keeps_nothing) {
+    sm_gpt2_config c = {.max_seq_len = 32, .vocab_size = 1000, .padded_vocab_size = 1024, .num_layers = 1, .num_heads = 2, .channels = 32};
+    size_t n;
+    float *p = random_params(&c, &n, 0.2);
+    int B = 3, T = 32;
+    int32_t in[96], tg[96];
+    for (int i = 0; i < B * T; i++) { in[i] = (int32_t)(urand() * 1000); tg[i] = (int32_t)(urand() * 1000); }
+    const sm_gpt2_backend_ops *ops = sm_gpt2_cpu_backend();
+    CHECK(ops->evaluate != NULL);
+    sm_gpt2_backend *be;
+    sm_error e = {0};
+    CHECK_MSG(ops->create(&be, &c, p, SM_DTYPE_FP32, B, T, 2, &e) == 0, "%s", e.msg);
+    float lf, le, pf[96], pe[96];
+    CHECK(ops->forward(be, in, tg, B, T, &lf, pf, &e) == 0);
+    CHECK(ops->evaluate(be, in, tg, B, T, &le, pe, &e) == 0);
+    CHECK(lf == le);
+    for (int i = 0; i < B * T; i++) CHECK_MSG(pf[i] == pe[i], "position %d: forward %g, evaluate %g", i, pf[i], pe[i]);
+    CHECK(ops->backward(be, 1.0f, &e) == SM_ERR_ARG);
+    CHECK(ops->evaluate(be, in, NULL, B, T, &le, NULL, &e) == SM_ERR_ARG);
+    ops->destroy(be);
+    free(p);
+}
+
 TEST(checkpoint_loss_matches_double_reference) {
     sm_gpt2_config c = {.max_seq_len = 16, .vocab_size = 50, .padded_vocab_size = 128, .num_layers = 3, .num_heads = 4, .channels = 32};
     size_t n;
@@ -682,6 +707,7 @@ int main(void) {
     RUN(tiny_model_overfits_tiny_shard);
     RUN(resume_equals_uninterrupted);
     RUN(eval_domains_per_domain_mean);
+    RUN(evaluate_matches_forward_and_keeps_nothing);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
