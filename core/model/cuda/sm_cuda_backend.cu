@@ -617,7 +617,8 @@ static int cu_set_moments(sm_gpt2_backend *b, const float *m, const float *v, sm
 
 static const sm_gpt2_backend_ops cuda_ops = {
     (uint32_t)sizeof(sm_gpt2_backend_ops), "cuda", cu_create, cu_destroy, cu_forward, cu_backward, cu_zero_grad,
-    cu_grad_norm, cu_adamw, cu_get_params, cu_get_grads, cu_get_moments, cu_set_moments, cu_memory_need};
+    cu_grad_norm, cu_adamw, cu_get_params, cu_get_grads, cu_get_moments, cu_set_moments, cu_memory_need,
+    NULL /* evaluate: the front end evaluates with forward */};
 
 SM_EXPORT const sm_gpt2_backend_ops *sm_gpt2_cuda_backend(void) { return &cuda_ops; }
 
