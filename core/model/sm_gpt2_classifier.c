@@ -89,9 +89,37 @@ static void fold_row(const float *z, size_t n, float *m, float *s) {
     *m = nm;
 }
 
-/* z = exp(z - lse) * scale in place (softmax times the gradient scale). */
-SM_CLONES static void softmax_row(float *z, size_t n, float lse, float scale) {
-    for (size_t j = 0; j < n; j++) z[j] = exp_poly(z[j] - lse) * scale;
+/* Training forward: z = exp(z - ref) in place with ref = max(*m, the row's max), folded into (*m, *s);
+ * returns ref, which backward needs to turn the kept exps into probabilities. */
+SM_CLONES static float fold_store_row(float *z, size_t n, float *m, float *s) {
+    float mx[LANES], acc[LANES];
+    for (int k = 0; k < LANES; k++) { mx[k] = -INFINITY; acc[k] = 0.0f; }
+    size_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++) mx[k] = z[j + k] > mx[k] ? z[j + k] : mx[k];
+    float ref = *m;
+    for (size_t i = j; i < n; i++) ref = z[i] > ref ? z[i] : ref;
+    for (int k = 0; k < LANES; k++) ref = mx[k] > ref ? mx[k] : ref;
+    for (j = 0; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+            float e = exp_poly(z[j + k] - ref);
+            z[j + k] = e;
+            acc[k] += e;
+        }
+    float sum = 0.0f;
+    for (; j < n; j++) {
+        z[j] = exp_poly(z[j] - ref);
+        sum += z[j];
+    }
+    for (int k = 0; k < LANES; k++) sum += acc[k];
+    *s = *s * exp_poly(*m - ref) + sum;
+    *m = ref;
+    return ref;
+}
+
+/* z *= scale in place (kept exps to probabilities times the gradient scale). */
+SM_CLONES static void scale_row(float *z, size_t n, float scale) {
+    for (size_t j = 0; j < n; j++) z[j] *= scale;
 }
 
 /* One tile: at most ROWS positions (fewer for a smaller batch, so memory stays proportional to it). */
@@ -114,7 +142,8 @@ static void logits_tile(float *tile, const float *x, const float *wte, size_t r0
                 wte + v0 * C, (int)C, 0.0f, tile, VB);
 }
 
-size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V) { return (V + VB - 1) / VB * VB * BT; }
+/* Kept: the tiles' exps (vocabulary block-major, VB x BT floats each), then each block's per-row ref. */
+size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V) { return (V + VB - 1) / VB * (VB + 1) * BT; }
 
 /* The tile of vocabulary block vb and rows from r0: in keep (a training forward, and backward), or the
  * thread's scratch (evaluation). */
@@ -142,7 +171,10 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
                     const float *z = tl + i * VB;
                     size_t tg = (size_t)targets[r0 + i];
                     if (tg >= v0 && tg < v0 + w) losses[r0 + i] = z[tg - v0]; /* the target's logit, one writer */
-                    fold_row(z, w, &m[r0 + i], &s[r0 + i]);
+                    if (keep)
+                        keep[nb * VB * BT + vb * BT + r0 + i] = fold_store_row(tl + i * VB, w, &m[r0 + i], &s[r0 + i]);
+                    else
+                        fold_row(z, w, &m[r0 + i], &s[r0 + i]);
                 }
             }
         }
@@ -179,7 +211,7 @@ void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, c
                 float *tl = tile_at(tile, keep, BT, vb, r0);
                 for (size_t i = 0; i < rows; i++) {
                     float *z = tl + i * VB;
-                    softmax_row(z, w, lse[r0 + i], dscale);
+                    scale_row(z, w, exp_poly(keep[nb * VB * BT + vb * BT + r0 + i] - lse[r0 + i]) * dscale);
                     size_t tg = (size_t)targets[r0 + i];
                     if (tg >= v0 && tg < v0 + w) z[tg - v0] -= dscale;
                 }

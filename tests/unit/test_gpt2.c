@@ -254,8 +254,8 @@ TEST(threaded_paths_match_single_thread) {
     free(g[0]); free(g[1]); free(dp); free(p); free(in); free(tg);
 }
 
-/* Evaluation keeps no logits: same losses as a training forward, bit for bit (same tiles, same order),
- * and no backward after it. */
+/* Evaluation keeps no logits: the same losses as a training forward within float rounding (the training
+ * forward also keeps its exps for backward, summed against another reference), and no backward after it. */
 TEST(evaluate_matches_forward_and_keeps_nothing) {
     sm_gpt2_config c = {.max_seq_len = 32, .vocab_size = 1000, .padded_vocab_size = 1024, .num_layers = 1, .num_heads = 2, .channels = 32};
     size_t n;
@@ -271,8 +271,9 @@ TEST(evaluate_matches_forward_and_keeps_nothing) {
     float lf, le, pf[96], pe[96];
     CHECK(ops->forward(be, in, tg, B, T, &lf, pf, &e) == 0);
     CHECK(ops->evaluate(be, in, tg, B, T, &le, pe, &e) == 0);
-    CHECK(lf == le);
-    for (int i = 0; i < B * T; i++) CHECK_MSG(pf[i] == pe[i], "position %d: forward %g, evaluate %g", i, pf[i], pe[i]);
+    CHECK_NEAR(le, lf, 1e-6 * fabs(lf));
+    for (int i = 0; i < B * T; i++)
+        CHECK_MSG(fabs(pf[i] - pe[i]) <= 1e-5 * fabs(pf[i]), "position %d: forward %g, evaluate %g", i, pf[i], pe[i]);
     CHECK(ops->backward(be, 1.0f, &e) == SM_ERR_ARG);
     CHECK(ops->evaluate(be, in, NULL, B, T, &le, NULL, &e) == SM_ERR_ARG);
     ops->destroy(be);
