@@ -5,9 +5,10 @@
  * ROWS positions x VB logits (256 KiB, stays in L2). Forward folds each tile into per-thread running
  * (max, sum of exp) pairs, combined in thread order into the log-sum-exp. An evaluation writes no logits
  * anywhere but the thread's tile. A training forward computes its tiles in place in `keep` (B*T x V
- * floats, tile-major, written once); backward turns each kept tile into dlogits in place (softmax minus
- * one-hot, times the scale) and adds the tile's share of dwte (rows of the thread's own blocks: race
- * free) and of dx (a per-thread partial, summed in thread order). Keeping beat recomputing the logits in
+ * floats, tile-major, written once) and leaves exp(z - ref) there, ref being the row's running max at that
+ * block (kept too); backward turns each kept tile into dlogits in place (scaling by exp(ref - lse) times
+ * the gradient scale, minus it at the target: no exps again) and adds the tile's share of dwte (rows of
+ * the thread's own blocks: race free) and of dx (a per-thread partial, summed in thread order). Keeping beat recomputing the logits in
  * backward (one more K=C product) at all three shapes of issue 13: measured in tokens per CPU second on
  * one thread, C64 +5-20%, C256 +15% (recomputing was 4-8% slower than the old unfused code at C256/C768).
  * exp is a Cephes-style polynomial in plain C that the compiler vectorises; the hot loops are cloned for
