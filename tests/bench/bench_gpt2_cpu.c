@@ -216,8 +216,9 @@ int main(int argc, char **argv) {
         return usage();
     }
     if (steps < 1 || threads < 1) return usage();
-    printf("OpenBLAS %s; %d threads, %d timed steps after 1 warmup; load average %.2f\n", openblas_get_config(), threads,
-           steps, loadavg1());
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("OpenBLAS %s; %d threads, %d timed steps after 1 warmup; OMP_WAIT_POLICY %s; load average %.2f\n",
+           openblas_get_config(), threads, steps, wait ? wait : "(unset)", loadavg1());
     const sm_gpt2_config gpt = {.vocab_size = 50257, .padded_vocab_size = 50304};
     shape shapes[3] = {
         {"demo-proxy", gpt, 8, 64}, {"L4-C256", gpt, 4, 128}, {"gpt2-124M", gpt, 4, 64}};
