@@ -507,6 +507,33 @@ TEST(test_bad_event_rejected_others_kept) {
     json_decref(r.events);
 }
 
+/* A metric for a stage run that does not exist is refused (foreign key, migration 011) and kept aside
+ * with the reason; the metrics of real stage runs in the same batch still land. */
+TEST(test_metric_of_unknown_stage_run_rejected) {
+    NEED_SERVER();
+    run_ctx r;
+    run_init(&r, "run-nofk");
+    ev_run_start(&r, "nofk");
+    ev_stage_start(&r, "sr-nofk", "train");
+    ev_metric(&r, "sr-nofk", "loss", 1, 1.0);
+    ev_metric(&r, "sr-does-not-exist", "loss", 2, 2.0);
+    ev_metric(&r, "sr-nofk", "loss", 3, 3.0);
+    ev_run_end(&r, "succeeded");
+    sm_pg_sink_stats s = send_events(&r.events, 1);
+    CHECK_EQ_INT(s.rejected, 1);
+    CHECK_EQ_INT(s.committed, json_array_size(r.events) - 1);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-nofk'", NULL), 2);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-does-not-exist'", NULL), 0);
+    char path[128], line[2048], last[2048] = "";
+    snprintf(path, sizeof path, "%s/journal/rejected.jsonl", ws);
+    FILE *f = fopen(path, "r");
+    CHECK(f);
+    while (f && fgets(line, sizeof line, f)) snprintf(last, sizeof last, "%s", line);
+    if (f) fclose(f);
+    CHECK_MSG(strstr(last, "sr-does-not-exist"), "last rejected event: %s", last);
+    json_decref(r.events);
+}
+
 /* A sink that died leaves its journal; the next sink on the workspace sends what was not acknowledged. */
 TEST(test_orphan_journal_taken_over) {
     NEED_SERVER();
@@ -564,6 +591,8 @@ TEST(test_two_sinks_one_workspace) {
     run_init(&rb, "two-b");
     ev_run_start(&ra, "two");
     ev_run_start(&rb, "two");
+    ev_stage_start(&ra, "two-sa", "train");
+    ev_stage_start(&rb, "two-sb", "train");
     for (int i = 0; i < 100; i++) {
         ev_metric(&ra, "two-sa", "loss", i, 1.0);
         ev_metric(&rb, "two-sb", "loss", i, 1.0);
@@ -597,8 +626,8 @@ TEST(test_two_sinks_one_workspace) {
     CHECK_EQ_INT(uv_loop_close(&la), 0);
     CHECK_EQ_INT(uv_loop_close(&lb), 0);
     CHECK_EQ_INT(sb.replayed, 0);
-    CHECK_EQ_INT(sa.committed, 101);
-    CHECK_EQ_INT(sb.committed, 101);
+    CHECK_EQ_INT(sa.committed, 102);
+    CHECK_EQ_INT(sb.committed, 102);
     CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id IN ('two-sa', 'two-sb')", NULL), 200);
     json_decref(ra.events);
     json_decref(rb.events);
@@ -635,6 +664,7 @@ int main(void) {
     RUN(test_lineage_walks);
     RUN(test_readonly_role);
     RUN(test_bad_event_rejected_others_kept);
+    RUN(test_metric_of_unknown_stage_run_rejected);
     RUN(test_orphan_journal_taken_over);
     RUN(test_two_sinks_one_workspace);
     if (db) PQfinish(db);
