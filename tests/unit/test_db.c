@@ -218,7 +218,12 @@ TEST(test_concurrent_migrators) {
     char admin[512], fresh[512];
     char *u = strstr(dsn, "user='scalemix'");
     CHECK(u);
-    snprintf(admin, sizeof admin, "%.*suser='scalemix_admin'%s", (int)(u - dsn), dsn, u + strlen("user='scalemix'"));
+    char as_admin[512];
+    snprintf(as_admin, sizeof as_admin, "%.*suser='scalemix_admin'%s", (int)(u - dsn), dsn, u + strlen("user='scalemix'"));
+    char *pf = strstr(as_admin, "/scalemix.pgpass'"); /* and the admin's passfile, beside the writer's */
+    CHECK(pf);
+    snprintf(admin, sizeof admin, "%.*s/scalemix_admin.pgpass'%s", (int)(pf - as_admin), as_admin,
+             pf + strlen("/scalemix.pgpass'"));
     char *p = strstr(admin, "dbname='scalemix'");
     CHECK(p);
     PGconn *a = PQconnectdb(admin);
