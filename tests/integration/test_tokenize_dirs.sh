@@ -28,6 +28,6 @@ print("domains", table.concat(t.domains, "|"))
 LUA
 "$SCALEMIX" run --db none --param dir=corpus2 tok.lua >out.txt 2>&1; rc=$?
 check_eq "a folder name with a newline fails the run" "$rc" 1
-check "the error names the folder and the rule" grep -q 'domain name "bad' out.txt
+check "the error names the folder, its newline escaped, and the rule" grep -qF 'domain name "bad\nname" must be letters' out.txt
 check "nothing was tokenized with the folder left out" bash -c "! grep -q '^domains' out.txt"
 finish
