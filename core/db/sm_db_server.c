@@ -1,6 +1,7 @@
 /* sm_db_server.c - choosing the database and running the embedded PostgreSQL server of a workspace.
  *
- * Layout: <ws>/pg/lock (flock serializing start/stop across processes), <ws>/pg/data (the cluster,
+ * Layout: <ws>/pg/lock (flock serializing start/stop across processes), <ws>/pg/auth (the credentials,
+ * sm_db_auth.c), <ws>/pg/data (the cluster,
  * owned by the server user), <ws>/pg/log/postgres.log, and the socket directory (<ws>/pg/run, or
  * /tmp/scalemix-<hash> when the workspace path is too long for a Unix socket). The server listens on
  * that socket only (listen_addresses = ''); the directory is 0700 and owned by the server user, so only
