@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,6 +168,66 @@ int sm_sha256_file(const char *path, char hex[65], uint64_t *bytes_out, sm_error
     if (oom) return sm_error_set(err, SM_ERR_NOMEM, "out of memory hashing %s", path);
     if (bytes_out) *bytes_out = total;
     return SM_OK;
+}
+
+void sm_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen, char hex[65]) {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key, (int)klen, msg, mlen, mac, &len);
+    for (unsigned int i = 0; i < len && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    hex[64] = 0;
+    OPENSSL_cleanse(mac, sizeof mac);
+}
+
+static int secret_read(int fd, const char *path, unsigned char *out, size_t n, sm_error *err) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return sm_error_set(err, SM_ERR_IO, "secret %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+        return sm_error_set(err, SM_ERR_IO, "secret %s must be a file owned by uid %u with mode 0600 (it is uid %u, "
+                            "mode %04o): fix it (chown/chmod 600) or remove it to make a new one", path,
+                            (unsigned)geteuid(), (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, out + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    if (got != n || (size_t)st.st_size != n)
+        return sm_error_set(err, SM_ERR_IO, "secret %s: expected %zu bytes, found %lld: remove it to make a new one",
+                            path, n, (long long)st.st_size);
+    return SM_OK;
+}
+
+int sm_secret_file(const char *path, unsigned char *out, size_t n, sm_error *err) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            int rc = secret_read(fd, path, out, n, err);
+            close(fd);
+            return rc;
+        }
+        if (errno != ENOENT) return sm_error_set(err, SM_ERR_IO, "secret %s: %s", path, strerror(errno));
+        /* Written in full under a private name, then linked into place: a reader never sees half a secret. */
+        char tmp[PATH_MAX + 32];
+        snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) return sm_error_set(err, SM_ERR_IO, "creating secret %s: %s", tmp, strerror(errno));
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = getrandom(out + got, n - got, 0);
+            if (r > 0) got += (size_t)r;
+        }
+        int ok = write(fd, out, n) == (ssize_t)n && fsync(fd) == 0;
+        ok = close(fd) == 0 && ok;
+        int linked = ok && link(tmp, path) == 0;
+        int lerr = errno;
+        unlink(tmp);
+        if (linked) return SM_OK;
+        if (!ok || lerr != EEXIST) return sm_error_set(err, SM_ERR_IO, "creating secret %s: %s", path, strerror(lerr));
+        /* another process created it first: read theirs */
+    }
+    return sm_error_set(err, SM_ERR_IO, "secret %s: created and removed concurrently; retry", path);
 }
 
 void sm_uuid4(char out[37]) {

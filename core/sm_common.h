@@ -60,6 +60,13 @@ void sm_sha256_hex(const void *data, size_t n, char hex[65]);
 /* Hashes a whole file; SM_ERR_IO with the path on failure. */
 int sm_sha256_file(const char *path, char hex[65], uint64_t *bytes_out, sm_error *err);
 
+/* HMAC-SHA256 of msg under key as 64 lowercase hex chars plus NUL (OpenSSL underneath). */
+void sm_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen, char hex[65]);
+/* Reads the n-byte secret at path into out, creating it on first use (random bytes, mode 0600, exclusive
+ * create, so concurrent first uses agree). Refuses, with what to do, a file that is not a regular file owned
+ * by this user without group or other permissions, or whose size is not n. */
+int sm_secret_file(const char *path, unsigned char *out, size_t n, sm_error *err);
+
 /* A random UUID v4 string (36 chars plus NUL) from getrandom(2). */
 void sm_uuid4(char out[37]);
 

@@ -589,7 +589,13 @@ static int load_inputs(job *j, const char *inputs_json, sm_error *err) {
         d->out[1].list = json_array();
         if (!d->name) { rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory"); break; }
         if (!valid_domain_name(d->name)) {
-            rc = sm_error_set(err, SM_ERR_ARG, STAGE ": domain name \"%s\" must be letters, digits, '_', '-' or '.' (it names output files)", d->name);
+            /* quoted as JSON, so that a newline or a control character in a folder's name shows as such */
+            json_t *js = json_string(d->name); /* NULL for invalid UTF-8: then the name as it is */
+            char *q = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+            json_decref(js);
+            rc = sm_error_set(err, SM_ERR_ARG, STAGE ": domain name %s%s%s must be letters, digits, '_', '-' or '.' (it names output files)",
+                              q ? "" : "\"", q ? q : d->name, q ? "" : "\"");
+            free(q);
             break;
         }
         json_t *v = json_object_get(doms, names[i]);

@@ -55,7 +55,8 @@ int sm_db_server_status(const char *workspace, int *running, char *info, size_t 
 int sm_db_socket_dir(const char *workspace, char *out, size_t n, sm_error *err);
 
 /* The DSN of the read-only role for the database at dsn: $SCALEMIX_DB_RO if set, else dsn with the user
- * replaced by scalemix_ro (malloc'd). */
+ * replaced by scalemix_ro, its password dropped, and a passfile .../scalemix.pgpass (the embedded server's,
+ * one per role) replaced by .../scalemix_ro.pgpass (malloc'd). */
 int sm_db_ro_dsn(const char *dsn, char **ro_out, sm_error *err);
 
 /* Applies pending migrations to the database at dsn under an advisory lock, each in a transaction,

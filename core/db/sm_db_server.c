@@ -1,10 +1,16 @@
 /* sm_db_server.c - choosing the database and running the embedded PostgreSQL server of a workspace.
  *
- * Layout: <ws>/pg/lock (flock serializing start/stop across processes), <ws>/pg/data (the cluster,
+ * Layout: <ws>/pg/lock (flock serializing start/stop across processes), <ws>/pg/auth (the credentials,
+ * sm_db_auth.c), <ws>/pg/data (the cluster,
  * owned by the server user), <ws>/pg/log/postgres.log, and the socket directory (<ws>/pg/run, or
  * /tmp/scalemix-<hash> when the workspace path is too long for a Unix socket). The server listens on
- * that socket only (listen_addresses = ''), with trust authentication: the directory is 0700 and owned
- * by the server user, so only that user and root can reach it. */
+ * that socket only (listen_addresses = ''); the directory is 0700 and owned by the server user, so only
+ * that user and root can reach it, and every role logs in with its password (SCRAM, sm_db_auth.c).
+ *
+ * Run as root, the server runs as an unprivileged user, which must reach the cluster. When it cannot reach
+ * <ws>/pg (a workspace in root's private home), the cluster (data/, log/, run/) lives in CLUSTERS_DIR/<16
+ * hex of sha256(ws)> instead, 0700 and the server user's, while <ws>/pg keeps the lock and the credentials;
+ * the workspace's own permissions are never changed. */
 #include "db/sm_db_internal.h"
 
 #include <dirent.h>
@@ -24,6 +30,7 @@
 #include <unistd.h>
 
 #define PG_PORT "5432"
+#define CLUSTERS_DIR "/var/lib/scalemix"
 /* sun_path is 108 bytes; the server puts "/.s.PGSQL.5432" (14) plus a NUL after the directory. */
 #define SOCK_DIR_MAX (107 - 14)
 
@@ -210,9 +217,32 @@ static int find_bindir(int want, char *out, size_t n, sm_error *err) {
                         "--db DSN for an existing server");
 }
 
-int sm_db_socket_dir(const char *workspace, char *out, size_t n, sm_error *err) {
+/* The cluster's folder outside the workspace (used for root when the server user cannot reach <ws>/pg). */
+static void cluster_outside_dir(const char *workspace, char *out, size_t n) {
+    char hex[65];
+    sm_sha256_hex(workspace, strlen(workspace), hex);
+    snprintf(out, n, CLUSTERS_DIR "/%.16s", hex);
+}
+
+static int has_cluster(const char *root) {
+    char v[PATH_MAX + 32];
+    snprintf(v, sizeof v, "%s/data/PG_VERSION", root);
+    return access(v, F_OK) == 0;
+}
+
+/* Where the cluster of workspace is: <ws>/pg, unless only the outside folder holds one (or outside is set:
+ * the caller decided to create it there). */
+static void cluster_dir(const char *workspace, int outside, char *out, size_t n) {
+    char in[PATH_MAX + 8], alt[PATH_MAX];
+    snprintf(in, sizeof in, "%s/pg", workspace);
+    cluster_outside_dir(workspace, alt, sizeof alt);
+    if (outside || (!has_cluster(in) && has_cluster(alt))) snprintf(out, n, "%s", alt);
+    else snprintf(out, n, "%s", in);
+}
+
+static int socket_dir_in(const char *workspace, const char *cluster, char *out, size_t n, sm_error *err) {
     char p[PATH_MAX + 32];
-    snprintf(p, sizeof p, "%s/pg/run", workspace);
+    snprintf(p, sizeof p, "%s/run", cluster);
     if (strlen(p) <= SOCK_DIR_MAX) {
         if (strlen(p) >= n) return sm_error_set(err, SM_ERR_ARG, "socket dir buffer too small");
         snprintf(out, n, "%s", p);
@@ -224,12 +254,23 @@ int sm_db_socket_dir(const char *workspace, char *out, size_t n, sm_error *err) 
     return SM_OK;
 }
 
-static void embedded_dsn(const char *sockdir, const char *user, const char *db, char *out, size_t n) {
+int sm_db_socket_dir(const char *workspace, char *out, size_t n, sm_error *err) {
+    char cluster[PATH_MAX + 8];
+    cluster_dir(workspace, 0, cluster, sizeof cluster);
+    return socket_dir_in(workspace, cluster, out, n, err);
+}
+
+/* The DSN of role user on the embedded server: its password comes from the role's passfile (sm_db_auth.c). */
+static void embedded_dsn(const char *workspace, const char *sockdir, const char *user, const char *db, char *out,
+                         size_t n) {
+    char passfile[PATH_MAX + 48];
+    sm_db_auth_passfile(workspace, user, passfile, sizeof passfile);
     out[0] = 0;
     sm_db_conninfo_add(out, n, "host", sockdir);
     sm_db_conninfo_add(out, n, "port", PG_PORT);
     sm_db_conninfo_add(out, n, "dbname", db);
     sm_db_conninfo_add(out, n, "user", user);
+    sm_db_conninfo_add(out, n, "passfile", passfile);
 }
 
 /* mkdir -p for the workspace itself (owned by the caller). */
@@ -288,18 +329,20 @@ static void conf_quote(char *out, size_t n, const char *v) {
 }
 
 typedef struct server_paths {
-    char ws[PATH_MAX], pg[PATH_MAX + 8], data[PATH_MAX + 16], log[PATH_MAX + 32], sock[PATH_MAX + 16];
-    char bindir[PATH_MAX];
+    char ws[PATH_MAX], pg[PATH_MAX + 8], cluster[PATH_MAX + 8], data[PATH_MAX + 16], log[PATH_MAX + 32];
+    char sock[PATH_MAX + 16], bindir[PATH_MAX];
 } server_paths;
 
-static int paths_get(const char *workspace, server_paths *p, int need_bin, sm_error *err) {
+/* outside: put the cluster outside the workspace (see the top of this file) even if none exists yet. */
+static int paths_get(const char *workspace, server_paths *p, int need_bin, int outside, sm_error *err) {
     memset(p, 0, sizeof *p);
     if (strlen(workspace) >= sizeof p->ws) return sm_error_set(err, SM_ERR_ARG, "workspace path too long");
     snprintf(p->ws, sizeof p->ws, "%s", workspace);
     snprintf(p->pg, sizeof p->pg, "%s/pg", workspace);
-    snprintf(p->data, sizeof p->data, "%s/pg/data", workspace);
-    snprintf(p->log, sizeof p->log, "%s/pg/log/postgres.log", workspace);
-    int rc = sm_db_socket_dir(workspace, p->sock, sizeof p->sock, err);
+    cluster_dir(workspace, outside, p->cluster, sizeof p->cluster);
+    snprintf(p->data, sizeof p->data, "%s/data", p->cluster);
+    snprintf(p->log, sizeof p->log, "%s/log/postgres.log", p->cluster);
+    int rc = socket_dir_in(workspace, p->cluster, p->sock, sizeof p->sock, err);
     if (rc || !need_bin) return rc;
     /* An existing cluster needs the server of its major version, which may not be the newest installed. */
     char verfile[PATH_MAX + 32];
@@ -325,8 +368,8 @@ static int lock_pg(const server_paths *p, sm_error *err) {
 }
 
 static int server_answers(const server_paths *p) {
-    char dsn[PATH_MAX + 128];
-    embedded_dsn(p->sock, SM_DB_ADMIN, "postgres", dsn, sizeof dsn);
+    char dsn[PATH_MAX * 2 + 160];
+    embedded_dsn(p->ws, p->sock, SM_DB_ADMIN, "postgres", dsn, sizeof dsn);
     return PQping(dsn) == PQPING_OK;
 }
 
@@ -338,17 +381,92 @@ static int exec_admin(PGconn *c, const char *sql, sm_error *err) {
     return ok ? SM_OK : SM_ERR_DB;
 }
 
-/* Creates the writer and read-only roles and the database on first start. The names are constants. */
-static int bootstrap(const server_paths *p, sm_error *err) {
-    char dsn[PATH_MAX + 128];
-    embedded_dsn(p->sock, SM_DB_ADMIN, "postgres", dsn, sizeof dsn);
-    PGconn *c = sm_db_connect(dsn, "scalemix-setup", 10, err);
-    if (!c) return SM_ERR_DB;
+static int pg_reload(const server_paths *p, const pg_user *u, sm_error *err) {
+    char pgctl[PATH_MAX + 16];
+    snprintf(pgctl, sizeof pgctl, "%s/pg_ctl", p->bindir);
+    char *argv[] = {pgctl, "-D", (char *)p->data, "reload", NULL};
+    int st = 0;
+    int rc = run_as(u, argv, NULL, &st, err);
+    if (!rc && st != 0) rc = sm_error_set(err, SM_ERR_DB, "pg_ctl reload failed (exit %d); see %s", st, p->log);
+    return rc;
+}
+
+static int hba_is(const server_paths *p, const char *text) {
+    char path[PATH_MAX + 32], buf[1024];
+    snprintf(path, sizeof path, "%s/pg_hba.conf", p->data);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = 0;
+    return strcmp(buf, text) == 0;
+}
+
+/* Writes pg_hba.conf (setup or final, see sm_db_auth_hba) and has the running server read it. */
+static int hba_apply(const server_paths *p, const pg_user *u, int setup, sm_error *err) {
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/pg_hba.conf", p->data);
+    int rc = write_file_as(path, sm_db_auth_hba(setup), u, err);
+    return rc ? rc : pg_reload(p, u, err);
+}
+
+/* Connects as the admin role; with wait_s, retries meanwhile (a reload takes effect a moment later). */
+static PGconn *admin_connect(const server_paths *p, const char *db, int wait_s, sm_error *err) {
+    char dsn[PATH_MAX * 2 + 160];
+    embedded_dsn(p->ws, p->sock, SM_DB_ADMIN, db, dsn, sizeof dsn);
+    double until = sm_monotonic() + wait_s;
+    for (;;) {
+        PGconn *c = sm_db_connect(dsn, "scalemix-setup", 10, err);
+        if (c || sm_monotonic() > until) return c;
+        usleep(20000);
+    }
+}
+
+/* 1 once the server refuses the admin role without a password (the final pg_hba.conf is in effect). */
+static int trust_gone(const server_paths *p, int wait_s) {
+    char dsn[PATH_MAX * 2 + 160] = "";
+    sm_db_conninfo_add(dsn, sizeof dsn, "host", p->sock);
+    sm_db_conninfo_add(dsn, sizeof dsn, "port", PG_PORT);
+    sm_db_conninfo_add(dsn, sizeof dsn, "dbname", "postgres");
+    sm_db_conninfo_add(dsn, sizeof dsn, "user", SM_DB_ADMIN);
+    sm_db_conninfo_add(dsn, sizeof dsn, "passfile", "/nonexistent/no-passfile"); /* none, silently */
+    double until = sm_monotonic() + wait_s;
+    for (;;) {
+        PGconn *c = PQconnectdb(dsn);
+        int refused = PQstatus(c) != CONNECTION_OK;
+        PQfinish(c);
+        if (refused) return 1;
+        if (sm_monotonic() > until) return 0;
+        usleep(20000);
+    }
+}
+
+/* Creates the writer and read-only roles and the database on first start, and makes every role log in
+ * with its password: a new cluster (initdb's trust), one made by an older scalemix (trust), or one whose
+ * credentials no longer match (a removed <ws>/pg/auth) goes through setup: a pg_hba.conf that lets only the
+ * admin in without a password, the passwords set, then the final pg_hba.conf. The names are constants. */
+static int bootstrap(const server_paths *p, const pg_user *u, sm_error *err) {
+    PGconn *c = NULL;
+    int rc = SM_OK, setup = 1;
+    if (hba_is(p, sm_db_auth_hba(0))) {
+        sm_error cerr = {0};
+        c = admin_connect(p, "postgres", 0, &cerr);
+        setup = !c;
+        if (setup)
+            sm_log(SM_LOG_WARN, "db: the embedded server refused its credentials (%s); setting them again", cerr.msg);
+    } else if (!hba_is(p, sm_db_auth_hba(1))) {
+        sm_log(SM_LOG_INFO, "db: the embedded server (data %s) now requires a password of every role; the "
+               "credentials are in %s/auth", p->data, p->pg);
+    }
+    if (setup) {
+        rc = hba_apply(p, u, 1, err);
+        if (!rc) c = admin_connect(p, "postgres", 5, err);
+        if (rc || !c) return rc ? rc : SM_ERR_DB;
+    }
     PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL,
                                (const char *[]){SM_DB_NAME}, NULL, NULL, 0);
     int have_db = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
     PQclear(r);
-    int rc = SM_OK;
     if (!have_db) {
         const char *steps[] = {
             "SET client_min_messages = warning",
@@ -360,21 +478,26 @@ static int bootstrap(const server_paths *p, sm_error *err) {
             "CREATE DATABASE scalemix OWNER scalemix",
         };
         for (size_t i = 0; i < SM_ARRAY_LEN(steps) && rc == SM_OK; i++) rc = exec_admin(c, steps[i], err);
-        PQfinish(c);
-        if (rc) return rc;
-        embedded_dsn(p->sock, SM_DB_ADMIN, SM_DB_NAME, dsn, sizeof dsn);
-        c = sm_db_connect(dsn, "scalemix-setup", 10, err);
-        if (!c) return SM_ERR_DB;
-        const char *db_steps[] = {
-            "REVOKE ALL ON DATABASE scalemix FROM PUBLIC",
-            "GRANT CONNECT ON DATABASE scalemix TO scalemix, scalemix_ro",
-            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-            "GRANT USAGE ON SCHEMA public TO scalemix_ro",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE scalemix IN SCHEMA public GRANT SELECT ON TABLES TO scalemix_ro",
-        };
-        for (size_t i = 0; i < SM_ARRAY_LEN(db_steps) && rc == SM_OK; i++) rc = exec_admin(c, db_steps[i], err);
+        if (!rc) {
+            PGconn *d = admin_connect(p, SM_DB_NAME, 0, err);
+            const char *db_steps[] = {
+                "REVOKE ALL ON DATABASE scalemix FROM PUBLIC",
+                "GRANT CONNECT ON DATABASE scalemix TO scalemix, scalemix_ro",
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                "GRANT USAGE ON SCHEMA public TO scalemix_ro",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE scalemix IN SCHEMA public GRANT SELECT ON TABLES TO scalemix_ro",
+            };
+            if (!d) rc = SM_ERR_DB;
+            for (size_t i = 0; i < SM_ARRAY_LEN(db_steps) && rc == SM_OK; i++) rc = exec_admin(d, db_steps[i], err);
+            PQfinish(d);
+        }
     }
+    if (!rc && setup) rc = sm_db_auth_set_passwords(c, p->ws, err);
     PQfinish(c);
+    if (!rc && setup) rc = hba_apply(p, u, 0, err);
+    if (!rc && setup && !trust_gone(p, 5))
+        rc = sm_error_set(err, SM_ERR_DB, "the embedded server still lets %s in without a password after reloading "
+                          "%s/pg_hba.conf; see %s", SM_DB_ADMIN, p->data, p->log);
     return rc;
 }
 
@@ -392,31 +515,60 @@ static void log_tail_hint(const char *log, char *out, size_t n) {
     for (char *q = out; *q; q++) if (*q == '\n') *q = ' ';
 }
 
+/* 1 if the server user can traverse every directory down to path. */
+static int user_reaches(const pg_user *u, const char *path) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(u->gid) != 0 || setuid(u->uid) != 0) _exit(2);
+        _exit(access(path, X_OK) == 0 ? 0 : 1);
+    }
+    int st = 0;
+    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* CLUSTERS_DIR: root's, 0711 (the server users traverse it, nobody lists it). */
+static int clusters_dir(sm_error *err) {
+    if (mkdir(CLUSTERS_DIR, 0711) != 0 && errno != EEXIST)
+        return sm_error_set(err, SM_ERR_IO, "mkdir %s: %s", CLUSTERS_DIR, strerror(errno));
+    struct stat st;
+    if (lstat(CLUSTERS_DIR, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0)
+        return sm_error_set(err, SM_ERR_IO, "%s must be a directory owned by root: fix or remove it", CLUSTERS_DIR);
+    if ((st.st_mode & 07777) != 0711 && chmod(CLUSTERS_DIR, 0711) != 0)
+        return sm_error_set(err, SM_ERR_IO, "chmod %s: %s", CLUSTERS_DIR, strerror(errno));
+    return SM_OK;
+}
+
 int sm_db_server_start(const char *workspace, char **dsn_out, sm_error *err) {
     server_paths p;
     pg_user u;
-    int rc = paths_get(workspace, &p, 1, err);
+    int rc = paths_get(workspace, &p, 1, 0, err);
     if (!rc) rc = pg_user_get(&u, err);
     if (!rc) rc = mkdirs(p.pg, 0755, err);
     if (rc) return rc;
-    if (u.drop) {
-        /* The server user must be able to traverse every directory down to the workspace. */
-        pid_t pid = fork();
-        if (pid == 0) {
-            if (setgroups(0, NULL) != 0 || setgid(u.gid) != 0 || setuid(u.uid) != 0) _exit(2);
-            _exit(access(p.pg, X_OK) == 0 ? 0 : 1);
-        }
-        int st = 0;
-        if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            return sm_error_set(err, SM_ERR_IO, "the embedded PostgreSQL runs as user %s, who cannot reach %s: "
-                                "make its parent directories traversable (chmod o+x) or set SCALEMIX_HOME "
-                                "elsewhere, or pass --db DSN", u.name, p.pg);
+    int inside = strcmp(p.cluster, p.pg) == 0;
+    if (u.drop && inside && !user_reaches(&u, p.pg)) {
+        if (has_cluster(p.cluster))
+            return sm_error_set(err, SM_ERR_IO, "the embedded PostgreSQL runs as user %s, who cannot reach its cluster "
+                                "in %s: make its parent directories traversable (chmod o+x), or pass --db DSN",
+                                u.name, p.pg);
+        /* A private workspace (root's home): the cluster goes where the server user reaches it, and only it. */
+        rc = paths_get(workspace, &p, 1, 1, err);
+        if (!rc) rc = clusters_dir(err);
+        if (!rc) rc = owned_dir(p.cluster, &u, 0700, err);
+        if (rc) return rc;
+        sm_log(SM_LOG_INFO, "db: user %s cannot reach %s; the embedded cluster of this workspace lives in %s",
+               u.name, p.pg, p.cluster);
     }
     int lockfd = lock_pg(&p, err);
     if (lockfd < 0) return lockfd;
 
+    rc = sm_db_auth_prepare(p.ws, err);
+    if (rc) {
+        close(lockfd);
+        return rc;
+    }
     char logdir[PATH_MAX + 16], pgver[PATH_MAX + 32], hint[1600];
-    snprintf(logdir, sizeof logdir, "%s/log", p.pg);
+    snprintf(logdir, sizeof logdir, "%s/log", p.cluster);
     snprintf(pgver, sizeof pgver, "%s/PG_VERSION", p.data);
     rc = owned_dir(logdir, &u, 0700, err);
     if (!rc && access(pgver, F_OK) != 0) {
@@ -457,7 +609,7 @@ int sm_db_server_start(const char *workspace, char **dsn_out, sm_error *err) {
     }
     if (!rc && !server_answers(&p)) {
         char deflt[PATH_MAX + 16];
-        snprintf(deflt, sizeof deflt, "%s/run", p.pg);
+        snprintf(deflt, sizeof deflt, "%s/run", p.cluster);
         if (strcmp(p.sock, deflt) != 0)
             sm_log(SM_LOG_INFO, "db: workspace path too long for a Unix socket; the embedded server's socket is "
                    "in %s", p.sock);
@@ -486,11 +638,11 @@ int sm_db_server_start(const char *workspace, char **dsn_out, sm_error *err) {
             }
         }
     }
-    if (!rc) rc = bootstrap(&p, err);
+    if (!rc) rc = bootstrap(&p, &u, err);
     close(lockfd);
     if (rc) return rc;
-    char dsn[PATH_MAX + 128];
-    embedded_dsn(p.sock, SM_DB_WRITER, SM_DB_NAME, dsn, sizeof dsn);
+    char dsn[PATH_MAX * 2 + 160];
+    embedded_dsn(p.ws, p.sock, SM_DB_WRITER, SM_DB_NAME, dsn, sizeof dsn);
     *dsn_out = strdup(dsn);
     return *dsn_out ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
 }
@@ -498,7 +650,7 @@ int sm_db_server_start(const char *workspace, char **dsn_out, sm_error *err) {
 int sm_db_server_stop(const char *workspace, sm_error *err) {
     server_paths p;
     pg_user u;
-    int rc = paths_get(workspace, &p, 1, err);
+    int rc = paths_get(workspace, &p, 1, 0, err);
     if (!rc) rc = pg_user_get(&u, err);
     if (rc) return rc;
     char pid[PATH_MAX + 32];
@@ -519,7 +671,7 @@ int sm_db_server_stop(const char *workspace, sm_error *err) {
 
 int sm_db_server_status(const char *workspace, int *running, char *info, size_t n, sm_error *err) {
     server_paths p;
-    int rc = paths_get(workspace, &p, 0, err);
+    int rc = paths_get(workspace, &p, 0, 0, err);
     if (rc) return rc;
     char pgver[PATH_MAX + 32];
     snprintf(pgver, sizeof pgver, "%s/PG_VERSION", p.data);
@@ -583,8 +735,17 @@ int sm_db_ro_dsn(const char *dsn, char **ro_out, sm_error *err) {
         return SM_ERR_ARG;
     }
     char buf[4096] = "";
+    static const char wpass[] = "/" SM_DB_WRITER ".pgpass";
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (!o->val || !*o->val || !strcmp(o->keyword, "user") || !strcmp(o->keyword, "password")) continue;
+        size_t l = strlen(o->val);
+        if (!strcmp(o->keyword, "passfile") && l > strlen(wpass) && !strcmp(o->val + l - strlen(wpass), wpass)) {
+            /* the writer's passfile: the reader's is beside it (sm_db_auth.c); the writer's password never goes */
+            char ro[PATH_MAX + 48];
+            snprintf(ro, sizeof ro, "%.*s/" SM_DB_READER ".pgpass", (int)(l - strlen(wpass)), o->val);
+            sm_db_conninfo_add(buf, sizeof buf, o->keyword, ro);
+            continue;
+        }
         sm_db_conninfo_add(buf, sizeof buf, o->keyword, o->val);
     }
     PQconninfoFree(opts);

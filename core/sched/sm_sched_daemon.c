@@ -289,6 +289,33 @@ static void spawn_fire(sched_daemon *d, PGresult *r) {
     json_decref(pj);
 }
 
+/* 1 if the claimed fire (a start_queued row) may run: its schedule row verifies (sm_sched_auth_check) and the
+ * fire names that schedule. Otherwise the fire is recorded failed with the reason, which is also logged. */
+static int fire_authorized(sched_daemon *d, PGresult *r) {
+    const char *fid = PQgetvalue(r, 0, 0), *fname = PQgetvalue(r, 0, 1);
+    sm_sched_auth_fields af = {PQgetvalue(r, 0, 7), PQgetvalue(r, 0, 5), PQgetvalue(r, 0, 8), PQgetvalue(r, 0, 6),
+                               PQgetvalue(r, 0, 9), PQgetvalue(r, 0, 10), PQgetvalue(r, 0, 11)};
+    sm_error err = {0};
+    int ok = sm_sched_auth_check(&af, PQgetvalue(r, 0, 12), 1, &err) == SM_OK;
+    if (ok && strcmp(fname, af.name)) {
+        sm_error_set(&err, SM_ERR_ARG, "refused: the fire's schedule name does not match its schedule '%s'", af.name);
+        ok = 0;
+    }
+    if (ok) return 1;
+    char nominal[32];
+    fmt_epoch(PQgetvalue(r, 0, 2), nominal);
+    sm_log(SM_LOG_ERROR, "fire %s %s %s: %s", fid, sm_sched_valid_name(fname) ? fname : "(invalid name)", nominal,
+           err.msg);
+    const char *v[3] = {fid, err.msg, d->id};
+    sm_error uerr;
+    if (sm_sched_x(d->db,
+                   "UPDATE schedule_fires SET state = 'failed', reason = $2, finished_at = now(), lease_until = NULL "
+                   "WHERE fire_id = $1::bigint AND daemon_id = $3 AND state = 'running'",
+                   3, v, &uerr))
+        sm_log(SM_LOG_WARN, "recording the refusal of fire %s: %s", fid, uerr.msg);
+    return 0;
+}
+
 static void start_queued(sched_daemon *d) {
     char lease[32], only[32];
     snprintf(lease, sizeof lease, "%.3f", d->o.lease_s);
@@ -309,7 +336,8 @@ static void start_queued(sched_daemon *d) {
             " exit_code = NULL, term_signal = NULL, cancel_requested = false "
             "FROM c, schedules s WHERE f.fire_id = c.fire_id AND s.schedule_id = f.schedule_id "
             "RETURNING f.fire_id, f.schedule, extract(epoch FROM f.nominal_time)::bigint, f.trigger, f.attempt, "
-            " s.pipeline, s.params::text",
+            " s.pipeline, s.params::text, s.name, s.script_sha256, s.cron, s.tz, array_to_json(s.when_changed)::text, "
+            " s.auth_tag",
             4, v, &err);
         if (!r) {
             /* 23505: another daemon started a fire of the same schedule a moment ago; retry next tick */
@@ -317,7 +345,7 @@ static void start_queued(sched_daemon *d) {
             return;
         }
         int n = PQntuples(r);
-        if (n) spawn_fire(d, r);
+        if (n && fire_authorized(d, r)) spawn_fire(d, r);
         PQclear(r);
         if (!n) return;
     }
@@ -399,7 +427,8 @@ static void decide_one(sched_daemon *d, const char *sid, double now) {
     const char *v[1] = {sid};
     PGresult *r = sm_sched_q(d->db,
                              "SELECT name, cron, tz, overlap, catchup, extract(epoch FROM catchup_window)::float8, "
-                             "array_to_json(when_changed)::text, floor(extract(epoch FROM decided_through))::bigint "
+                             "array_to_json(when_changed)::text, floor(extract(epoch FROM decided_through))::bigint, "
+                             "pipeline, script_sha256, params::text, auth_tag "
                              "FROM schedules WHERE schedule_id = $1::bigint AND NOT paused FOR UPDATE SKIP LOCKED",
                              1, v, &err);
     if (!r || PQntuples(r) == 0) { /* another daemon is deciding it, or it was paused or removed */
@@ -407,8 +436,17 @@ static void decide_one(sched_daemon *d, const char *sid, double now) {
         sm_sched_x(d->db, "ROLLBACK", 0, NULL, NULL);
         return;
     }
-    char name[80], overlap[16], catchup[16];
-    snprintf(name, sizeof name, "%s", PQgetvalue(r, 0, 0));
+    char name[80], dbname[80], overlap[16], catchup[16], refused[1100] = "";
+    snprintf(dbname, sizeof dbname, "%s", PQgetvalue(r, 0, 0)); /* as stored; name: as logged */
+    snprintf(name, sizeof name, "%s", dbname);
+    /* Nothing the row says is acted on (not even hashing its when-changed paths) unless it verifies. */
+    sm_sched_auth_fields af = {PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 8), PQgetvalue(r, 0, 9), PQgetvalue(r, 0, 10),
+                               PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 6)};
+    if (sm_sched_auth_check(&af, PQgetvalue(r, 0, 11), 1, &err)) {
+        snprintf(refused, sizeof refused, "%s", err.msg);
+        if (!sm_sched_valid_name(name)) snprintf(name, sizeof name, "(invalid name, id %s)", sid);
+        sm_log(SM_LOG_ERROR, "schedule %s: %s", name, refused);
+    }
     snprintf(overlap, sizeof overlap, "%s", PQgetvalue(r, 0, 3));
     snprintf(catchup, sizeof catchup, "%s", PQgetvalue(r, 0, 4));
     double window = strtod(PQgetvalue(r, 0, 5), NULL);
@@ -448,7 +486,7 @@ static void decide_one(sched_daemon *d, const char *sid, double now) {
 
     char digest[65] = "", prev[65] = "", derr[1100] = "";
     size_t nwc = json_array_size(wc);
-    if (first < ndue && nwc) {
+    if (first < ndue && nwc && !refused[0]) {
         const char **paths = calloc(nwc, sizeof *paths);
         for (size_t i = 0; i < nwc; i++) paths[i] = json_string_value(json_array_get(wc, i));
         if (sm_sched_digest(paths, nwc, digest, &err)) {
@@ -488,7 +526,10 @@ static void decide_one(sched_daemon *d, const char *sid, double now) {
         const char *state = "queued";
         char reason[1200] = "", nominal[32], dnow[32];
         sm_time_format_utc(due[i], nominal);
-        if (busy && strcmp(overlap, "skip") == 0) {
+        if (refused[0]) {
+            state = "failed";
+            snprintf(reason, sizeof reason, "%s", refused);
+        } else if (busy && strcmp(overlap, "skip") == 0) {
             state = "skipped";
             snprintf(reason, sizeof reason, "an earlier fire was still running or waiting (overlap=skip)");
         } else if (derr[0]) {
@@ -499,7 +540,7 @@ static void decide_one(sched_daemon *d, const char *sid, double now) {
             snprintf(reason, sizeof reason, "inputs unchanged since the last successful run (sha256 %.16s...)", digest);
         }
         snprintf(dnow, sizeof dnow, "%s", nominal);
-        const char *iv[6] = {sid, name, dnow, state, reason[0] ? reason : NULL, digest[0] ? digest : NULL};
+        const char *iv[6] = {sid, dbname, dnow, state, reason[0] ? reason : NULL, digest[0] ? digest : NULL};
         r = sm_sched_q(d->db,
                        "INSERT INTO schedule_fires (schedule_id, schedule, nominal_time, trigger, state, reason, "
                        "input_digest, finished_at) VALUES ($1::bigint, $2, $3::timestamptz, 'schedule', $4, $5, $6, "

@@ -36,6 +36,21 @@ int sm_sched_parse_duration(const char *s, double *secs, sm_error *err);
  * file digests), in the order given; a missing path is an error. */
 int sm_sched_digest(const char *const *paths, size_t n, char hex[65], sm_error *err);
 
+/* 1 if s is a valid schedule name: 1-64 characters of [A-Za-z0-9_.-], not starting with '.' or '-' (so it
+ * is safe as a path component). The CLI checks it on input; the daemon on every name it reads back. */
+int sm_sched_valid_name(const char *s);
+
+/* What a schedule's authentication tag covers (sm_sched_auth.c); params and when_changed as JSON text in
+ * any formatting (jsonb's rendering included). */
+typedef struct sm_sched_auth_fields {
+    const char *name, *pipeline, *script_sha256, *params, *cron, *tz, *when_changed;
+} sm_sched_auth_fields;
+/* The HMAC-SHA256 tag (hex) of f under the workspace's key <workspace>/sched.key (0600, made on first use). */
+int sm_sched_auth_tag(const sm_sched_auth_fields *f, char hex[65], sm_error *err);
+/* SM_OK if the daemon may run f: a valid name, a tag that verifies and (check_script) a pipeline script whose
+ * sha256 is still f->script_sha256; otherwise err says which check refused it, starting "refused: ". */
+int sm_sched_auth_check(const sm_sched_auth_fields *f, const char *tag, int check_script, sm_error *err);
+
 typedef struct sm_sched_daemon_opts {
     const char *cli_dsn;
     int max_runs;          /* concurrent children of this daemon */

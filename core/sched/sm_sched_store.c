@@ -176,14 +176,6 @@ bad:
                         s ? s : "(null)");
 }
 
-static int valid_name(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64 || s[0] == '.' || s[0] == '-') return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i])) return 0;
-    return 1;
-}
-
 static char *absolute(const char *p) {
     if (p[0] == '/') return strdup(p);
     char cwd[PATH_MAX];
@@ -217,7 +209,7 @@ int sm_sched_spec_normalize(json_t *in, json_t **out, sm_error *err) {
     const char *name = str_field(in, "name", NULL), *cron = str_field(in, "cron", NULL),
                *tz = str_field(in, "tz", "UTC"), *pipeline = str_field(in, "pipeline", NULL),
                *overlap = str_field(in, "overlap", "skip"), *catchup = str_field(in, "catchup", "latest");
-    if (!name || !valid_name(name))
+    if (!name || !sm_sched_valid_name(name))
         return sm_error_set(err, SM_ERR_ARG, "schedule name '%s': use 1-64 characters of A-Z a-z 0-9 _ . -",
                             name ? name : "(missing)");
     if (!cron) return sm_error_set(err, SM_ERR_ARG, "schedule '%s': cron expression missing (--cron)", name);
@@ -280,6 +272,17 @@ int sm_sched_spec_normalize(json_t *in, json_t **out, sm_error *err) {
     }
     json_t *paused = json_object_get(in, "paused");
     char *abspipe = absolute(pipeline);
+    struct stat pst;
+    const char *why = !abspipe ? "cannot be made absolute (getcwd failed)"
+                      : stat(abspipe, &pst) != 0 ? strerror(errno)
+                      : !S_ISREG(pst.st_mode) ? "is not a regular file" : NULL;
+    if (why) {
+        sm_error_set(err, SM_ERR_ARG, "schedule '%s': pipeline script %s: %s", name, abspipe ? abspipe : pipeline, why);
+        free(abspipe);
+        json_decref(np);
+        json_decref(nwc);
+        return SM_ERR_ARG;
+    }
     *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:f, s:o, s:b}", "name", name, "cron", cron, "tz", tz,
                      "pipeline", abspipe ? abspipe : pipeline, "params", np, "overlap", overlap, "catchup", catchup,
                      "catchup_window", window, "when_changed", nwc, "paused", json_is_true(paused));
@@ -291,27 +294,39 @@ int sm_sched_store(PGconn *c, json_t *spec, int replace, sm_error *err) {
     char *params = json_dumps(json_object_get(spec, "params"), JSON_COMPACT | JSON_SORT_KEYS);
     /* text[] literal built by the server from a JSON array: no quoting done here */
     char *wc = json_dumps(json_object_get(spec, "when_changed"), JSON_COMPACT);
+    /* What the daemon may run: the script as it is now, under a tag only the workspace's owner can make. */
+    char script_sha[65], tag[65];
+    sm_sched_auth_fields af = {str_field(spec, "name", ""), str_field(spec, "pipeline", ""), script_sha, params,
+                               str_field(spec, "cron", ""), str_field(spec, "tz", ""), wc};
+    if (!params || !wc || sm_sha256_file(af.pipeline, script_sha, NULL, err) || sm_sched_auth_tag(&af, tag, err)) {
+        int rc = params && wc ? (err ? err->code : SM_ERR_IO) : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+        free(params);
+        free(wc);
+        return rc;
+    }
     char window[64], now[32];
     snprintf(window, sizeof window, "%.3f", json_real_value(json_object_get(spec, "catchup_window")));
     sm_time_format_utc((int64_t)floor(sm_sched_now()), now);
-    const char *v[11] = {str_field(spec, "name", ""), str_field(spec, "cron", ""), str_field(spec, "tz", ""),
+    const char *v[13] = {str_field(spec, "name", ""), str_field(spec, "cron", ""), str_field(spec, "tz", ""),
                          str_field(spec, "pipeline", ""), params, str_field(spec, "overlap", ""),
                          str_field(spec, "catchup", ""), window, wc,
-                         json_is_true(json_object_get(spec, "paused")) ? "t" : "f", now};
+                         json_is_true(json_object_get(spec, "paused")) ? "t" : "f", now, script_sha, tag};
     static const char *ins =
         "INSERT INTO schedules (name, cron, tz, pipeline, params, overlap, catchup, catchup_window, when_changed, "
-        "paused, decided_through) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, make_interval(secs => $8::float8), "
-        "ARRAY(SELECT jsonb_array_elements_text($9::jsonb)), $10::boolean, $11::timestamptz) ";
+        "paused, decided_through, script_sha256, auth_tag) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, "
+        "make_interval(secs => $8::float8), ARRAY(SELECT jsonb_array_elements_text($9::jsonb)), $10::boolean, "
+        "$11::timestamptz, $12, $13) ";
     static const char *upd =
         "ON CONFLICT (name) DO UPDATE SET cron = EXCLUDED.cron, tz = EXCLUDED.tz, pipeline = EXCLUDED.pipeline, "
         "params = EXCLUDED.params, overlap = EXCLUDED.overlap, catchup = EXCLUDED.catchup, "
         "catchup_window = EXCLUDED.catchup_window, when_changed = EXCLUDED.when_changed, paused = EXCLUDED.paused, "
+        "script_sha256 = EXCLUDED.script_sha256, auth_tag = EXCLUDED.auth_tag, "
         "decided_through = CASE WHEN schedules.cron IS DISTINCT FROM EXCLUDED.cron OR schedules.tz IS DISTINCT "
         "FROM EXCLUDED.tz THEN GREATEST(schedules.decided_through, EXCLUDED.decided_through) ELSE "
         "schedules.decided_through END, updated_at = now() ";
     char sql[2048];
     snprintf(sql, sizeof sql, "%s%s RETURNING schedule_id", ins, replace ? upd : "ON CONFLICT (name) DO NOTHING");
-    PGresult *r = sm_sched_q(c, sql, 11, v, err);
+    PGresult *r = sm_sched_q(c, sql, 13, v, err);
     free(params);
     free(wc);
     if (!r) return SM_ERR_DB;

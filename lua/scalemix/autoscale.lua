@@ -45,11 +45,11 @@ function A.install(sm)
       for name, v in pairs(opts.domains) do doms[name] = type(v) == "string" and sm.dir(v) or v end
     else
       local dir = need(opts, "dir", "sm.tokenize")
-      local p = io.popen("ls -1 '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
-      for name in p:lines() do
-        local f = io.open(dir .. "/" .. name .. "/.")
-        if f and not name:match("^%.") then doms[name] = sm.dir(dir .. "/" .. name) end
-        if f then f:close() end
+      -- NUL-separated names: any byte but NUL and '/' may be in a folder name (a newline included); the
+      -- tokenize stage refuses a name that cannot name its output files, with the name in the message.
+      local p = io.popen("find -L '" .. dir:gsub("'", "'\\''") .. "' -mindepth 1 -maxdepth 1 -type d -printf '%f\\0' 2>/dev/null")
+      for name in p:read("*a"):gmatch("([^%z]+)%z") do
+        if not name:match("^%.") then doms[name] = sm.dir(dir .. "/" .. name) end
       end
       p:close()
       if next(doms) == nil then err(string.format("sm.tokenize: no domain folders under '%s' (run `make corpus`?)", dir)) end

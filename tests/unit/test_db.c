@@ -218,7 +218,12 @@ TEST(test_concurrent_migrators) {
     char admin[512], fresh[512];
     char *u = strstr(dsn, "user='scalemix'");
     CHECK(u);
-    snprintf(admin, sizeof admin, "%.*suser='scalemix_admin'%s", (int)(u - dsn), dsn, u + strlen("user='scalemix'"));
+    char as_admin[512];
+    snprintf(as_admin, sizeof as_admin, "%.*suser='scalemix_admin'%s", (int)(u - dsn), dsn, u + strlen("user='scalemix'"));
+    char *pf = strstr(as_admin, "/scalemix.pgpass'"); /* and the admin's passfile, beside the writer's */
+    CHECK(pf);
+    snprintf(admin, sizeof admin, "%.*s/scalemix_admin.pgpass'%s", (int)(pf - as_admin), as_admin,
+             pf + strlen("/scalemix.pgpass'"));
     char *p = strstr(admin, "dbname='scalemix'");
     CHECK(p);
     PGconn *a = PQconnectdb(admin);
@@ -479,6 +484,22 @@ TEST(test_readonly_role) {
     PQfinish(c);
 }
 
+/* Sends r's events, of which exactly one is bad: it is refused and kept in rejected.jsonl (its last line
+ * holding needle), the others land, two of them metrics of stage run srid. */
+static void send_expecting_one_rejected(run_ctx *r, const char *srid, const char *needle) {
+    sm_pg_sink_stats s = send_events(&r->events, 1);
+    CHECK_EQ_INT(s.rejected, 1);
+    CHECK_EQ_INT(s.committed, json_array_size(r->events) - 1);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = $1", srid), 2);
+    char path[128], line[2048], last[2048] = "";
+    snprintf(path, sizeof path, "%s/journal/rejected.jsonl", ws);
+    FILE *f = fopen(path, "r");
+    CHECK(f);
+    while (f && fgets(line, sizeof line, f)) snprintf(last, sizeof last, "%s", line);
+    if (f) fclose(f);
+    CHECK_MSG(strstr(last, needle), "last rejected event: %s", last);
+}
+
 TEST(test_bad_event_rejected_others_kept) {
     NEED_SERVER();
     run_ctx r;
@@ -486,24 +507,29 @@ TEST(test_bad_event_rejected_others_kept) {
     ev_run_start(&r, "bad");
     ev_stage_start(&r, "sr-bad", "train");
     ev_metric(&r, "sr-bad", "loss", 1, 1.0);
-    json_t *bad = ev_add(&r, "metric", json_pack("{s:s,s:s,s:i,s:f,s:s}", "stage_run_id", "sr-bad", "name", "loss",
-                                                 "step", 2, "value", 2.0, "recorded_at", "not a time"));
-    (void)bad;
+    ev_add(&r, "metric", json_pack("{s:s,s:s,s:i,s:f,s:s}", "stage_run_id", "sr-bad", "name", "loss", "step", 2,
+                                   "value", 2.0, "recorded_at", "not a time"));
     ev_metric(&r, "sr-bad", "loss", 3, 3.0);
     ev_run_end(&r, "succeeded");
-    sm_pg_sink_stats s = send_events(&r.events, 1);
-    CHECK_EQ_INT(s.rejected, 1);
-    CHECK_EQ_INT(s.committed, json_array_size(r.events) - 1);
-    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-bad'", NULL), 2);
+    send_expecting_one_rejected(&r, "sr-bad", "not a time");
     CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = 'run-bad' AND status = 'succeeded'", NULL), 1);
-    char path[128];
-    snprintf(path, sizeof path, "%s/journal/rejected.jsonl", ws);
-    FILE *f = fopen(path, "r");
-    CHECK(f);
-    char line[1024] = "";
-    CHECK(fgets(line, sizeof line, f));
-    fclose(f);
-    CHECK(strstr(line, "not a time"));
+    json_decref(r.events);
+}
+
+/* A metric for a stage run that does not exist is refused (foreign key, migration 011) and kept aside;
+ * the metrics of real stage runs in the same batch still land. */
+TEST(test_metric_of_unknown_stage_run_rejected) {
+    NEED_SERVER();
+    run_ctx r;
+    run_init(&r, "run-nofk");
+    ev_run_start(&r, "nofk");
+    ev_stage_start(&r, "sr-nofk", "train");
+    ev_metric(&r, "sr-nofk", "loss", 1, 1.0);
+    ev_metric(&r, "sr-does-not-exist", "loss", 2, 2.0);
+    ev_metric(&r, "sr-nofk", "loss", 3, 3.0);
+    ev_run_end(&r, "succeeded");
+    send_expecting_one_rejected(&r, "sr-nofk", "sr-does-not-exist");
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = 'sr-does-not-exist'", NULL), 0);
     json_decref(r.events);
 }
 
@@ -564,6 +590,8 @@ TEST(test_two_sinks_one_workspace) {
     run_init(&rb, "two-b");
     ev_run_start(&ra, "two");
     ev_run_start(&rb, "two");
+    ev_stage_start(&ra, "two-sa", "train");
+    ev_stage_start(&rb, "two-sb", "train");
     for (int i = 0; i < 100; i++) {
         ev_metric(&ra, "two-sa", "loss", i, 1.0);
         ev_metric(&rb, "two-sb", "loss", i, 1.0);
@@ -597,8 +625,8 @@ TEST(test_two_sinks_one_workspace) {
     CHECK_EQ_INT(uv_loop_close(&la), 0);
     CHECK_EQ_INT(uv_loop_close(&lb), 0);
     CHECK_EQ_INT(sb.replayed, 0);
-    CHECK_EQ_INT(sa.committed, 101);
-    CHECK_EQ_INT(sb.committed, 101);
+    CHECK_EQ_INT(sa.committed, 102);
+    CHECK_EQ_INT(sb.committed, 102);
     CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id IN ('two-sa', 'two-sb')", NULL), 200);
     json_decref(ra.events);
     json_decref(rb.events);
@@ -635,6 +663,7 @@ int main(void) {
     RUN(test_lineage_walks);
     RUN(test_readonly_role);
     RUN(test_bad_event_rejected_others_kept);
+    RUN(test_metric_of_unknown_stage_run_rejected);
     RUN(test_orphan_journal_taken_over);
     RUN(test_two_sinks_one_workspace);
     if (db) PQfinish(db);

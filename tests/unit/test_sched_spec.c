@@ -1,6 +1,7 @@
 /* test_sched_spec.c - schedule specs (defaults, validation, paths), durations, the --when-changed digest,
  * the fake clock, and sm_sched_declare (upsert by name) against a real database when SCALEMIX_DB is set
  * (tests/integration/test_sched_cli.sh runs this binary with the embedded server's DSN). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@ TEST(spec_defaults_and_paths) {
     CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(s, "params"), "a")), "1");
     CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(s, "params"), "c")), "true");
     json_decref(s);
-    s = norm("{\"name\":\"n2\",\"cron\":\"0 2 * * *\",\"tz\":\"Asia/Kolkata\",\"pipeline\":\"/abs/p.lua\",\"overlap\":"
+    s = norm("{\"name\":\"n2\",\"cron\":\"0 2 * * *\",\"tz\":\"Asia/Kolkata\",\"pipeline\":\"p.lua\",\"overlap\":"
              "\"cancel-old\",\"catchup\":\"all\",\"catchup_window\":\"6h\",\"when_changed\":[\"/data\",\"rel\"],"
              "\"paused\":true}",
              &e, &rc);
@@ -59,6 +60,9 @@ TEST(spec_errors) {
         {"{\"name\":\"n\",\"cron\":\"@daily\",\"pipeline\":\"p\",\"params\":{\"a\":[1]}}", "param 'a'"},
         {"{\"name\":\"n\",\"cron\":\"@daily\",\"pipeline\":\"p\",\"when_changed\":\"x\"}", "list of paths"},
         {"{\"name\":\"n\",\"cron\":\"@daily\",\"pipeline\":\"p\",\"colour\":\"red\"}", "unknown field 'colour'"},
+        {"{\"name\":\"n\",\"cron\":\"@daily\",\"pipeline\":\"/nonexistent/p.lua\"}",
+         "pipeline script /nonexistent/p.lua: No such file or directory"},
+        {"{\"name\":\"n\",\"cron\":\"@daily\",\"pipeline\":\"/tmp\"}", "pipeline script /tmp: is not a regular file"},
     };
     for (size_t i = 0; i < SM_ARRAY_LEN(bad); i++) {
         sm_error e = {0};
@@ -153,10 +157,10 @@ TEST(declare_upserts_by_name) {
     const char *dsn = getenv("SCALEMIX_DB");
     if (!dsn || !*dsn || !strcmp(dsn, "none")) SKIP("needs SCALEMIX_DB (run by tests/integration/test_sched_cli.sh)");
     sm_error e;
-    CHECK_MSG(sm_sched_declare(NULL, "{\"name\":\"decl\",\"cron\":\"0 3 * * *\",\"pipeline\":\"/p.lua\"}", &e) == 0,
+    CHECK_MSG(sm_sched_declare(NULL, "{\"name\":\"decl\",\"cron\":\"0 3 * * *\",\"pipeline\":\"p.lua\"}", &e) == 0,
               "%s", e.msg);
     CHECK_MSG(sm_sched_declare(dsn, "{\"name\":\"decl\",\"cron\":\"0 4 * * *\",\"tz\":\"Europe/Berlin\",\"pipeline\":"
-                                    "\"/p.lua\",\"overlap\":\"queue\"}",
+                                    "\"p.lua\",\"overlap\":\"queue\"}",
                                &e) == 0,
               "%s", e.msg);
     PGconn *c = sm_sched_connect(dsn, NULL, &e);
@@ -169,14 +173,66 @@ TEST(declare_upserts_by_name) {
     CHECK_EQ_STR(PQgetvalue(r, 0, 2), "Europe/Berlin");
     CHECK_EQ_STR(PQgetvalue(r, 0, 3), "queue");
     PQclear(r);
-    CHECK(sm_sched_declare(dsn, "{\"name\":\"decl\",\"cron\":\"0 0 31 2 *\",\"pipeline\":\"/p.lua\"}", &e) == SM_ERR_ARG);
+    CHECK(sm_sched_declare(dsn, "{\"name\":\"decl\",\"cron\":\"0 0 31 2 *\",\"pipeline\":\"p.lua\"}", &e) == SM_ERR_ARG);
     CHECK(strstr(e.msg, "field 3") != NULL);
     CHECK(sm_sched_declare(dsn, "{not json", &e) == SM_ERR_ARG);
     sm_sched_x(c, "DELETE FROM schedules WHERE name = 'decl'", 0, NULL, NULL);
     PQfinish(c);
 }
 
+/* The tag covers every field that decides what runs; the check refuses a bad name, a missing or wrong tag
+ * and a changed script, each with its reason; the key is private. */
+TEST(auth_tag_and_check) {
+    sm_error e;
+    char sha[65], tag[65], t2[65];
+    CHECK(sm_sha256_file("p.lua", sha, NULL, &e) == 0);
+    char abs[PATH_MAX];
+    CHECK(realpath("p.lua", abs) != NULL);
+    sm_sched_auth_fields f = {"nightly", abs, sha, "{\"b\": \"2\", \"a\": \"1\"}", "0 2 * * *", "UTC", "[]"};
+    CHECK_MSG(sm_sched_auth_tag(&f, tag, &e) == 0, "%s", e.msg);
+    char key[PATH_MAX + 16];
+    snprintf(key, sizeof key, "%s/sched.key", sm_sched_workspace());
+    struct stat st;
+    CHECK(stat(key, &st) == 0 && st.st_size == 32 && (st.st_mode & 0777) == 0600);
+    sm_sched_auth_fields g = f;
+    g.params = "{\"a\":\"1\",\"b\":\"2\"}"; /* the same parameters, rendered otherwise */
+    CHECK(sm_sched_auth_tag(&g, t2, &e) == 0 && strcmp(tag, t2) == 0);
+    CHECK_MSG(sm_sched_auth_check(&f, tag, 1, &e) == 0, "%s", e.msg);
+    const char *fields[] = {"name", "pipeline", "script", "params", "cron", "tz", "when_changed"};
+    for (int i = 0; i < 7; i++) {
+        g = f;
+        const char **slot[] = {&g.name, &g.pipeline, &g.script_sha256, &g.params, &g.cron, &g.tz, &g.when_changed};
+        *slot[i] = i == 3 ? "{\"a\":\"1\",\"b\":\"3\"}" : i == 6 ? "[\"/etc\"]" : i == 2 ? "0000" : "other";
+        CHECK(sm_sched_auth_tag(&g, t2, &e) == 0);
+        CHECK_MSG(strcmp(tag, t2) != 0, "the tag does not cover %s", fields[i]);
+        CHECK(sm_sched_auth_check(&g, tag, 0, &e) != 0);
+        CHECK_MSG(strstr(e.msg, "refused: ") == e.msg, "%s", e.msg);
+    }
+    CHECK(sm_sched_auth_check(&f, NULL, 1, &e) != 0 && strstr(e.msg, "no authentication tag"));
+    g = f;
+    g.name = "../../../../tmp/x";
+    CHECK(sm_sched_auth_check(&g, tag, 1, &e) != 0 && strstr(e.msg, "not a valid name"));
+    CHECK(!sm_sched_valid_name("..") && !sm_sched_valid_name("a/b") && !sm_sched_valid_name("a\nb") &&
+          sm_sched_valid_name("nightly.v2-x_1"));
+    FILE *p = fopen("p.lua", "a");
+    CHECK(p && fputs("os.execute('id')\n", p) >= 0);
+    if (p) fclose(p);
+    CHECK(sm_sched_auth_check(&f, tag, 1, &e) != 0 && strstr(e.msg, "changed since it was registered"));
+    p = fopen("p.lua", "w");
+    CHECK(p && fputs("return 1\n", p) >= 0);
+    if (p) fclose(p);
+    CHECK(chmod(key, 0644) == 0);
+    CHECK(sm_sched_auth_tag(&f, t2, &e) != 0 && strstr(e.msg, "mode 0600"));
+    CHECK(chmod(key, 0600) == 0);
+}
+
 int main(void) {
+    /* A private folder with a pipeline script (p.lua, which specs name relative to it) and a workspace. */
+    char dir[] = "/tmp/sm-sched-spec.XXXXXX";
+    if (!mkdtemp(dir) || chdir(dir) != 0) return 1;
+    FILE *pf = fopen("p.lua", "w");
+    if (!pf || fputs("return 1\n", pf) < 0 || fclose(pf) != 0) return 1;
+    if (!getenv("SCALEMIX_DB")) setenv("SCALEMIX_HOME", "ws", 1);
     RUN(spec_defaults_and_paths);
     RUN(spec_errors);
     RUN(durations);
@@ -184,5 +240,9 @@ int main(void) {
     RUN(fake_clock);
     RUN(next_times_api);
     RUN(declare_upserts_by_name);
+    RUN(auth_tag_and_check);
+    char rm[64];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);
     TEST_EXIT();
 }
