@@ -1,6 +1,7 @@
 /* sm_cli_run.c - `scalemix run` and `scalemix plan`. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +34,31 @@ static const char run_usage[] =
     "\n"
     "exit status: 0 success, 1 the pipeline failed or was cancelled, 2 usage error\n";
 
-static json_t *param_value(const char *v) {
+/* The JSON value of a --param VALUE, or NULL with why filled: a number JSON cannot carry (nan, inf, out of
+ * range) or text that is not UTF-8 is refused rather than dropped. */
+static json_t *param_value(const char *v, const char **why) {
     if (!strcmp(v, "true")) return json_true();
     if (!strcmp(v, "false")) return json_false();
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (*v && !*end && errno == 0) {
-        if (d == (double)(long long)d && !strpbrk(v, ".eE")) return json_integer((json_int_t)d);
+    if (*v && !*end) {
+        if (!isfinite(d) || errno == ERANGE) {
+            *why = "is not a finite number that fits a double (nan, inf and out-of-range values have no JSON form)";
+            return NULL;
+        }
+        if (d == (double)(long long)d && !strpbrk(v, ".eEpP")) return json_integer((json_int_t)d);
         return json_real(d);
     }
-    return json_string(v);
+    json_t *s = json_string(v);
+    if (!s) *why = "is not valid UTF-8";
+    return s;
+}
+
+/* A positive count for --parallel / --threads: digits only; 0 on anything else. */
+static int count_arg(const char *s) {
+    if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 6) return 0;
+    return atoi(s);
 }
 
 /* One device as CUDA_VISIBLE_DEVICES names it: a decimal index, or a UUID starting GPU- or MIG-. */
@@ -79,14 +94,29 @@ static int run_or_plan(int argc, char **argv, int plan) {
                 return 2;
             }
             char key[256];
+            const char *why = NULL;
+            if ((size_t)(eq - optarg) >= sizeof key) why = "has a key longer than 255 bytes";
             snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
-            json_object_set_new(params, key, param_value(eq + 1));
+            json_t *val = why ? NULL : param_value(eq + 1, &why);
+            if (val && json_object_set_new(params, key, val) != 0) why = "has a key that is not valid UTF-8";
+            if (why) {
+                fprintf(stderr, "scalemix %s: --param %s %s\n", argv[0], optarg, why);
+                json_decref(params);
+                return 2;
+            }
             break;
         }
         case 'd': o.db = optarg; break;
         case 'w': o.workspace = optarg; break;
-        case 'j': o.parallel = atoi(optarg); break;
-        case 't': o.threads = atoi(optarg); break;
+        case 'j':
+        case 't':
+            if (!(*(c == 'j' ? &o.parallel : &o.threads) = count_arg(optarg))) {
+                fprintf(stderr, "scalemix %s: --%s wants a positive whole number, got '%s'\n", argv[0],
+                        c == 'j' ? "parallel" : "threads", optarg);
+                json_decref(params);
+                return 2;
+            }
+            break;
         case 'l':
             if (!strcmp(optarg, "json")) log_mode = SM_DISPLAY_JSON;
             else if (!strcmp(optarg, "plain")) log_mode = SM_DISPLAY_PLAIN;
@@ -124,11 +154,6 @@ static int run_or_plan(int argc, char **argv, int plan) {
     if (optind != argc - 1) {
         fprintf(stderr, "scalemix %s: %s\n%s", argv[0], optind >= argc ? "which script? give FILE.lua" : "give exactly one script",
                 run_usage);
-        json_decref(params);
-        return 2;
-    }
-    if ((o.parallel < 0) || (o.threads < 0)) {
-        fprintf(stderr, "scalemix %s: --parallel and --threads want positive numbers\n", argv[0]);
         json_decref(params);
         return 2;
     }
