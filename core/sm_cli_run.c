@@ -70,6 +70,30 @@ static int gpu_id_valid(const char *s) {
     return n > 4 && strspn(s + 4, "0123456789abcdefABCDEF-/") == n - 4;
 }
 
+/* Records the run's end (rc: how the script ended) and says so. */
+static void conclude(sm_engine *e, int rc, const char *msg) {
+    int plan = sm_engine_planning(e);
+    int status = rc == SM_OK ? SM_STAGE_SUCCEEDED : rc == SM_ERR_CANCELLED ? SM_STAGE_CANCELLED : SM_STAGE_FAILED;
+    sm_engine_finish(e, status, rc == SM_OK ? NULL : msg);
+    if (rc != SM_OK) {
+        fprintf(stderr, "scalemix: %s%s\n", rc == SM_ERR_CANCELLED ? "cancelled: " : "", msg);
+        if (!plan) fprintf(stderr, "scalemix: run %s %s\n", sm_engine_run_id(e), rc == SM_ERR_CANCELLED ? "cancelled" : "failed");
+    } else if (!plan) {
+        sm_display_line(SM_LOG_INFO, NULL, "run %s succeeded", sm_engine_run_id(e));
+    }
+}
+
+/* os.exit(code) in the script: the run ends as the code says (0: succeeded), recorded, then the process exits. */
+static void exit_from_script(sm_engine *e, int code) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "the script called os.exit(%d)", code);
+    int rc = code == 0 ? SM_OK : sm_engine_cancelled(e) ? SM_ERR_CANCELLED : SM_ERR_PLUGIN;
+    conclude(e, rc, msg);
+    sm_engine_free(e);
+    fflush(NULL);
+    exit(code);
+}
+
 static int run_or_plan(int argc, char **argv, int plan) {
     static const struct option longopts[] = {
         {"param", required_argument, 0, 'p'},   {"db", required_argument, 0, 'd'},       {"workspace", required_argument, 0, 'w'},
@@ -183,15 +207,8 @@ static int run_or_plan(int argc, char **argv, int plan) {
     }
     if (!plan) sm_display_line(SM_LOG_INFO, NULL, "run %s of %s (workspace %s%s%s)", sm_engine_run_id(e), script,
                                sm_engine_workspace(e)->root, sm_engine_dsn(e) ? "" : ", no database", "");
-    int rc = sm_lua_run(e, script, params, &err);
-    int status = rc == SM_OK ? SM_STAGE_SUCCEEDED : rc == SM_ERR_CANCELLED ? SM_STAGE_CANCELLED : SM_STAGE_FAILED;
-    sm_engine_finish(e, status, rc == SM_OK ? NULL : err.msg);
-    if (rc != SM_OK) {
-        fprintf(stderr, "scalemix: %s%s\n", rc == SM_ERR_CANCELLED ? "cancelled: " : "", err.msg);
-        if (!plan) fprintf(stderr, "scalemix: run %s %s\n", sm_engine_run_id(e), rc == SM_ERR_CANCELLED ? "cancelled" : "failed");
-    } else if (!plan) {
-        sm_display_line(SM_LOG_INFO, NULL, "run %s succeeded", sm_engine_run_id(e));
-    }
+    int rc = sm_lua_run(e, script, params, exit_from_script, &err);
+    conclude(e, rc, err.msg);
     sm_engine_free(e);
     json_decref(params);
     return rc == SM_OK ? 0 : rc == SM_ERR_ARG ? 2 : 1;

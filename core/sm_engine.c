@@ -1023,6 +1023,14 @@ int sm_engine_wait(sm_engine *e) {
     }
 }
 
+void sm_engine_poll(sm_engine *e) {
+    inbox_drain(e);
+    /* the signal watchers are unreferenced, and a loop with nothing referenced returns without polling */
+    uv_ref((uv_handle_t *)&e->sigterm);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    uv_unref((uv_handle_t *)&e->sigterm);
+}
+
 int sm_engine_stage_status(sm_engine *e, int h) {
     stage_run *sr = get_stage(e, h);
     return sr ? sr->status : -1;

@@ -47,6 +47,9 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
 /* Runs the loop until a submitted stage completes and returns its handle (each handle once), or 0 when
  * nothing is pending. */
 int sm_engine_wait(sm_engine *e);
+/* Turns the loop once without blocking (signals, stage messages): for a script computing between stage
+ * calls. Never call from a loop callback. */
+void sm_engine_poll(sm_engine *e);
 /* Accessors for a handle (strings owned by the engine, valid until sm_engine_free). */
 int sm_engine_stage_status(sm_engine *e, int h);
 const char *sm_engine_stage_reason(sm_engine *e, int h);

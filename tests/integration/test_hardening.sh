@@ -37,4 +37,47 @@ model_case '{ seq = 0 }' "model.seq is 0; it must be between 2 and"
 model_case '{ heads = 3, channels = 64 }' "model.channels (64) must divide by model.heads (3)"
 model_case '"big"' "parameter 'model' must be an object"
 
+# --- 9: an error anywhere fails the run (exit 1, file:line, recorded failed)
+err_case() { # name, script body (after the require line), expected message
+  printf 'local sm = require "scalemix"\n%s\n' "$2" > e9.lua
+  sm run --db none -q --events e9.jsonl e9.lua >/dev/null 2>err.txt; local rc=$?
+  check_eq "$1 exits 1" "$rc" 1
+  grep -q -- "$3" err.txt; check_eq "$1 says '$3'" $? 0
+  check_eq "$1 recorded failed" "$(tail -1 e9.jsonl | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" failed
+  rm -f e9.jsonl
+}
+err_case "unawaited sm.spawn error" 'sm.spawn(function() error("boom") end)' 'e9.lua:2: boom (in a task nobody waited for)'
+err_case "error(nil)" 'error(nil)' 'e9.lua:2: error(nil) raised'
+err_case "error(false) in a task" $'local t = sm.spawn(function()\n  error(false)\nend)' 'e9.lua:3: error(false) raised'
+err_case "unawaited failed sm.async" 'sm.async("sm_test_echo", { value = 1, fail = true })' 'e9.lua:2: stage sm_test_echo@e9.lua:2 failed: asked to fail (value 1) (nobody waited for it)'
+printf 'local sm = require "scalemix"\nlocal s = sm.async("sm_test_echo", { value = 5, sleep_ms = 300 })\n' > e9ok.lua
+sm run --db none -q --events e9ok.jsonl e9ok.lua 2>err.txt; check_eq "an unawaited stage that succeeds: exit 0" $? 0
+grep -q '"status":"succeeded","type":"stage_end"\|"type":"stage_end".*"status":"succeeded"' e9ok.jsonl
+check_eq "an unawaited stage runs to its end (not cancelled)" $? 0
+
+# --- 10: signals reach a script computing in pure Lua; a cancelled run exits 1
+printf 'local sm = require "scalemix"\nlocal s = 0\nfor i = 1, 3e9 do s = s + i end\nprint(s)\n' > spin.lua
+for sig in TERM INT; do
+  "$SCALEMIX" run --db none -q --events spin.jsonl spin.lua >/dev/null 2>err.txt & pid=$!
+  sleep 1; kill -$sig $pid
+  for _ in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $pid 2>/dev/null; then kill -9 $pid; fail "SIG$sig stops a pure-Lua loop" "still running 5 s later"; else pass "SIG$sig stops a pure-Lua loop"; fi
+  wait $pid; check_eq "SIG$sig: a cancelled run exits 1" $? 1
+  check_eq "SIG$sig: recorded cancelled" "$(tail -1 spin.jsonl | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status"))')" cancelled
+  rm -f spin.jsonl
+done
+printf 'local sm = require "scalemix"\nlocal ok = pcall(function() for i = 1, 3e9 do end end)\nprint("caught", ok)\n' > swallow.lua
+"$SCALEMIX" run --db none -q swallow.lua >/dev/null 2>err.txt & pid=$!
+sleep 1; kill -TERM $pid; wait $pid; check_eq "a script that catches the cancellation still exits 1" $? 1
+
+# --- 11: os.exit records the run's end
+for c in "os.exit()" "os.exit(0)" "os.exit(true)" "os.exit(3)" "os.exit(false)"; do
+  printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 1 })\n%s\n' "$c" > ex.lua
+  sm run --db none -q --events ex.jsonl ex.lua >/dev/null 2>err.txt; rc=$?
+  case "$c" in *3*) want_rc=3 want=failed ;; *false*) want_rc=1 want=failed ;; *) want_rc=0 want=succeeded ;; esac
+  check_eq "$c exits $want_rc" "$rc" "$want_rc"
+  check_eq "$c: run_end recorded $want" "$(tail -1 ex.jsonl | python3 -c 'import json,sys; e=json.load(sys.stdin); print(e["type"], e.get("status"))')" "run_end $want"
+  rm -f ex.jsonl
+done
+
 finish
