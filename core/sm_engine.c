@@ -38,6 +38,7 @@ struct sm_host {
     sm_resources res;
     int granted_threads;
     char scratch[PATH_MAX];
+    int scratch_lock; /* fd holding scratch/<key>.lock, -1 before the stage asks for its scratch folder */
     uv_work_t work;
     sm_error err;
     int rc;
@@ -274,7 +275,20 @@ static void record_output(sm_host *h, const char *name, const char *digest, cons
 }
 
 /* Created on first use: most stages never need one. */
-static const char *h_scratch_dir(sm_host *h) { return sm_mkdirs(h->scratch, NULL) == SM_OK ? h->scratch : NULL; }
+static void h_scratch_waiting(void *h, const char *lock) {
+    h_log(h, SM_LOG_WARN, "waiting: another run is running this stage (same cache key) and holds %s", lock);
+}
+static int h_cancelled_any(void *h) { return h_cancelled(h); }
+/* The stage's scratch folder, locked for this stage run (waits while another run holds it). */
+static const char *h_scratch_dir(sm_host *h) {
+    if (h->scratch_lock >= 0) return h->scratch;
+    sm_error err = {0};
+    if (sm_scratch_lock(h->scratch, h, h_cancelled_any, h_scratch_waiting, &h->scratch_lock, &err) != SM_OK) {
+        h_log(h, SM_LOG_WARN, "no scratch folder: %s", err.msg);
+        return NULL;
+    }
+    return h->scratch;
+}
 
 static int h_metric(sm_host *h, const char *name, int64_t step, const char *domain, double value) {
     if (!name) return SM_ERR_ARG;
@@ -631,6 +645,10 @@ static int start_child(sm_engine *e, stage_run *sr, sm_error *err) {
 
 static void finish_stage(sm_engine *e, stage_run *sr) {
     inbox_drain(e); /* the stage's own events precede its end */
+    if (sr->rc != SM_OK && sr->scratch_lock >= 0) {
+        close(sr->scratch_lock); /* kept for a resume; the folder is not live any more */
+        sr->scratch_lock = -1;
+    }
     e->running--;
     e->threads_used -= sr->granted_threads;
     if (sr->res.gpu) {
@@ -661,10 +679,13 @@ static void finish_stage(sm_engine *e, stage_run *sr) {
         char *ps = sm_json_canonical(sr->parts);
         sm_write_file_atomic(sp, ps, strlen(ps), 0, NULL);
         free(ps);
-        if (access(sr->scratch, F_OK) == 0) sm_remove_tree(sr->scratch);
+        /* an isolated stage's process removed its scratch folder itself, under its lock */
+        if (!sr->isolated && sr->scratch_lock >= 0) sm_remove_tree(sr->scratch);
         finalize_texts(sr);
         emit_stage_end(e, sr, "succeeded");
         sm_display_line(SM_LOG_INFO, sr->stage_name, "done in %.1fs", secs);
+        if (sr->scratch_lock >= 0) close(sr->scratch_lock);
+        sr->scratch_lock = -1;
         complete(e, sr, SM_STAGE_SUCCEEDED);
     } else {
         int cancelled = sr->rc == SM_ERR_CANCELLED;
@@ -880,6 +901,7 @@ static stage_run *new_stage(sm_engine *e) {
     if (!sr) return NULL;
     sr->eng = e;
     sr->handle = e->nstages + 1;
+    sr->scratch_lock = -1;
     pthread_mutex_init(&sr->mu, NULL);
     sr->result = json_object();
     sr->outputs = json_object();

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int sm_mkdirs(const char *path, sm_error *err) {
@@ -202,6 +204,38 @@ int sm_dir_digest(const char *dir, char digest[65], uint64_t *bytes, uint64_t *f
     for (size_t i = 0; i < w.n; i++) free(w.v[i].rel);
     free(w.v);
     return rc;
+}
+
+int sm_scratch_lock(const char *dir, void *h, int (*cancelled)(void *h), void (*waiting)(void *h, const char *lock), int *fd,
+                    sm_error *err) {
+    char lock[PATH_MAX + 8];
+    if (snprintf(lock, sizeof lock, "%s.lock", dir) >= (int)sizeof lock) return sm_error_set(err, SM_ERR_ARG, "path too long: %s", dir);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash) *slash = 0;
+    if (slash && sm_mkdirs(parent, err) != SM_OK) return err ? err->code : SM_ERR_IO;
+    int f = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) return sm_error_set(err, SM_ERR_IO, "cannot open the scratch lock %s: %s", lock, strerror(errno));
+    for (int said = 0; flock(f, LOCK_EX | LOCK_NB) != 0; said = 1) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int e = errno;
+            close(f);
+            return sm_error_set(err, SM_ERR_IO, "cannot lock %s: %s", lock, strerror(e));
+        }
+        if (!said && waiting) waiting(h, lock);
+        if (cancelled && cancelled(h)) {
+            close(f);
+            return sm_error_set(err, SM_ERR_CANCELLED, "cancelled while waiting for %s", lock);
+        }
+        nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+    }
+    if (sm_mkdirs(dir, err) != SM_OK) {
+        close(f);
+        return err ? err->code : SM_ERR_IO;
+    }
+    *fd = f;
+    return SM_OK;
 }
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) {

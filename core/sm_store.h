@@ -40,6 +40,13 @@ int sm_store_has(const sm_workspace *ws, const char *digest, int64_t bytes);
  * regular file below dir (symlinks followed, hidden files included). Fills total bytes and file count. */
 int sm_dir_digest(const char *dir, char digest[65], uint64_t *bytes, uint64_t *files, sm_error *err);
 
+/* Takes the lock of a scratch folder (flock on "<dir>.lock", released when *fd is closed or the process
+ * dies) and creates the folder, so that two runs of the same stage never share a live scratch folder. While
+ * another process holds it, calls waiting(h) once and polls every 200 ms; SM_ERR_CANCELLED as soon as
+ * cancelled(h) says so. */
+int sm_scratch_lock(const char *dir, void *h, int (*cancelled)(void *h), void (*waiting)(void *h, const char *lock), int *fd,
+                    sm_error *err);
+
 /* mkdir -p. */
 int sm_mkdirs(const char *path, sm_error *err);
 /* rm -rf (used for scratch folders only). */

@@ -80,4 +80,17 @@ for c in "os.exit()" "os.exit(0)" "os.exit(true)" "os.exit(3)" "os.exit(false)";
   rm -f ex.jsonl
 done
 
+# --- 8: two concurrent runs of one stage never share a live scratch folder: the second waits, says so
+for iso in false true; do
+  printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 8, sleep_ms = 1500, use_scratch = true, isolate = %s })\n' "$iso" > sc.lua
+  "$SCALEMIX" run --db none sc.lua >sc1.out 2>sc1.err & p1=$!
+  sleep 0.5
+  "$SCALEMIX" run --db none sc.lua >sc2.out 2>sc2.err & p2=$!
+  wait $p1; r1=$?; wait $p2; r2=$?
+  check_eq "isolate=$iso: concurrent runs of one stage both succeed" "$r1 $r2" "0 0"
+  grep -q "waiting: another run is running this stage" sc2.err; check_eq "isolate=$iso: the second run says it waits" $? 0
+  grep -h "live" sc1.err sc2.err
+  rm -rf "$SCALEMIX_HOME/cache"
+done
+
 finish
