@@ -420,7 +420,7 @@ int main(void) {
     RUN(test_spill_to_journal_during_outage);
     RUN(test_journal_disk_full_is_not_claimed_and_retried);
     sm_db_server_stop(ws, &err);
-    char cmd[160];
+    char cmd[256];
     snprintf(cmd, sizeof cmd, "umount '%s/journal' 2>/dev/null; rm -rf '%s'", ws, ws);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", ws);
     free(dsn);
