@@ -468,7 +468,9 @@ static void emit_stage_end(sm_engine *e, stage_run *sr, const char *status) {
 static void work_cb(uv_work_t *w) {
     stage_run *sr = w->data;
     sm_error err = {0};
-    sr->rc = sr->plugin->desc->run(&host_api, sr, sr->params_text, sr->inputs_text, &err);
+    /* every store object the stage reads is hashed first: a corrupt one is set aside, never fed in */
+    sr->rc = sm_store_verify_inputs(&sr->eng->ws, sr->inputs, &err);
+    if (sr->rc == SM_OK) sr->rc = sr->plugin->desc->run(&host_api, sr, sr->params_text, sr->inputs_text, &err);
     if (sr->rc != SM_OK && !err.msg[0]) sm_error_set(&err, sr->rc, "stage failed with code %d (%s)", sr->rc, sm_error_name(sr->rc));
     sr->err = err;
 }

@@ -202,7 +202,8 @@ int sm_cmd_stage_exec(int argc, char **argv) {
     if (rc == SM_OK) {
         params = sm_json_canonical(json_object_get(spec, "params"));
         inputs = sm_json_canonical(json_object_get(spec, "inputs"));
-        rc = p->desc->run(&child_api, &h, params, inputs, &err);
+        rc = sm_store_verify_inputs(&h.ws, json_object_get(spec, "inputs"), &err);
+        if (rc == SM_OK) rc = p->desc->run(&child_api, &h, params, inputs, &err);
         if (rc != SM_OK && !err.msg[0]) sm_error_set(&err, rc, "stage failed with code %d (%s)", rc, sm_error_name(rc));
     }
     if (rc == SM_OK && h.scratch_lock >= 0) sm_remove_tree(h.scratch); /* done: removed under the lock */

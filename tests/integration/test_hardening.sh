@@ -93,4 +93,57 @@ for iso in false true; do
   rm -rf "$SCALEMIX_HOME/cache"
 done
 
+# --- 5: bit rot in the store is never reused, a fresh copy replaces a rotten one, `scalemix verify`
+export SCALEMIX_HOME="$TMP_WS/ws5"
+flip() { python3 - "$1" "${2:-0}" <<'PY'  # file [byte offset from the middle]: one bit flipped, size unchanged
+import os, sys
+p = sys.argv[1]; os.chmod(p, 0o644)
+b = bytearray(open(p, "rb").read()); b[len(b) // 2 + int(sys.argv[2])] ^= 0x20; open(p, "wb").write(bytes(b))
+PY
+}
+cat > rot.lua <<'LUA'
+local sm = require "scalemix"
+local a = sm.stage("sm_test_echo", { value = 5, text = "the quick brown fox jumps over the lazy dog" }, nil, { name = "a" })
+local b = sm.stage("sm_test_echo", { value = 1 }, { t = a.outputs.text }, { name = "b" })
+print("bytes", b.result.input_bytes, a.outputs.text.digest)
+LUA
+want=$(sm run --db none -q rot.lua)
+d=$(echo "$want" | cut -f3); obj="$SCALEMIX_HOME/objects/${d:0:2}/$d"
+flip "$obj"
+got=$(sm run --db none rot.lua 2>err.txt)
+check_eq "a same-size flip in a cached output: the result is still right" "$got" "$want"
+grep -q "was corrupt" err.txt; check_eq "the corrupt object is reported" $? 0
+check_eq "the stage that made it ran again (not reused)" "$(grep -c 'reused (cached' err.txt)" 1
+check_eq "the object holds its content again" "$(sha256sum "$obj" | cut -c1-64)" "$(basename "$obj")"
+ls "$SCALEMIX_HOME"/corrupt/ 2>/dev/null | grep -q "^$(basename "$obj")\."; check_eq "the rotten copy is set aside in corrupt/" $? 0
+# the same content committed again replaces a rotten copy (the cache entry is gone, so nothing verified it first)
+flip "$obj" 1; rm -f "$SCALEMIX_HOME"/cache/*.json
+got=$(sm run --db none -q rot.lua 2>err.txt)
+check_eq "a rerun without cache entries computes the same" "$got" "$want"
+check_eq "committing the same content replaced the rotten object" "$(sha256sum "$obj" | cut -c1-64)" "$(basename "$obj")"
+# an input is hashed before a stage reads it
+cat > rot_in.lua <<'LUA'
+local sm = require "scalemix"
+local a = sm.stage("sm_test_echo", { value = 6, text = "input that rots between two stages" }, nil, { name = "a6" })
+local f = io.open(a.outputs.text.path, "r+b"); f:seek("set", 3); f:write("X"); f:close()
+sm.stage("sm_test_echo", { value = 2 }, { t = a.outputs.text }, { name = "b6" })
+LUA
+sm run --db none -q rot_in.lua 2>err.txt; check_eq "a stage whose input rotted fails" $? 1
+grep -q "b6 failed: object .* was corrupt" err.txt; check_eq "it names the corrupt input" $? 0
+# scalemix verify [--repair]
+sm run --db none -q rot.lua >/dev/null 2>&1
+sm verify >out.txt; check_eq "verify on an intact store exits 0" $? 0
+grep -q "^verified [0-9]* object(s), .*: 0 corrupt" out.txt; check_eq "verify counts the objects" $? 0
+flip "$obj" 2
+sm verify >out.txt; check_eq "verify finds a corrupt object: exit 1" $? 1
+grep -q "^corrupt $(basename "$obj")" out.txt; check_eq "verify names it" $? 0
+sm verify --repair >out.txt; check_eq "verify --repair sets it aside: exit 0" $? 0
+[ ! -e "$obj" ]; check_eq "the corrupt object left the store" $? 0
+sm verify >/dev/null; check_eq "the store verifies after the repair" $? 0
+check_eq "the rotten copy is in corrupt/" "$(ls "$SCALEMIX_HOME"/corrupt/ | grep -c "^$(basename "$obj")\.")" 2
+got=$(sm run --db none rot.lua 2>err.txt)
+check_eq "after the repair the next run rebuilds it" "$got|$(grep -c 'reused (cached' err.txt)" "$want|1"
+sm verify --bogus >/dev/null 2>&1; check_eq "verify with an unknown option exits 2" $? 2
+export SCALEMIX_HOME="$TMP_WS/ws"
+
 finish
