@@ -105,6 +105,7 @@ struct sm_engine {
     json_t *inputs_seen; /* path -> ref, so a folder is hashed once per run */
     char *last_input;
     int flushed;
+    int lease; /* fd holding runs/<run_id>.lock while the process lives (-1: none) */
 };
 
 static const sm_host_api host_api;
@@ -808,6 +809,7 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
     sm_engine *e = calloc(1, sizeof *e);
     if (!e) return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     e->o = *o;
+    e->lease = -1;
     int rc = sm_workspace_open(&e->ws, o->workspace, err);
     if (rc != SM_OK) {
         free(e);
@@ -856,8 +858,15 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
             goto fail_loop;
         }
     }
+    if ((rc = sm_run_lease_take(e->ws.root, e->run_id, &e->lease, err)) != SM_OK) goto fail_loop;
     if ((rc = sm_db_resolve(e->ws.root, o->db, &e->dsn, err)) != SM_OK) goto fail_loop;
     if (e->dsn && (rc = sm_pg_sink_open(&e->loop, e->dsn, e->ws.root, &e->sink, err)) != SM_OK) goto fail_loop;
+    if (e->dsn) { /* earlier runs whose process died (SIGKILL, crash) are marked abandoned */
+        int gone = 0;
+        sm_error aerr = {0};
+        if (sm_db_mark_abandoned(e->ws.root, e->dsn, &gone, &aerr) != SM_OK) sm_display_line(SM_LOG_DEBUG, NULL, "%s", aerr.msg);
+        else if (gone) sm_display_line(SM_LOG_INFO, NULL, "%d earlier run(s) whose process is gone marked abandoned", gone);
+    }
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     const char *base = o->script_path ? strrchr(o->script_path, '/') : NULL;
@@ -876,6 +885,7 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
     *out = e;
     return SM_OK;
 fail_loop:
+    sm_run_lease_release(e->ws.root, e->run_id, e->lease);
     if (e->events_file) fclose(e->events_file);
     e->events_file = NULL;
     uv_close((uv_handle_t *)&e->wake, NULL);
@@ -1171,6 +1181,7 @@ void sm_engine_free(sm_engine *e) {
     if (!e) return;
     if (e->sink) e->sink->close(e->sink);
     if (e->events_file) fclose(e->events_file);
+    sm_run_lease_release(e->ws.root, e->run_id, e->lease);
     uv_close((uv_handle_t *)&e->wake, NULL);
     uv_close((uv_handle_t *)&e->sigint, NULL);
     uv_close((uv_handle_t *)&e->sigterm, NULL);
