@@ -402,7 +402,8 @@ static void sink_emit(sm_sink *self, json_t *ev) {
         sm_log(SM_LOG_ERROR, "db sink: out of memory; event dropped");
         return;
     }
-    if (s->jlen >= JOURNAL_KICK_BYTES) journal_kick(s);
+    /* Lifecycle events go to disk at once (a SIGKILL a moment later keeps them); metrics, the bulk, batch up. */
+    if (s->jlen >= JOURNAL_KICK_BYTES || !row) journal_kick(s);
     if (s->jlen && !s->jtimer_armed) {
         s->jtimer_armed = 1;
         uv_timer_start(&s->jtimer, jtimer_cb, s->jfailing ? JOURNAL_RETRY_MS : JOURNAL_DELAY_MS, 0);
