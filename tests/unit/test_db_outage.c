@@ -56,6 +56,11 @@ static void emit(producer *p, const char *type, json_t *ev) {
     json_decref(ev);
 }
 
+static void emit_run_start(producer *p, const char *pipeline) {
+    emit(p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", pipeline, "script_sha256", "00", "params",
+                                   "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host", "test"));
+}
+
 static void stage_begin(producer *p) {
     snprintf(p->stage, sizeof p->stage, "%s-s%ld", p->run_id, ++p->stages);
     emit(p, "stage_start", json_pack("{s:s,s:s,s:s,s:s,s:s,s:{},s:b,s:i}", "stage_run_id", p->stage, "stage", "train",
@@ -149,9 +154,7 @@ TEST(test_outage_mid_run_every_row_once) {
     uv_loop_init(&p.loop);
     sm_uuid4(p.run_id);
     CHECK_MSG(sm_pg_sink_open(&p.loop, dsn, ws, &p.sink, &err) == 0, "%s", err.msg);
-    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "outage", "script_sha256", "00",
-                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                    "test"));
+    emit_run_start(&p, "outage");
     uv_timer_init(&p.loop, &p.tick);
     uv_timer_init(&p.loop, &p.watch);
     uv_timer_init(&p.loop, &p.restart);
@@ -204,6 +207,19 @@ typedef struct flushed {
 } flushed;
 static void on_flush(void *arg) { ((flushed *)arg)->done = 1; }
 
+/* A whole run: run_start; with metrics > 0 a stage with that many metric rows; run_end. */
+static void emit_run(producer *p, const char *pipeline, int metrics) {
+    emit_run_start(p, pipeline);
+    if (metrics > 0) {
+        stage_begin(p);
+        for (int i = 0; i < metrics; i++)
+            emit(p, "metric", json_pack("{s:s,s:s,s:i,s:n,s:f}", "stage_run_id", p->stage, "name", "loss", "step", i,
+                                        "domain", "value", 1.0));
+        stage_finish(p);
+    }
+    emit(p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+}
+
 /* Stops the server and sends a whole run (run_start; with metrics > 0 a stage with that many metric rows;
  * run_end) into a sink, then flushes and closes it: the flush completes with every event journaled only.
  * *stats: the sink's figures after the flush. */
@@ -214,17 +230,7 @@ static void run_while_down(producer *p, const char *pipeline, int metrics, sm_pg
     uv_loop_init(&loop);
     sm_uuid4(p->run_id);
     CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p->sink, &err) == 0, "%s", err.msg);
-    emit(p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", pipeline, "script_sha256", "00",
-                                   "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                   "test"));
-    if (metrics > 0) {
-        stage_begin(p);
-        for (int i = 0; i < metrics; i++)
-            emit(p, "metric", json_pack("{s:s,s:s,s:i,s:n,s:f}", "stage_run_id", p->stage, "name", "loss", "step", i,
-                                        "domain", "value", 1.0));
-        stage_finish(p);
-    }
-    emit(p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+    emit_run(p, pipeline, metrics);
     flushed f = {0};
     p->sink->flush(p->sink, on_flush, &f);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns once the flush is done: the sink's handles hold the loop only then */
@@ -296,9 +302,7 @@ TEST(test_spill_to_journal_during_outage) {
     int orc = sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err);
     unsetenv("SCALEMIX_SINK_MEM_CAP");
     CHECK_MSG(orc == 0, "%s", err.msg);
-    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "spill", "script_sha256", "00",
-                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                    "test"));
+    emit_run_start(&p, "spill");
     stage_begin(&p);
     for (int i = 0; i < 3000; i++)
         emit(&p, "metric", json_pack("{s:s,s:s,s:i,s:s,s:f}", "stage_run_id", p.stage, "name", "loss", "step", i,
@@ -360,15 +364,7 @@ TEST(test_journal_disk_full_is_not_claimed_and_retried) {
     producer p = {0};
     sm_uuid4(p.run_id);
     CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err) == 0, "%s", err.msg);
-    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "full", "script_sha256", "00",
-                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                    "test"));
-    stage_begin(&p);
-    for (int i = 0; i < 300; i++)
-        emit(&p, "metric", json_pack("{s:s,s:s,s:i,s:n,s:f}", "stage_run_id", p.stage, "name", "loss", "step", i,
-                                     "domain", "value", 1.0));
-    stage_finish(&p);
-    emit(&p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+    emit_run(&p, "full", 300);
     flushed f = {0};
     p.sink->flush(p.sink, on_flush, &f);
     uv_run(&loop, UV_RUN_DEFAULT);
