@@ -83,17 +83,6 @@ static void conclude(sm_engine *e, int rc, const char *msg) {
     }
 }
 
-/* os.exit(code) in the script: the run ends as the code says (0: succeeded), recorded, then the process exits. */
-static void exit_from_script(sm_engine *e, int code) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "the script called os.exit(%d)", code);
-    int rc = code == 0 ? SM_OK : sm_engine_cancelled(e) ? SM_ERR_CANCELLED : SM_ERR_PLUGIN;
-    conclude(e, rc, msg);
-    sm_engine_free(e);
-    fflush(NULL);
-    exit(code);
-}
-
 static int run_or_plan(int argc, char **argv, int plan) {
     static const struct option longopts[] = {
         {"param", required_argument, 0, 'p'},   {"db", required_argument, 0, 'd'},       {"workspace", required_argument, 0, 'w'},
@@ -207,10 +196,12 @@ static int run_or_plan(int argc, char **argv, int plan) {
     }
     if (!plan) sm_display_line(SM_LOG_INFO, NULL, "run %s of %s (workspace %s%s%s)", sm_engine_run_id(e), script,
                                sm_engine_workspace(e)->root, sm_engine_dsn(e) ? "" : ", no database", "");
-    int rc = sm_lua_run(e, script, params, exit_from_script, &err);
+    int script_exit = -1;
+    int rc = sm_lua_run(e, script, params, &script_exit, &err);
     conclude(e, rc, err.msg);
     sm_engine_free(e);
     json_decref(params);
+    if (script_exit >= 0) return script_exit; /* os.exit(code): the script's own exit status */
     return rc == SM_OK ? 0 : rc == SM_ERR_ARG ? 2 : 1;
 }
 

@@ -1145,6 +1145,7 @@ const char *sm_engine_run_id(sm_engine *e) { return e->run_id; }
 const char *sm_engine_dsn(sm_engine *e) { return e->dsn; }
 int sm_engine_planning(sm_engine *e) { return e->o.plan; }
 int sm_engine_cancelled(sm_engine *e) { return atomic_load(&e->cancel); }
+void sm_engine_cancel(sm_engine *e) { cancel_children(e); }
 void sm_engine_set_parallel(sm_engine *e, int n) {
     if (n > 0) e->parallel = n;
     try_start(e);

@@ -67,6 +67,8 @@ const char *sm_engine_run_id(sm_engine *e);
 const char *sm_engine_dsn(sm_engine *e); /* NULL when no database */
 int sm_engine_planning(sm_engine *e);
 int sm_engine_cancelled(sm_engine *e);
+/* Cancels the run as a first Ctrl-C does (running stages stop at their next check), without a message. */
+void sm_engine_cancel(sm_engine *e);
 void sm_engine_set_parallel(sm_engine *e, int n);
 /* Emits a log line from the script. */
 void sm_engine_log(sm_engine *e, int level, const char *msg);

@@ -79,6 +79,11 @@ for c in "os.exit()" "os.exit(0)" "os.exit(true)" "os.exit(3)" "os.exit(false)";
   check_eq "$c: run_end recorded $want" "$(tail -1 ex.jsonl | python3 -c 'import json,sys; e=json.load(sys.stdin); print(e["type"], e.get("status"))')" "run_end $want"
   rm -f ex.jsonl
 done
+printf 'local sm = require "scalemix"\nsm.spawn(function() os.exit(5) end)\nlocal ok = pcall(sm.stage, "sm_test_echo", { value = 1, sleep_ms = 20000 })\nwhile true do end\n' > ex5.lua
+start=$SECONDS
+timeout 15 "$SCALEMIX" run --db none -q ex5.lua >/dev/null 2>&1; rc=$?
+check_eq "os.exit(5) in a task while the script waits on a long stage and then spins: exit 5" "$rc" 5
+[ $((SECONDS - start)) -lt 10 ]; check_eq "... promptly (the stage is cancelled, the pcall cannot hold it)" $? 0
 
 # --- 8: two concurrent runs of one stage never share a live scratch folder: the second waits, says so
 for iso in false true; do
