@@ -85,6 +85,7 @@ typedef struct pg_sink {
      * n_on_disk: events whose journal line is written and synced: only these are ever said to be kept. */
     uint64_t n_on_disk;
     int jfailing; /* the last journal write failed: its bytes are kept in jbuf and retried */
+    int jlife;    /* jbuf holds a lifecycle (non-metric) event: written as soon as the disk is free */
     int jbroken;  /* an fdatasync failed: what the journal holds is unknown, nothing more is claimed on disk */
     char jerr[160];
 
@@ -255,7 +256,7 @@ static void jw_cb(uv_fs_t *req) {
         jw_issue(s);
     }
     if (!s->closing && !s->jw_busy) {
-        if (s->jlen && !s->jfailing && (s->nw || s->jlen >= JOURNAL_KICK_BYTES)) journal_kick(s);
+        if (s->jlen && !s->jfailing && (s->nw || s->jlife || s->jlen >= JOURNAL_KICK_BYTES)) journal_kick(s);
         pump_send(s);
         check_waiters(s);
     }
@@ -271,6 +272,7 @@ static void journal_kick(pg_sink *s) {
     s->jw_end = s->n_emitted;
     s->jbuf = NULL;
     s->jlen = s->jcap = 0;
+    s->jlife = 0;
     s->jw_busy = 1;
     jw_issue(s);
 }
@@ -403,7 +405,8 @@ static void sink_emit(sm_sink *self, json_t *ev) {
         return;
     }
     /* Lifecycle events go to disk at once (a SIGKILL a moment later keeps them); metrics, the bulk, batch up. */
-    if (s->jlen >= JOURNAL_KICK_BYTES || !row) journal_kick(s);
+    if (!row) s->jlife = 1;
+    if (s->jlen >= JOURNAL_KICK_BYTES || s->jlife) journal_kick(s);
     if (s->jlen && !s->jtimer_armed) {
         s->jtimer_armed = 1;
         uv_timer_start(&s->jtimer, jtimer_cb, s->jfailing ? JOURNAL_RETRY_MS : JOURNAL_DELAY_MS, 0);
