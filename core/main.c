@@ -26,6 +26,7 @@ static const command commands[] = {
     {"db", sm_cmd_db, "the lineage database: status, start, stop"},
     {"schedule", sm_cmd_schedule, "recurring runs: add, list, pause, resume, remove, next, backfill"},
     {"daemon", sm_cmd_daemon, "fire scheduled runs"},
+    {"verify", sm_cmd_verify, "check every object in the store; --repair sets corrupt ones aside"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "help on a command or a stage"},
     {"stage-exec", sm_cmd_stage_exec, NULL}, /* internal: an isolated stage in a child process */

@@ -41,13 +41,22 @@ void sm_cache_key(const json_t *parts, char key[65]) {
     free(s);
 }
 
-static int outputs_present(const sm_workspace *ws, json_t *outputs) {
+/* 1 if every output is in the store with its size and, up to SM_STORE_VERIFY_ON_REUSE_BYTES, its bytes still
+ * hash to its digest (a corrupt one is set aside by sm_store_verify: *corrupt = 1, and the stage runs again). */
+static int outputs_present(const sm_workspace *ws, json_t *outputs, int *corrupt) {
     const char *k;
     json_t *o;
     json_object_foreach(outputs, k, o) {
         const char *d = json_string_value(json_object_get(o, "digest"));
         json_t *b = json_object_get(o, "bytes");
         if (!d || !sm_store_has(ws, d, json_is_integer(b) ? json_integer_value(b) : -1)) return 0;
+        sm_error err = {0};
+        if (json_is_integer(b) && (uint64_t)json_integer_value(b) <= SM_STORE_VERIFY_ON_REUSE_BYTES &&
+            sm_store_verify(ws, d, &err) != SM_OK) {
+            sm_log(SM_LOG_WARN, "%s", err.msg);
+            *corrupt = 1;
+            return 0;
+        }
     }
     return 1;
 }
@@ -63,8 +72,10 @@ json_t *sm_cache_lookup(const sm_workspace *ws, const char *key, const char **wh
         json_decref(e);
         return NULL;
     }
-    if (!outputs_present(ws, json_object_get(e, "outputs"))) {
-        if (why) *why = "outputs of its last run are missing from the store";
+    int corrupt = 0;
+    if (!outputs_present(ws, json_object_get(e, "outputs"), &corrupt)) {
+        if (why) *why = corrupt ? "an output of its last run was corrupt in the store (set aside)"
+                                : "outputs of its last run are missing from the store";
         json_decref(e);
         return NULL;
     }

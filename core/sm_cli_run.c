@@ -1,6 +1,7 @@
 /* sm_cli_run.c - `scalemix run` and `scalemix plan`. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,17 +37,31 @@ static const char run_usage[] =
     "\n"
     "exit status: 0 success, 1 the pipeline failed or was cancelled, 2 usage error\n";
 
-static json_t *param_value(const char *v) {
+/* The JSON value of a --param VALUE, or NULL with why filled: a number JSON cannot carry (nan, inf, out of
+ * range) or text that is not UTF-8 is refused rather than dropped. */
+static json_t *param_value(const char *v, const char **why) {
     if (!strcmp(v, "true")) return json_true();
     if (!strcmp(v, "false")) return json_false();
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (*v && !*end && errno == 0) {
-        if (d == (double)(long long)d && !strpbrk(v, ".eE")) return json_integer((json_int_t)d);
+    if (*v && !*end) {
+        if (!isfinite(d) || errno == ERANGE) {
+            *why = "is not a finite number that fits a double (nan, inf and out-of-range values have no JSON form)";
+            return NULL;
+        }
+        if (d == (double)(long long)d && !strpbrk(v, ".eEpP")) return json_integer((json_int_t)d);
         return json_real(d);
     }
-    return json_string(v);
+    json_t *s = json_string(v);
+    if (!s) *why = "is not valid UTF-8";
+    return s;
+}
+
+/* A positive count for --parallel / --threads: digits only; 0 on anything else. */
+static int count_arg(const char *s) {
+    if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 6) return 0;
+    return atoi(s);
 }
 
 /* One device as CUDA_VISIBLE_DEVICES names it: a decimal index, or a UUID starting GPU- or MIG-. */
@@ -56,6 +71,19 @@ static int gpu_id_valid(const char *s) {
     if (strspn(s, "0123456789") == n) return 1;
     if (strncmp(s, "GPU-", 4) && strncmp(s, "MIG-", 4)) return 0;
     return n > 4 && strspn(s + 4, "0123456789abcdefABCDEF-/") == n - 4;
+}
+
+/* Records the run's end (rc: how the script ended) and says so. */
+static void conclude(sm_engine *e, int rc, const char *msg) {
+    int plan = sm_engine_planning(e);
+    int status = rc == SM_OK ? SM_STAGE_SUCCEEDED : rc == SM_ERR_CANCELLED ? SM_STAGE_CANCELLED : SM_STAGE_FAILED;
+    sm_engine_finish(e, status, rc == SM_OK ? NULL : msg);
+    if (rc != SM_OK) {
+        fprintf(stderr, "scalemix: %s%s\n", rc == SM_ERR_CANCELLED ? "cancelled: " : "", msg);
+        if (!plan) fprintf(stderr, "scalemix: run %s %s\n", sm_engine_run_id(e), rc == SM_ERR_CANCELLED ? "cancelled" : "failed");
+    } else if (!plan) {
+        sm_display_line(SM_LOG_INFO, NULL, "run %s succeeded", sm_engine_run_id(e));
+    }
 }
 
 static int run_or_plan(int argc, char **argv, int plan) {
@@ -82,14 +110,29 @@ static int run_or_plan(int argc, char **argv, int plan) {
                 return 2;
             }
             char key[256];
+            const char *why = NULL;
+            if ((size_t)(eq - optarg) >= sizeof key) why = "has a key longer than 255 bytes";
             snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
-            json_object_set_new(params, key, param_value(eq + 1));
+            json_t *val = why ? NULL : param_value(eq + 1, &why);
+            if (val && json_object_set_new(params, key, val) != 0) why = "has a key that is not valid UTF-8";
+            if (why) {
+                fprintf(stderr, "scalemix %s: --param %s %s\n", argv[0], optarg, why);
+                json_decref(params);
+                return 2;
+            }
             break;
         }
         case 'd': o.db = optarg; break;
         case 'w': o.workspace = optarg; break;
-        case 'j': o.parallel = atoi(optarg); break;
-        case 't': o.threads = atoi(optarg); break;
+        case 'j':
+        case 't':
+            if (!(*(c == 'j' ? &o.parallel : &o.threads) = count_arg(optarg))) {
+                fprintf(stderr, "scalemix %s: --%s wants a positive whole number, got '%s'\n", argv[0],
+                        c == 'j' ? "parallel" : "threads", optarg);
+                json_decref(params);
+                return 2;
+            }
+            break;
         case 'l':
             if (!strcmp(optarg, "json")) log_mode = SM_DISPLAY_JSON;
             else if (!strcmp(optarg, "plain")) log_mode = SM_DISPLAY_PLAIN;
@@ -130,11 +173,6 @@ static int run_or_plan(int argc, char **argv, int plan) {
         json_decref(params);
         return 2;
     }
-    if ((o.parallel < 0) || (o.threads < 0)) {
-        fprintf(stderr, "scalemix %s: --parallel and --threads want positive numbers\n", argv[0]);
-        json_decref(params);
-        return 2;
-    }
     const char *script = argv[optind];
     struct stat st;
     if (stat(script, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -161,17 +199,12 @@ static int run_or_plan(int argc, char **argv, int plan) {
     }
     if (!plan) sm_display_line(SM_LOG_INFO, NULL, "run %s of %s (workspace %s%s%s)", sm_engine_run_id(e), script,
                                sm_engine_workspace(e)->root, sm_engine_dsn(e) ? "" : ", no database", "");
-    int rc = sm_lua_run(e, script, params, &err);
-    int status = rc == SM_OK ? SM_STAGE_SUCCEEDED : rc == SM_ERR_CANCELLED ? SM_STAGE_CANCELLED : SM_STAGE_FAILED;
-    sm_engine_finish(e, status, rc == SM_OK ? NULL : err.msg);
-    if (rc != SM_OK) {
-        fprintf(stderr, "scalemix: %s%s\n", rc == SM_ERR_CANCELLED ? "cancelled: " : "", err.msg);
-        if (!plan) fprintf(stderr, "scalemix: run %s %s\n", sm_engine_run_id(e), rc == SM_ERR_CANCELLED ? "cancelled" : "failed");
-    } else if (!plan) {
-        sm_display_line(SM_LOG_INFO, NULL, "run %s succeeded", sm_engine_run_id(e));
-    }
+    int script_exit = -1;
+    int rc = sm_lua_run(e, script, params, &script_exit, &err);
+    conclude(e, rc, err.msg);
     sm_engine_free(e);
     json_decref(params);
+    if (script_exit >= 0) return script_exit; /* os.exit(code): the script's own exit status */
     return rc == SM_OK ? 0 : rc == SM_ERR_ARG ? 2 : 1;
 }
 

@@ -38,6 +38,7 @@ struct sm_host {
     sm_resources res;
     int granted_threads;
     char scratch[PATH_MAX];
+    int scratch_lock; /* fd holding scratch/<key>.lock, -1 before the stage asks for its scratch folder */
     uv_work_t work;
     sm_error err;
     int rc;
@@ -104,6 +105,7 @@ struct sm_engine {
     json_t *inputs_seen; /* path -> ref, so a folder is hashed once per run */
     char *last_input;
     int flushed;
+    int lease; /* fd holding runs/<run_id>.lock while the process lives (-1: none) */
 };
 
 static const sm_host_api host_api;
@@ -274,7 +276,20 @@ static void record_output(sm_host *h, const char *name, const char *digest, cons
 }
 
 /* Created on first use: most stages never need one. */
-static const char *h_scratch_dir(sm_host *h) { return sm_mkdirs(h->scratch, NULL) == SM_OK ? h->scratch : NULL; }
+static void h_scratch_waiting(void *h, const char *lock) {
+    h_log(h, SM_LOG_WARN, "waiting: another run is running this stage (same cache key) and holds %s", lock);
+}
+static int h_cancelled_any(void *h) { return h_cancelled(h); }
+/* The stage's scratch folder, locked for this stage run (waits while another run holds it). */
+static const char *h_scratch_dir(sm_host *h) {
+    if (h->scratch_lock >= 0) return h->scratch;
+    sm_error err = {0};
+    if (sm_scratch_lock(h->scratch, h, h_cancelled_any, h_scratch_waiting, &h->scratch_lock, &err) != SM_OK) {
+        h_log(h, SM_LOG_WARN, "no scratch folder: %s", err.msg);
+        return NULL;
+    }
+    return h->scratch;
+}
 
 static int h_metric(sm_host *h, const char *name, int64_t step, const char *domain, double value) {
     if (!name) return SM_ERR_ARG;
@@ -454,7 +469,9 @@ static void emit_stage_end(sm_engine *e, stage_run *sr, const char *status) {
 static void work_cb(uv_work_t *w) {
     stage_run *sr = w->data;
     sm_error err = {0};
-    sr->rc = sr->plugin->desc->run(&host_api, sr, sr->params_text, sr->inputs_text, &err);
+    /* every store object the stage reads is hashed first: a corrupt one is set aside, never fed in */
+    sr->rc = sm_store_verify_inputs(&sr->eng->ws, sr->inputs, &err);
+    if (sr->rc == SM_OK) sr->rc = sr->plugin->desc->run(&host_api, sr, sr->params_text, sr->inputs_text, &err);
     if (sr->rc != SM_OK && !err.msg[0]) sm_error_set(&err, sr->rc, "stage failed with code %d (%s)", sr->rc, sm_error_name(sr->rc));
     sr->err = err;
 }
@@ -631,6 +648,10 @@ static int start_child(sm_engine *e, stage_run *sr, sm_error *err) {
 
 static void finish_stage(sm_engine *e, stage_run *sr) {
     inbox_drain(e); /* the stage's own events precede its end */
+    if (sr->rc != SM_OK && sr->scratch_lock >= 0) {
+        close(sr->scratch_lock); /* kept for a resume; the folder is not live any more */
+        sr->scratch_lock = -1;
+    }
     e->running--;
     e->threads_used -= sr->granted_threads;
     if (sr->res.gpu) {
@@ -661,10 +682,13 @@ static void finish_stage(sm_engine *e, stage_run *sr) {
         char *ps = sm_json_canonical(sr->parts);
         sm_write_file_atomic(sp, ps, strlen(ps), 0, NULL);
         free(ps);
-        if (access(sr->scratch, F_OK) == 0) sm_remove_tree(sr->scratch);
+        /* an isolated stage's process removed its scratch folder itself, under its lock */
+        if (!sr->isolated && sr->scratch_lock >= 0) sm_remove_tree(sr->scratch);
         finalize_texts(sr);
         emit_stage_end(e, sr, "succeeded");
         sm_display_line(SM_LOG_INFO, sr->stage_name, "done in %.1fs", secs);
+        if (sr->scratch_lock >= 0) close(sr->scratch_lock);
+        sr->scratch_lock = -1;
         complete(e, sr, SM_STAGE_SUCCEEDED);
     } else {
         int cancelled = sr->rc == SM_ERR_CANCELLED;
@@ -785,6 +809,7 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
     sm_engine *e = calloc(1, sizeof *e);
     if (!e) return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     e->o = *o;
+    e->lease = -1;
     int rc = sm_workspace_open(&e->ws, o->workspace, err);
     if (rc != SM_OK) {
         free(e);
@@ -833,8 +858,15 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
             goto fail_loop;
         }
     }
+    if ((rc = sm_run_lease_take(e->ws.root, e->run_id, &e->lease, err)) != SM_OK) goto fail_loop;
     if ((rc = sm_db_resolve(e->ws.root, o->db, &e->dsn, err)) != SM_OK) goto fail_loop;
     if (e->dsn && (rc = sm_pg_sink_open(&e->loop, e->dsn, e->ws.root, &e->sink, err)) != SM_OK) goto fail_loop;
+    if (e->dsn) { /* earlier runs whose process died (SIGKILL, crash) are marked abandoned */
+        int gone = 0;
+        sm_error aerr = {0};
+        if (sm_db_mark_abandoned(e->ws.root, e->dsn, &gone, &aerr) != SM_OK) sm_display_line(SM_LOG_DEBUG, NULL, "%s", aerr.msg);
+        else if (gone) sm_display_line(SM_LOG_INFO, NULL, "%d earlier run(s) whose process is gone marked abandoned", gone);
+    }
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     const char *base = o->script_path ? strrchr(o->script_path, '/') : NULL;
@@ -853,6 +885,7 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
     *out = e;
     return SM_OK;
 fail_loop:
+    sm_run_lease_release(e->ws.root, e->run_id, e->lease);
     if (e->events_file) fclose(e->events_file);
     e->events_file = NULL;
     uv_close((uv_handle_t *)&e->wake, NULL);
@@ -880,6 +913,7 @@ static stage_run *new_stage(sm_engine *e) {
     if (!sr) return NULL;
     sr->eng = e;
     sr->handle = e->nstages + 1;
+    sr->scratch_lock = -1;
     pthread_mutex_init(&sr->mu, NULL);
     sr->result = json_object();
     sr->outputs = json_object();
@@ -1023,6 +1057,14 @@ int sm_engine_wait(sm_engine *e) {
     }
 }
 
+void sm_engine_poll(sm_engine *e) {
+    inbox_drain(e);
+    /* the signal watchers are unreferenced, and a loop with nothing referenced returns without polling */
+    uv_ref((uv_handle_t *)&e->sigterm);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    uv_unref((uv_handle_t *)&e->sigterm);
+}
+
 int sm_engine_stage_status(sm_engine *e, int h) {
     stage_run *sr = get_stage(e, h);
     return sr ? sr->status : -1;
@@ -1103,6 +1145,7 @@ const char *sm_engine_run_id(sm_engine *e) { return e->run_id; }
 const char *sm_engine_dsn(sm_engine *e) { return e->dsn; }
 int sm_engine_planning(sm_engine *e) { return e->o.plan; }
 int sm_engine_cancelled(sm_engine *e) { return atomic_load(&e->cancel); }
+void sm_engine_cancel(sm_engine *e) { cancel_children(e); }
 void sm_engine_set_parallel(sm_engine *e, int n) {
     if (n > 0) e->parallel = n;
     try_start(e);
@@ -1139,6 +1182,7 @@ void sm_engine_free(sm_engine *e) {
     if (!e) return;
     if (e->sink) e->sink->close(e->sink);
     if (e->events_file) fclose(e->events_file);
+    sm_run_lease_release(e->ws.root, e->run_id, e->lease);
     uv_close((uv_handle_t *)&e->wake, NULL);
     uv_close((uv_handle_t *)&e->sigint, NULL);
     uv_close((uv_handle_t *)&e->sigterm, NULL);

@@ -47,6 +47,9 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
 /* Runs the loop until a submitted stage completes and returns its handle (each handle once), or 0 when
  * nothing is pending. */
 int sm_engine_wait(sm_engine *e);
+/* Turns the loop once without blocking (signals, stage messages): for a script computing between stage
+ * calls. Never call from a loop callback. */
+void sm_engine_poll(sm_engine *e);
 /* Accessors for a handle (strings owned by the engine, valid until sm_engine_free). */
 int sm_engine_stage_status(sm_engine *e, int h);
 const char *sm_engine_stage_reason(sm_engine *e, int h);
@@ -64,6 +67,8 @@ const char *sm_engine_run_id(sm_engine *e);
 const char *sm_engine_dsn(sm_engine *e); /* NULL when no database */
 int sm_engine_planning(sm_engine *e);
 int sm_engine_cancelled(sm_engine *e);
+/* Cancels the run as a first Ctrl-C does (running stages stop at their next check), without a message. */
+void sm_engine_cancel(sm_engine *e);
 void sm_engine_set_parallel(sm_engine *e, int n);
 /* Emits a log line from the script. */
 void sm_engine_log(sm_engine *e, int level, const char *msg);

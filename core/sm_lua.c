@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <lua.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,10 @@
 #include <unistd.h>
 
 static sm_engine *current;
+static int exit_code = -1; /* set by os.exit */
+
+/* Lua instructions between two looks at the engine's loop (signals) while the script computes. */
+#define SM_LUA_CHECK_EVERY 100000
 
 sm_engine *sm_lua_engine(void) { return current; }
 
@@ -48,11 +53,45 @@ static int traceback(lua_State *L) {
     return 1;
 }
 
-int sm_lua_run(sm_engine *e, const char *path, json_t *params, sm_error *err) {
+/* The count hook: lets the loop deliver signals, and once the run is cancelled raises in the script. */
+static void cancel_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    sm_engine_poll(current);
+    if (exit_code >= 0) {
+        lua_pushfstring(L, "os.exit(%d)", exit_code);
+        lua_error(L);
+    }
+    if (!sm_engine_cancelled(current)) return;
+    luaL_where(L, 1);
+    lua_pushstring(L, "stopped by Ctrl-C or SIGTERM while the script was computing");
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+/* os.exit([code]) in a script: stops the script (see sm_lua.h); the caller records the run's end. */
+static int script_exit(lua_State *L) {
+    exit_code = lua_isnoneornil(L, 1) ? 0 : lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_checkinteger(L, 1);
+    if (exit_code < 0) exit_code = 1;
+    sm_engine_cancel(current); /* a stage the script waits on stops, so that the wait returns */
+    lua_pushfstring(L, "os.exit(%d)", exit_code);
+    return lua_error(L);
+}
+
+int sm_lua_run(sm_engine *e, const char *path, json_t *params, int *exit_code_out, sm_error *err) {
     lua_State *L = luaL_newstate();
     if (!L) return sm_error_set(err, SM_ERR_NOMEM, "cannot create a Lua state");
     luaL_openlibs(L);
     current = e;
+    exit_code = -1;
+    if (exit_code_out) *exit_code_out = -1;
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_sethook(L, cancel_hook, LUA_MASKCOUNT, SM_LUA_CHECK_EVERY);
+    if (exit_code_out) {
+        lua_getglobal(L, "os");
+        lua_pushcfunction(L, script_exit);
+        lua_setfield(L, -2, "exit");
+        lua_pop(L, 1);
+    }
     /* package.path: the library first, then the script's folder. */
     char dir[4 * PATH_MAX], script_dir[PATH_MAX];
     snprintf(script_dir, sizeof script_dir, "%s", path);
@@ -106,6 +145,12 @@ int sm_lua_run(sm_engine *e, const char *path, json_t *params, sm_error *err) {
     if (lua_pcall(L, 1, 0, tb) != 0) {
         const char *msg = lua_tostring(L, -1);
         rc = sm_error_set(err, sm_engine_cancelled(e) ? SM_ERR_CANCELLED : SM_ERR_PLUGIN, "%s", msg ? msg : "(no message)");
+    } else if (sm_engine_cancelled(e)) {
+        rc = sm_error_set(err, SM_ERR_CANCELLED, "the script finished after the run was cancelled (it caught the cancellation)");
+    }
+    if (exit_code >= 0 && exit_code_out) {
+        *exit_code_out = exit_code;
+        rc = exit_code == 0 ? SM_OK : sm_error_set(err, SM_ERR_PLUGIN, "the script called os.exit(%d)", exit_code);
     }
 out:
     lua_close(L);

@@ -10,7 +10,14 @@
  * scheduler (lua/scalemix.lua), which waits on stages through sm_api_wait. On failure err holds the
  * message naming the script's file and line; returns SM_OK, SM_ERR_CANCELLED or SM_ERR_PLUGIN (the
  * pipeline failed). */
-int sm_lua_run(sm_engine *e, const char *path, json_t *params, sm_error *err);
+/* The script runs with LuaJIT's compiler off and a count hook that turns the engine's loop, so that
+ * Ctrl-C/SIGTERM reach a script computing in pure Lua (compiled loops run no hooks): once the run is
+ * cancelled every hook raises "cancelled", and the result is SM_ERR_CANCELLED even if the script caught it.
+ * With exit_code (else NULL: os.exit is Lua's), os.exit(code) ends the script as an error that every later hook
+ * raises again (so a pcall cannot keep it going), running stages are cancelled, and *exit_code is set (0 for
+ * no argument or true, 1 for false); then SM_OK for 0, else SM_ERR_PLUGIN "the script called os.exit(N)".
+ * *exit_code stays -1 when the script did not call it. */
+int sm_lua_run(sm_engine *e, const char *path, json_t *params, int *exit_code, sm_error *err);
 /* The engine of the run in progress (for sm_api.c). */
 sm_engine *sm_lua_engine(void);
 /* The folder holding the Lua library (lua/): $SCALEMIX_LUA_PATH or <build>/../lua. */

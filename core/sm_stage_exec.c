@@ -28,6 +28,7 @@ struct sm_host {
     pthread_mutex_t mu;
     sm_workspace ws;
     const char *scratch;
+    int scratch_lock; /* fd holding <scratch>.lock once the stage asked for its folder; released at exit */
     int threads;
     json_t *outputs; /* names committed so far: each once, as in a threaded stage */
 };
@@ -115,7 +116,20 @@ static int x_output_commit(sm_host *h, const char *name, const char *tmp, const 
     return send_msg(h, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "t", "output", "name", name, "digest", digest, "path",
                                  final, "kind", kind, "bytes", (json_int_t)bytes, "meta", meta));
 }
-static const char *x_scratch_dir(sm_host *h) { return sm_mkdirs(h->scratch, NULL) == SM_OK ? h->scratch : NULL; }
+static void x_scratch_waiting(void *h, const char *lock) {
+    x_log(h, SM_LOG_WARN, "waiting: another run is running this stage (same cache key) and holds %s", lock);
+}
+static int x_cancelled_any(void *h) { return x_cancelled(h); }
+/* The stage's scratch folder, locked for this process (waits while another run holds it). */
+static const char *x_scratch_dir(sm_host *h) {
+    if (h->scratch_lock >= 0) return h->scratch;
+    sm_error err = {0};
+    if (sm_scratch_lock(h->scratch, h, x_cancelled_any, x_scratch_waiting, &h->scratch_lock, &err) != SM_OK) {
+        x_log(h, SM_LOG_WARN, "no scratch folder: %s", err.msg);
+        return NULL;
+    }
+    return h->scratch;
+}
 static int x_metric(sm_host *h, const char *name, int64_t step, const char *domain, double value) {
     return send_msg(h, json_pack("{s:s, s:s, s:I, s:o, s:f}", "t", "metric", "name", name, "step", (json_int_t)step, "domain",
                                  domain ? json_string(domain) : json_null(), "value", value));
@@ -162,7 +176,7 @@ int sm_cmd_stage_exec(int argc, char **argv) {
         fprintf(stderr, "scalemix stage-exec: internal command; the engine runs it with a stage spec on stdin\n");
         return 2;
     }
-    sm_host h = {.proto_fd = dup(1), .mu = PTHREAD_MUTEX_INITIALIZER};
+    sm_host h = {.proto_fd = dup(1), .mu = PTHREAD_MUTEX_INITIALIZER, .scratch_lock = -1};
     pthread_mutex_init(&h.mu, NULL);
     if (h.proto_fd < 0 || dup2(2, 1) < 0) return 1;
     signal(SIGINT, on_cancel);
@@ -188,9 +202,11 @@ int sm_cmd_stage_exec(int argc, char **argv) {
     if (rc == SM_OK) {
         params = sm_json_canonical(json_object_get(spec, "params"));
         inputs = sm_json_canonical(json_object_get(spec, "inputs"));
-        rc = p->desc->run(&child_api, &h, params, inputs, &err);
+        rc = sm_store_verify_inputs(&h.ws, json_object_get(spec, "inputs"), &err);
+        if (rc == SM_OK) rc = p->desc->run(&child_api, &h, params, inputs, &err);
         if (rc != SM_OK && !err.msg[0]) sm_error_set(&err, rc, "stage failed with code %d (%s)", rc, sm_error_name(rc));
     }
+    if (rc == SM_OK && h.scratch_lock >= 0) sm_remove_tree(h.scratch); /* done: removed under the lock */
     int sent = send_msg(&h, json_pack("{s:s, s:i, s:s}", "t", "done", "rc", rc, "msg", rc == SM_OK ? "" : err.msg));
     free(params);
     free(inputs);

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int sm_mkdirs(const char *path, sm_error *err) {
@@ -105,9 +107,13 @@ int sm_store_commit(const sm_workspace *ws, const char *tmp_path, char digest[65
     if (sm_mkdirs(dir, err) != SM_OK) return err ? err->code : SM_ERR_IO;
     sm_store_object_path(ws, digest, dst, sizeof dst);
     struct stat st;
-    if (stat(dst, &st) == 0 && (uint64_t)st.st_size == n) {
-        unlink(tmp_path); /* identical content already stored */
+    char have[65] = "";
+    sm_error herr = {0};
+    /* identical content already stored, if the stored bytes still hash to it; a rotten copy is replaced */
+    if (stat(dst, &st) == 0 && (uint64_t)st.st_size == n && sm_sha256_file(dst, have, NULL, &herr) == SM_OK && !strcmp(have, digest)) {
+        unlink(tmp_path);
     } else {
+        if (have[0]) sm_log(SM_LOG_WARN, "store: object %s was corrupt (its bytes hash to %.12s); replaced by a fresh copy", dst, have);
         if (durable && fsync_path(tmp_path, 0) != 0)
             return sm_error_set(err, SM_ERR_IO, "cannot fsync %s: %s", tmp_path, strerror(errno));
         chmod(tmp_path, 0444);
@@ -117,6 +123,47 @@ int sm_store_commit(const sm_workspace *ws, const char *tmp_path, char digest[65
     if (bytes) *bytes = n;
     if (final_path && snprintf(final_path, final_cap, "%s", dst) >= (int)final_cap)
         return sm_error_set(err, SM_ERR_ARG, "object path too long");
+    return SM_OK;
+}
+
+int sm_store_verify(const sm_workspace *ws, const char *digest, sm_error *err) {
+    char p[PATH_MAX], have[65];
+    if (sm_store_object_path(ws, digest, p, sizeof p) != SM_OK) return sm_error_set(err, SM_ERR_ARG, "object path too long");
+    if (access(p, F_OK) != 0) return sm_error_set(err, SM_ERR_NOTFOUND, "object %s is missing from the store", digest);
+    int rc = sm_sha256_file(p, have, NULL, err);
+    if (rc != SM_OK) return rc;
+    if (!strcmp(have, digest)) return SM_OK;
+    char dir[PATH_MAX], aside[PATH_MAX];
+    sm_workspace_path(ws, dir, sizeof dir, "corrupt");
+    if (sm_mkdirs(dir, err) != SM_OK) return err ? err->code : SM_ERR_IO;
+    if (sm_workspace_path(ws, aside, sizeof aside, "corrupt/%s.%lld", digest, (long long)time(NULL)) != SM_OK || rename(p, aside) != 0)
+        return sm_error_set(err, SM_ERR_FORMAT, "object %s is corrupt (its bytes hash to %.12s) and cannot be set aside: %s", p, have,
+                            strerror(errno));
+    return sm_error_set(err, SM_ERR_FORMAT, "object %s was corrupt (its bytes hash to %.12s); set aside as %s, and the stage that "
+                        "made it runs again", digest, have, aside);
+}
+
+int sm_store_verify_inputs(const sm_workspace *ws, json_t *inputs, sm_error *err) {
+    if (json_is_object(inputs)) {
+        const char *d = json_string_value(json_object_get(inputs, "digest"));
+        const char *path = json_string_value(json_object_get(inputs, "path"));
+        char objects[PATH_MAX];
+        sm_workspace_path(ws, objects, sizeof objects, "objects/");
+        if (d && path) return strncmp(path, objects, strlen(objects)) ? SM_OK : sm_store_verify(ws, d, err);
+        const char *k;
+        json_t *v;
+        json_object_foreach(inputs, k, v) {
+            int rc = sm_store_verify_inputs(ws, v, err);
+            if (rc != SM_OK) return rc;
+        }
+    } else if (json_is_array(inputs)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(inputs, i, v) {
+            int rc = sm_store_verify_inputs(ws, v, err);
+            if (rc != SM_OK) return rc;
+        }
+    }
     return SM_OK;
 }
 
@@ -202,6 +249,38 @@ int sm_dir_digest(const char *dir, char digest[65], uint64_t *bytes, uint64_t *f
     for (size_t i = 0; i < w.n; i++) free(w.v[i].rel);
     free(w.v);
     return rc;
+}
+
+int sm_scratch_lock(const char *dir, void *h, int (*cancelled)(void *h), void (*waiting)(void *h, const char *lock), int *fd,
+                    sm_error *err) {
+    char lock[PATH_MAX + 8];
+    if (snprintf(lock, sizeof lock, "%s.lock", dir) >= (int)sizeof lock) return sm_error_set(err, SM_ERR_ARG, "path too long: %s", dir);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash) *slash = 0;
+    if (slash && sm_mkdirs(parent, err) != SM_OK) return err ? err->code : SM_ERR_IO;
+    int f = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) return sm_error_set(err, SM_ERR_IO, "cannot open the scratch lock %s: %s", lock, strerror(errno));
+    for (int said = 0; flock(f, LOCK_EX | LOCK_NB) != 0; said = 1) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int e = errno;
+            close(f);
+            return sm_error_set(err, SM_ERR_IO, "cannot lock %s: %s", lock, strerror(e));
+        }
+        if (!said && waiting) waiting(h, lock);
+        if (cancelled && cancelled(h)) {
+            close(f);
+            return sm_error_set(err, SM_ERR_CANCELLED, "cancelled while waiting for %s", lock);
+        }
+        nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+    }
+    if (sm_mkdirs(dir, err) != SM_OK) {
+        close(f);
+        return err ? err->code : SM_ERR_IO;
+    }
+    *fd = f;
+    return SM_OK;
 }
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) {

@@ -194,6 +194,8 @@ local waiting = {}     -- handle -> { coroutine, ... }
 local done = {}        -- handle -> true once the engine reported it
 local tasks = {}       -- coroutine -> task
 local live_tasks = 0
+local all_tasks = {}   -- every task, to find errors nobody awaited
+local submitted = {}   -- every stage submitted, to find failures nobody awaited
 
 local function wake(co) ready[#ready + 1] = co end
 
@@ -223,6 +225,7 @@ local function new_task(fn, ...)
     return fn(unpack(args, 1, nargs))
   end)
   tasks[task.co] = task
+  all_tasks[#all_tasks + 1] = task
   live_tasks = live_tasks + 1
   wake(task.co)
   return task
@@ -236,8 +239,23 @@ function Task:wait()
     coroutine.yield()
   end
   self.awaited = true
-  if self.err then error(self.err, 0) end
+  if self.failed then error(self.err, 0) end
   return unpack(self.results, 1, self.nresults)
+end
+
+-- The message of a task's error: a string as raised (it names file:line); any other value (error(nil),
+-- error(false), a table) as what it is and where the task raised it, so that no error is ever silent.
+local function error_message(err, co)
+  if type(err) == "string" then return err end
+  local what = string.format("error(%s)", type(err) == "table" and "a table" or tostring(err))
+  for level = 0, 40 do
+    local info = debug.getinfo(co, level, "Sl")
+    if not info then break end
+    if info.what ~= "C" and not is_library(info.source) then
+      return string.format("%s:%d: %s raised", info.short_src, info.currentline, what)
+    end
+  end
+  return what .. " raised"
 end
 
 local function step(co)
@@ -249,7 +267,7 @@ local function step(co)
   if res[1] then
     task.results, task.nresults = { unpack(res, 2) }, #res - 1
   else
-    task.err = res[2]
+    task.failed, task.err = true, error_message(res[2], co)
   end
   for _, w in ipairs(task.waiters) do wake(w) end
   tasks[co] = nil
@@ -276,7 +294,22 @@ function M._main(chunk)
     waiting[h] = nil
     if list then for _, co in ipairs(list) do wake(co) end end
   end
-  if main.err then error(main.err, 0) end
+  if main.failed then error(main.err, 0) end
+  -- Stages nobody waited for belong to the run too: let them finish, then fail the run on any error that
+  -- nobody saw (a spawned task that raised, a stage that failed) rather than report success.
+  while C.sm_api_wait() ~= 0 do end
+  local unseen = {}
+  for _, t in ipairs(all_tasks) do
+    if t.failed and not t.awaited then unseen[#unseen + 1] = t.err .. " (in a task nobody waited for)" end
+  end
+  for _, st in ipairs(submitted) do
+    local status = not st.status and STATUS[C.sm_api_status(st.handle)]
+    if status == "failed" or status == "cancelled" then
+      unseen[#unseen + 1] = string.format("%s:%d: stage %s %s%s (nobody waited for it)", st.src, st.line, st.name, status,
+        status == "failed" and ": " .. ffi.string(C.sm_api_stage_error(st.handle)) or "")
+    end
+  end
+  if #unseen > 0 then error(table.concat(unseen, "\n"), 0) end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -312,7 +345,10 @@ function M.submit(plugin, params, inputs, opts)
   local ij = M.json_encode(inputs or {}, "inputs of " .. name)
   local h = C.sm_api_submit(plugin, name, pj, ij)
   if h < 0 then user_error(ffi.string(C.sm_api_error())) end
-  return setmetatable({ handle = h, name = name, plugin = plugin }, Stage)
+  local src, line = caller_position()
+  local st = setmetatable({ handle = h, name = name, plugin = plugin, src = src, line = line }, Stage)
+  submitted[#submitted + 1] = st
+  return st
 end
 M.async = M.submit
 

@@ -34,6 +34,14 @@ int sm_pg_sink_open(uv_loop_t *loop, const char *dsn, const char *workspace, sm_
  * journaled. Does nothing (quickly) when there is no such journal. */
 int sm_db_drain_journals(const char *workspace, const char *dsn, sm_error *err);
 
+/* A run's liveness lease (core/db/sm_db_runs.c): an flock on <ws>/runs/<run_id>.lock held while the process
+ * lives. take: SM_OK with *fd; release: removes the file and drops the lock (at a recorded end). */
+int sm_run_lease_take(const char *workspace, const char *run_id, int *fd, sm_error *err);
+void sm_run_lease_release(const char *workspace, const char *run_id, int fd);
+/* Marks abandoned every run of this host that the database calls running or cancelling but whose lease in
+ * this workspace is free (its process is gone: SIGKILL, crash); *marked: how many. */
+int sm_db_mark_abandoned(const char *workspace, const char *dsn, int *marked, sm_error *err);
+
 /* The workspace directory: $SCALEMIX_HOME if set, else ./.scalemix, made absolute (not created). */
 int sm_db_workspace(char *out, size_t n, sm_error *err);
 

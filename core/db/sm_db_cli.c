@@ -50,6 +50,8 @@ static int open_db(const char *cli_dsn, char **dsn, sm_error *err) {
         /* A run that ended while the database was down left its events journaled: show them too. */
         sm_error derr = {0};
         if (sm_db_drain_journals(ws, *dsn, &derr)) sm_log(SM_LOG_WARN, "db: journaled events not sent: %s", derr.msg);
+        int gone = 0; /* runs whose process died without an end: abandoned, not running forever */
+        if (sm_db_mark_abandoned(ws, *dsn, &gone, &derr)) sm_log(SM_LOG_WARN, "db: %s", derr.msg);
     }
     return rc;
 }

@@ -28,6 +28,7 @@
 
 #define JOURNAL_DELAY_MS 20          /* events wait at most this long before their journal write starts */
 #define JOURNAL_KICK_BYTES (256 << 10)
+#define JOURNAL_RETRY_MS 1000        /* after a failed journal write (disk full), the next try */
 #define BATCH_MAX_EVENTS 4000
 #define BATCH_MAX_BYTES (2 << 20)
 #define BACKOFF_MIN_MS 100
@@ -80,6 +81,13 @@ typedef struct pg_sink {
     pending *q; /* q[0..qn) are events base .. base+qn-1 (absolute indexes) */
     size_t qn, qcap, qoff;
     uint64_t n_emitted, n_durable, n_acked;
+    /* n_durable: events that may be sent (journaled, or kept in memory after a failed journal write);
+     * n_on_disk: events whose journal line is written and synced: only these are ever said to be kept. */
+    uint64_t n_on_disk;
+    int jfailing; /* the last journal write failed: its bytes are kept in jbuf and retried */
+    int jlife;    /* jbuf holds a lifecycle (non-metric) event: written as soon as the disk is free */
+    int jbroken;  /* an fdatasync failed: what the journal holds is unknown, nothing more is claimed on disk */
+    char jerr[160];
 
     char *jbuf; /* bytes not yet handed to a journal write */
     size_t jlen, jcap;
@@ -176,11 +184,43 @@ static void ack_write(pg_sink *s) {
 }
 
 static void jw_cb(uv_fs_t *req);
+static void jtimer_cb(uv_timer_t *t);
 
-static void jw_finish(pg_sink *s) {
+/* Ends the in-flight journal write: ok (why NULL), its events are on disk; otherwise its unwritten bytes go
+ * back in front of jbuf to be retried, and its events are sendable from memory meanwhile. */
+static void jw_finish(pg_sink *s, const char *why) {
     s->jw_busy = 0;
-    s->n_durable = s->jw_end;
-    s->st.journaled = s->n_durable;
+    if (s->jw_end > s->n_durable) s->n_durable = s->jw_end;
+    if (!why) {
+        if (!s->jbroken) s->n_on_disk = s->jw_end;
+        if (s->jfailing) sm_log(SM_LOG_INFO, "db sink: journal %s is written again", s->jpath);
+        s->jfailing = 0;
+    } else {
+        size_t rest = s->jw_sync ? 0 : s->jw_len - s->jw_done;
+        if (s->jw_sync) s->jbroken = 1; /* a failed fdatasync may have dropped the pages: never trust them */
+        char *nb = rest ? malloc(rest + s->jlen + 1) : NULL;
+        if (rest && nb) {
+            memcpy(nb, s->jw_data + s->jw_done, rest);
+            if (s->jlen) memcpy(nb + rest, s->jbuf, s->jlen);
+            free(s->jbuf);
+            s->jbuf = nb;
+            s->jlen += rest;
+            s->jcap = s->jlen + 1;
+        } else if (rest) {
+            s->jbroken = 1; /* out of memory for the retry: those lines will never be on disk */
+        }
+        if (!s->jfailing)
+            sm_log(SM_LOG_ERROR, "db sink: cannot write journal %s: %s; %" PRIu64 " event(s) are not on disk: kept in memory "
+                   "for the database, and the journal write is retried while this process runs", s->jpath, why,
+                   s->n_emitted - s->n_on_disk);
+        s->jfailing = 1;
+        snprintf(s->jerr, sizeof s->jerr, "%s", why);
+        if (!s->closing && !s->jtimer_armed) {
+            s->jtimer_armed = 1;
+            uv_timer_start(&s->jtimer, jtimer_cb, JOURNAL_RETRY_MS, 0);
+        }
+    }
+    s->st.journaled = s->n_on_disk;
     free(s->jw_data);
     s->jw_data = NULL;
 }
@@ -199,9 +239,7 @@ static void jw_issue(pg_sink *s) {
         s->refs++;
         return;
     }
-    /* The events stay queued for the database; they are only not durable here. */
-    sm_log(SM_LOG_ERROR, "db sink: cannot queue a journal write: %s", uv_strerror(rc));
-    jw_finish(s);
+    jw_finish(s, uv_strerror(rc));
 }
 
 static void jw_cb(uv_fs_t *req) {
@@ -209,18 +247,16 @@ static void jw_cb(uv_fs_t *req) {
     ssize_t res = req->result;
     uv_fs_req_cleanup(req);
     if (res < 0) {
-        sm_log(SM_LOG_ERROR, "db sink: journal %s: %s; events are kept in memory only until the database has "
-               "them", s->jpath, uv_strerror((int)res));
-        jw_finish(s);
+        jw_finish(s, uv_strerror((int)res));
     } else if (s->jw_sync) {
-        jw_finish(s);
+        jw_finish(s, NULL);
     } else {
         s->jw_done += (size_t)res;
         if (s->jw_done >= s->jw_len) s->jw_sync = 1;
         jw_issue(s);
     }
     if (!s->closing && !s->jw_busy) {
-        if (s->jlen && (s->nw || s->jlen >= JOURNAL_KICK_BYTES)) journal_kick(s);
+        if (s->jlen && !s->jfailing && (s->nw || s->jlife || s->jlen >= JOURNAL_KICK_BYTES)) journal_kick(s);
         pump_send(s);
         check_waiters(s);
     }
@@ -236,6 +272,7 @@ static void journal_kick(pg_sink *s) {
     s->jw_end = s->n_emitted;
     s->jbuf = NULL;
     s->jlen = s->jcap = 0;
+    s->jlife = 0;
     s->jw_busy = 1;
     jw_issue(s);
 }
@@ -332,7 +369,7 @@ static int enqueue(pg_sink *s, char *json, size_t len, char *row, size_t rowlen)
     s->jbuf[s->jlen + len] = '\n';
     s->jlen += len + 1;
     s->jsize += len + 1;
-    if (s->mem + len + rowlen > s->mem_cap) {
+    if (s->mem + len + rowlen > s->mem_cap && !s->jfailing && !s->jbroken) {
         /* Spilled: the journal holds it; it is read back when its turn to be sent comes (reload). */
         free(json);
         free(row);
@@ -367,10 +404,12 @@ static void sink_emit(sm_sink *self, json_t *ev) {
         sm_log(SM_LOG_ERROR, "db sink: out of memory; event dropped");
         return;
     }
-    if (s->jlen >= JOURNAL_KICK_BYTES) journal_kick(s);
+    /* Lifecycle events go to disk at once (a SIGKILL a moment later keeps them); metrics, the bulk, batch up. */
+    if (!row) s->jlife = 1;
+    if (s->jlen >= JOURNAL_KICK_BYTES || s->jlife) journal_kick(s);
     if (s->jlen && !s->jtimer_armed) {
         s->jtimer_armed = 1;
-        uv_timer_start(&s->jtimer, jtimer_cb, JOURNAL_DELAY_MS, 0);
+        uv_timer_start(&s->jtimer, jtimer_cb, s->jfailing ? JOURNAL_RETRY_MS : JOURNAL_DELAY_MS, 0);
     }
 }
 
@@ -899,7 +938,7 @@ static int adopt_orphans(pg_sink *s, sm_error *err) {
                 rc = sm_error_set(err, SM_ERR_IO, "writing journal %s: %s", s->jpath, strerror(errno));
             } else {
                 s->jlen = 0;
-                s->n_durable = s->n_emitted;
+                s->n_durable = s->n_on_disk = s->n_emitted;
             }
         }
         if (rc == SM_OK) {
@@ -911,24 +950,41 @@ static int adopt_orphans(pg_sink *s, sm_error *err) {
         close(fd);
     }
     free(ents);
-    s->st.journaled = s->n_durable;
+    s->st.journaled = s->n_on_disk;
     return rc;
 }
 
 static void finalize(pg_sink *s) {
     if (s->jfd >= 0) {
-        if (s->n_acked == s->n_emitted && s->jlen == 0) {
+        if (s->n_acked == s->n_emitted) {
             unlink(s->jpath);
             unlink(s->apath);
         } else {
-            if (s->jlen && (write(s->jfd, s->jbuf, s->jlen) != (ssize_t)s->jlen || fdatasync(s->jfd) != 0))
-                sm_log(SM_LOG_ERROR, "db sink: journal %s: %s", s->jpath, strerror(errno));
+            /* a last try for what is not on disk yet (jw_data: an in-flight write the loop never finished) */
+            for (int i = 0; i < 2; i++) {
+                const char *b = i ? s->jbuf : s->jw_data ? s->jw_data + s->jw_done : NULL;
+                size_t n = i ? s->jlen : s->jw_data ? s->jw_len - s->jw_done : 0;
+                if (!n || s->jbroken) continue;
+                if (write(s->jfd, b, n) != (ssize_t)n) {
+                    snprintf(s->jerr, sizeof s->jerr, "%s", strerror(errno));
+                    s->jbroken = 1;
+                }
+            }
+            if (!s->jbroken && fdatasync(s->jfd) == 0) s->n_on_disk = s->n_emitted;
+            else if (!s->jbroken) snprintf(s->jerr, sizeof s->jerr, "%s", strerror(errno));
             char b[32];
             int l = snprintf(b, sizeof b, "%020" PRIu64 "\n", s->ack_off);
             if (s->afd >= 0 && pwrite(s->afd, b, (size_t)l, 0) != l)
                 sm_log(SM_LOG_WARN, "db sink: writing %s: %s", s->apath, strerror(errno));
-            sm_log(SM_LOG_INFO, "db sink: %" PRIu64 " event(s) not yet in the database stay in %s; the next run "
-                   "sends them", s->n_emitted - s->n_acked, s->jpath);
+            /* Said of the events on disk only; the rest are lost and said to be. */
+            uint64_t kept = s->n_on_disk > s->n_acked ? s->n_on_disk - s->n_acked : 0;
+            uint64_t lost = s->n_emitted - (s->n_on_disk > s->n_acked ? s->n_on_disk : s->n_acked);
+            if (kept)
+                sm_log(SM_LOG_INFO, "db sink: %" PRIu64 " event(s) not yet in the database stay in %s; the next run "
+                       "sends them", kept, s->jpath);
+            if (lost)
+                sm_log(SM_LOG_ERROR, "db sink: %" PRIu64 " event(s) are neither in the database nor on disk (journal %s: "
+                       "%s): their lineage is lost", lost, s->jpath, s->jerr[0] ? s->jerr : "not written");
         }
         close(s->jfd);
     }

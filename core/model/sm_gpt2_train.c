@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
-#define RESUME_MAGIC "SMRESUM1"
+#define RESUME_MAGIC "SMRESUM2"
 
 void sm_train_opts_default(sm_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -42,6 +43,8 @@ static double lr_at(const sm_train_opts *o, int64_t s, int warmup) {
 
 /* ---- resume files ---- */
 
+/* A resume file: the header, the fp32 parameters and both AdamW moments, then the sha256 (64 hex
+ * characters) of everything before it. A file that does not verify is set aside, never loaded. */
 typedef struct resume_hdr {
     char magic[8];
     int32_t cfg[6];
@@ -55,9 +58,18 @@ struct resume_ctx { resume_hdr h; const float *p, *m, *v; };
 static int write_resume(FILE *f, void *ud) {
     struct resume_ctx *c = ud;
     size_t n = c->h.nparams;
-    if (fwrite(&c->h, sizeof c->h, 1, f) != 1) return -1;
-    if (fwrite(c->p, 4, n, f) != n || fwrite(c->m, 4, n, f) != n || fwrite(c->v, 4, n, f) != n) return -1;
-    return 0;
+    const float *parts[3] = {c->p, c->m, c->v};
+    sm_sha256_ctx *sha = sm_sha256_new();
+    int rc = fwrite(&c->h, sizeof c->h, 1, f) == 1 ? 0 : -1;
+    sm_sha256_update(sha, &c->h, sizeof c->h);
+    for (int i = 0; i < 3 && !rc; i++) {
+        if (fwrite(parts[i], 4, n, f) != n) rc = -1;
+        sm_sha256_update(sha, parts[i], 4 * n);
+    }
+    char hex[65];
+    sm_sha256_final_hex(sha, hex);
+    if (!rc && fwrite(hex, 64, 1, f) != 1) rc = -1;
+    return rc;
 }
 
 static void fill_hdr(resume_hdr *h, const sm_gpt2 *m, const sm_train_opts *o, uint64_t seed) {
@@ -91,7 +103,20 @@ static int save_resume(sm_gpt2 *m, const sm_train_opts *o, uint64_t seed, uint64
     return rc;
 }
 
-/* Loads the resume file when it exists: *found = 1 and the model/loader are restored. */
+/* Renames a resume file that does not verify to <path>.corrupt-<unix time> and warns: training restarts
+ * from step 0 instead of resuming into a different model or failing on every re-run. */
+static int set_aside_resume(const char *path, const char *why, sm_error *err) {
+    char aside[4200];
+    if (snprintf(aside, sizeof aside, "%s.corrupt-%lld", path, (long long)time(NULL)) >= (int)sizeof aside)
+        return sm_error_set(err, SM_ERR_ARG, "path too long: %s", path);
+    if (rename(path, aside) != 0)
+        return sm_error_set(err, SM_ERR_IO, "%s %s, and it cannot be set aside: %s", path, why, strerror(errno));
+    sm_log(SM_LOG_WARN, "resume file %s %s; set aside as %s, training restarts from step 0", path, why, aside);
+    return SM_OK;
+}
+
+/* Loads the resume file when it exists and verifies: *found = 1 and the model/loader are restored. One that
+ * does not verify (not a resume file, truncated, checksum mismatch) is set aside and *found stays 0. */
 static int load_resume(sm_gpt2 *m, sm_loader *ld, const sm_train_opts *o, uint64_t seed, int *found, sm_error *err) {
     *found = 0;
     const char *path = o->resume_path;
@@ -103,30 +128,46 @@ static int load_resume(sm_gpt2 *m, sm_loader *ld, const sm_train_opts *o, uint64
     struct stat st;
     resume_hdr h, want;
     fill_hdr(&want, m, o, seed);
-    int rc = SM_OK;
+    const char *bad = NULL;
     if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size < sizeof h || fread(&h, sizeof h, 1, f) != 1)
-        rc = sm_error_set(err, SM_ERR_FORMAT, "%s: shorter than a resume header (truncated or not a resume file)", path);
+        bad = "is shorter than a resume header (truncated or not a resume file)";
     else if (memcmp(h.magic, RESUME_MAGIC, 8))
-        rc = sm_error_set(err, SM_ERR_FORMAT, "%s: not a scalemix resume file (bad magic)", path);
-    else if (memcmp(h.cfg, want.cfg, sizeof h.cfg) || h.nparams != want.nparams)
+        bad = "is not a scalemix resume file of this version (bad magic)";
+    else if (h.nparams > ((uint64_t)st.st_size) / 12 || (uint64_t)st.st_size != sizeof h + 12 * h.nparams + 64)
+        bad = "has the wrong size (truncated or corrupt)";
+    if (bad) {
+        fclose(f);
+        return set_aside_resume(path, bad, err);
+    }
+    size_t n = h.nparams;
+    float *buf = malloc(3 * n * sizeof(float));
+    if (!buf) { fclose(f); return sm_error_set(err, SM_ERR_NOMEM, "out of memory reading %s", path); }
+    char stored[64], hex[65];
+    int rc = SM_OK;
+    if (fread(buf, 4, 3 * n, f) != 3 * n || fread(stored, 64, 1, f) != 1) rc = sm_error_set(err, SM_ERR_IO, "cannot read %s", path);
+    fclose(f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    sm_sha256_ctx *sha = sm_sha256_new();
+    sm_sha256_update(sha, &h, sizeof h);
+    sm_sha256_update(sha, buf, 12 * n);
+    sm_sha256_final_hex(sha, hex);
+    if (memcmp(hex, stored, 64)) {
+        free(buf);
+        return set_aside_resume(path, "does not match its checksum (corrupt)", err);
+    }
+    if (memcmp(h.cfg, want.cfg, sizeof h.cfg) || h.nparams != want.nparams)
         rc = sm_error_set(err, SM_ERR_FORMAT, "%s: written for a different model configuration; delete it or use another path", path);
     else if (h.B != want.B || h.T != want.T || h.grad_accum != want.grad_accum || h.seed != want.seed)
         rc = sm_error_set(err, SM_ERR_ARG,
                           "%s: written by a run with B %d T %d grad_accum %d seed %llu; this run has B %d T %d grad_accum %d seed %llu",
                           path, h.B, h.T, h.grad_accum, (unsigned long long)h.seed, want.B, want.T, want.grad_accum,
                           (unsigned long long)want.seed);
-    else if ((uint64_t)st.st_size != sizeof h + 12 * h.nparams)
-        rc = sm_error_set(err, SM_ERR_FORMAT, "%s: %lld bytes, want %llu (truncated or corrupt)", path, (long long)st.st_size,
-                          (unsigned long long)(sizeof h + 12 * h.nparams));
     else if (h.step < 0 || h.step > o->steps)
         rc = sm_error_set(err, SM_ERR_ARG, "%s: at step %lld, beyond this run's %lld steps", path, (long long)h.step,
                           (long long)o->steps);
-    if (rc) { fclose(f); return rc; }
-    size_t n = h.nparams;
-    float *buf = malloc(3 * n * sizeof(float));
-    if (!buf) { fclose(f); return sm_error_set(err, SM_ERR_NOMEM, "out of memory reading %s", path); }
-    if (fread(buf, 4, 3 * n, f) != 3 * n) rc = sm_error_set(err, SM_ERR_IO, "cannot read %s", path);
-    fclose(f);
     if (!rc) rc = sm_gpt2_replace_state(m, buf, buf + n, buf + 2 * n, err);
     free(buf);
     if (!rc) rc = sm_loader_seek(ld, h.position, err);

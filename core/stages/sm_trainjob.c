@@ -46,6 +46,38 @@ static int get_int(json_t *o, const char *k, int def) {
     return json_is_number(v) ? (int)json_number_value(v) : def;
 }
 
+/* The model shape from the `model` table: only known keys, each a whole number in its range; absent keys
+ * take the defaults. A wrong type, a fraction or an unknown key is an error naming it (never ignored). */
+static int model_config(json_t *model, sm_gpt2_config *cfg, sm_error *err) {
+    static const struct { const char *key; int def, min, max; } keys[] = {
+        {"layers", 2, 1, 1024}, {"heads", 2, 1, 1024}, {"channels", 64, 1, 1 << 16}, {"seq", 64, 2, 1 << 20}, {"vocab", 50257, 2, 1 << 24}};
+    int v[5];
+    if (model && !json_is_object(model))
+        return sm_error_set(err, SM_ERR_ARG, "'model' must be a table such as {layers = 2, heads = 2, channels = 64, seq = 64}");
+    const char *k;
+    json_t *x;
+    json_object_foreach(model, k, x) {
+        size_t i = 0;
+        while (i < SM_ARRAY_LEN(keys) && strcmp(k, keys[i].key)) i++;
+        if (i == SM_ARRAY_LEN(keys))
+            return sm_error_set(err, SM_ERR_ARG, "model: unknown key '%s' (known: layers, heads, channels, seq, vocab)", k);
+    }
+    for (size_t i = 0; i < SM_ARRAY_LEN(keys); i++) {
+        x = json_object_get(model, keys[i].key);
+        double d = x ? json_number_value(x) : keys[i].def;
+        if (x && (!json_is_number(x) || d != floor(d)))
+            return sm_error_set(err, SM_ERR_ARG, "model.%s must be a whole number", keys[i].key);
+        if (d < keys[i].min || d > keys[i].max)
+            return sm_error_set(err, SM_ERR_ARG, "model.%s is %g; it must be between %d and %d", keys[i].key, d, keys[i].min, keys[i].max);
+        v[i] = (int)d;
+    }
+    *cfg = (sm_gpt2_config){.num_layers = v[0], .num_heads = v[1], .channels = v[2], .max_seq_len = v[3], .vocab_size = v[4]};
+    cfg->padded_vocab_size = (cfg->vocab_size + 127) / 128 * 128;
+    if (cfg->channels % cfg->num_heads)
+        return sm_error_set(err, SM_ERR_ARG, "model.channels (%d) must divide by model.heads (%d)", cfg->channels, cfg->num_heads);
+    return SM_OK;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* Collects "<split>/<domain>/NNNN" artifact paths per domain, sorted by name. */
@@ -113,17 +145,7 @@ static int job_parse(job *j, const char *params_json, const char *inputs_json, i
         j->budget = json_number_value(json_object_get(j->params, "budget"));
         if (!(j->budget > 0)) return sm_error_set(err, SM_ERR_ARG, "'weights' needs a positive 'budget' (total training tokens)");
     }
-    json_t *model = json_object_get(j->params, "model");
-    j->cfg.num_layers = get_int(model, "layers", 2);
-    j->cfg.num_heads = get_int(model, "heads", 2);
-    j->cfg.channels = get_int(model, "channels", 64);
-    j->cfg.max_seq_len = get_int(model, "seq", 64);
-    j->cfg.vocab_size = get_int(model, "vocab", 50257);
-    j->cfg.padded_vocab_size = (j->cfg.vocab_size + 127) / 128 * 128;
-    if (j->cfg.num_layers < 1 || j->cfg.num_heads < 1 || j->cfg.channels < 1 || j->cfg.max_seq_len < 2 ||
-        j->cfg.vocab_size < 2 || j->cfg.channels % j->cfg.num_heads)
-        return sm_error_set(err, SM_ERR_ARG, "model shape layers=%d heads=%d channels=%d seq=%d vocab=%d is invalid (channels must divide by heads)",
-                            j->cfg.num_layers, j->cfg.num_heads, j->cfg.channels, j->cfg.max_seq_len, j->cfg.vocab_size);
+    if (model_config(json_object_get(j->params, "model"), &j->cfg, err) != SM_OK) return SM_ERR_ARG;
     j->T = j->cfg.max_seq_len;
     j->B = get_int(j->params, "batch", 8);
     j->threads = get_int(j->params, "threads", 1);
@@ -339,12 +361,18 @@ int sm_trainjob_resources(const char *params_json, const char *inputs_json, sm_r
     json_t *p = json_loads(params_json, 0, NULL);
     if (!p) return sm_error_set(err, SM_ERR_ARG, "parameters are not JSON");
     out->threads = get_int(p, "threads", 1);
+    sm_gpt2_config checked; /* a bad model shape fails at submission, on the script's line */
+    if (model_config(json_object_get(p, "model"), &checked, err) != SM_OK) {
+        json_decref(p);
+        return SM_ERR_ARG;
+    }
     const char *dev = json_string_value(json_object_get(p, "device"));
     if (dev && (!strcmp(dev, "cuda") || (!strcmp(dev, "auto") && sm_gpt2_cuda_devices(NULL) > 0))) {
-        json_t *model = json_object_get(p, "model");
-        sm_gpt2_config cfg = {get_int(model, "seq", 64), get_int(model, "vocab", 50257), 0, get_int(model, "layers", 2),
-                              get_int(model, "heads", 2), get_int(model, "channels", 64)};
-        cfg.padded_vocab_size = (cfg.vocab_size + 127) / 128 * 128;
+        sm_gpt2_config cfg;
+        if (model_config(json_object_get(p, "model"), &cfg, err) != SM_OK) {
+            json_decref(p);
+            return SM_ERR_ARG;
+        }
         /* the CUDA backend's own memory plan; the driver context is the engine process's, paid once and
          * already outside the free memory the engine budgets with */
         uint64_t need = 0;

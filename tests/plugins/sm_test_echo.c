@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "sm_plugin.h"
 
 static int run(const sm_host_api *api, sm_host *h, const char *params_json, const char *inputs_json, sm_error *err) {
@@ -14,6 +15,32 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     json_int_t sleep_ms = json_integer_value(json_object_get(p, "sleep_ms"));
     const char *text = json_string_value(json_object_get(p, "text"));
     int rc = SM_OK;
+    char live[4200] = "";
+    if (json_is_true(json_object_get(p, "use_scratch"))) {
+        /* the scratch folder holds "live" with the pid of the process using it; a live one is never shared */
+        const char *dir = api->scratch_dir(h);
+        if (!dir) {
+            rc = sm_error_set(err, SM_ERR_IO, "no scratch folder");
+            goto out;
+        }
+        snprintf(live, sizeof live, "%s/live", dir);
+        FILE *f = fopen(live, "r");
+        int pid = 0;
+        if (f && fscanf(f, "%d", &pid) == 1 && pid != getpid() && kill(pid, 0) == 0) {
+            fclose(f);
+            live[0] = 0;
+            rc = sm_error_set(err, SM_ERR_INTERNAL, "scratch folder %s is live: process %d is using it", dir, pid);
+            goto out;
+        }
+        if (f) fclose(f);
+        f = fopen(live, "w");
+        if (!f) {
+            rc = sm_error_set(err, SM_ERR_IO, "cannot write %s", live);
+            goto out;
+        }
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+    }
     for (json_int_t t = 0; t < sleep_ms; t += 10) {
         if (api->cancelled(h)) {
             rc = SM_ERR_CANCELLED;
@@ -75,6 +102,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     api->result(h, res);
     api->log(h, SM_LOG_DEBUG, "echoed %g", value);
 out:
+    if (live[0] && rc != SM_ERR_CANCELLED) remove(live);
     json_decref(p);
     json_decref(in);
     return rc;
@@ -105,6 +133,7 @@ static const sm_plugin_desc desc = {
                      " \"text\": {\"type\": \"string\", \"default\": null},"
                      " \"tags\": {\"type\": \"array\", \"default\": []},"
                      " \"isolate\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"run in a child process\"},"
+                     " \"use_scratch\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"mark the scratch folder live while running\"},"
                      " \"crash\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"die of SIGSEGV\"},"
                      " \"commit_twice\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"commit output text twice\"},"
                      " \"gpu_mb\": {\"type\": \"integer\", \"default\": 0, \"doc\": \"claim this much device memory\"}}",

@@ -56,6 +56,11 @@ static void emit(producer *p, const char *type, json_t *ev) {
     json_decref(ev);
 }
 
+static void emit_run_start(producer *p, const char *pipeline) {
+    emit(p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", pipeline, "script_sha256", "00", "params",
+                                   "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host", "test"));
+}
+
 static void stage_begin(producer *p) {
     snprintf(p->stage, sizeof p->stage, "%s-s%ld", p->run_id, ++p->stages);
     emit(p, "stage_start", json_pack("{s:s,s:s,s:s,s:s,s:s,s:{},s:b,s:i}", "stage_run_id", p->stage, "stage", "train",
@@ -149,9 +154,7 @@ TEST(test_outage_mid_run_every_row_once) {
     uv_loop_init(&p.loop);
     sm_uuid4(p.run_id);
     CHECK_MSG(sm_pg_sink_open(&p.loop, dsn, ws, &p.sink, &err) == 0, "%s", err.msg);
-    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "outage", "script_sha256", "00",
-                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                    "test"));
+    emit_run_start(&p, "outage");
     uv_timer_init(&p.loop, &p.tick);
     uv_timer_init(&p.loop, &p.watch);
     uv_timer_init(&p.loop, &p.restart);
@@ -204,6 +207,19 @@ typedef struct flushed {
 } flushed;
 static void on_flush(void *arg) { ((flushed *)arg)->done = 1; }
 
+/* A whole run: run_start; with metrics > 0 a stage with that many metric rows; run_end. */
+static void emit_run(producer *p, const char *pipeline, int metrics) {
+    emit_run_start(p, pipeline);
+    if (metrics > 0) {
+        stage_begin(p);
+        for (int i = 0; i < metrics; i++)
+            emit(p, "metric", json_pack("{s:s,s:s,s:i,s:n,s:f}", "stage_run_id", p->stage, "name", "loss", "step", i,
+                                        "domain", "value", 1.0));
+        stage_finish(p);
+    }
+    emit(p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+}
+
 /* Stops the server and sends a whole run (run_start; with metrics > 0 a stage with that many metric rows;
  * run_end) into a sink, then flushes and closes it: the flush completes with every event journaled only.
  * *stats: the sink's figures after the flush. */
@@ -214,17 +230,7 @@ static void run_while_down(producer *p, const char *pipeline, int metrics, sm_pg
     uv_loop_init(&loop);
     sm_uuid4(p->run_id);
     CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p->sink, &err) == 0, "%s", err.msg);
-    emit(p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", pipeline, "script_sha256", "00",
-                                   "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                   "test"));
-    if (metrics > 0) {
-        stage_begin(p);
-        for (int i = 0; i < metrics; i++)
-            emit(p, "metric", json_pack("{s:s,s:s,s:i,s:n,s:f}", "stage_run_id", p->stage, "name", "loss", "step", i,
-                                        "domain", "value", 1.0));
-        stage_finish(p);
-    }
-    emit(p, "run_end", json_pack("{s:s,s:n}", "status", "succeeded", "error"));
+    emit_run(p, pipeline, metrics);
     flushed f = {0};
     p->sink->flush(p->sink, on_flush, &f);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns once the flush is done: the sink's handles hold the loop only then */
@@ -296,9 +302,7 @@ TEST(test_spill_to_journal_during_outage) {
     int orc = sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err);
     unsetenv("SCALEMIX_SINK_MEM_CAP");
     CHECK_MSG(orc == 0, "%s", err.msg);
-    emit(&p, "run_start", json_pack("{s:s,s:s,s:{},s:s,s:n,s:n,s:n,s:s}", "pipeline", "spill", "script_sha256", "00",
-                                    "params", "trigger", "manual", "nominal_time", "schedule", "parent_run_id", "host",
-                                    "test"));
+    emit_run_start(&p, "spill");
     stage_begin(&p);
     for (int i = 0; i < 3000; i++)
         emit(&p, "metric", json_pack("{s:s,s:s,s:i,s:s,s:f}", "stage_run_id", p.stage, "name", "loss", "step", i,
@@ -333,6 +337,68 @@ TEST(test_spill_to_journal_during_outage) {
     CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1 AND status = 'succeeded'", p.run_id), 1);
 }
 
+/* Fills a tmpfs mounted on the journal folder (root; a test that cannot mount fails): 1 when full. */
+static int fill_journal_fs(const char *jdir, const char *filler) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && mount -t tmpfs -o size=1m tmpfs '%s' && "
+             "(dd if=/dev/zero of='%s' bs=4k 2>/dev/null; true) && ! echo x >> '%s/probe' 2>/dev/null", jdir, jdir, filler, jdir);
+    return system(cmd) == 0;
+}
+
+/* A full disk under the journal while the server is down: no event is claimed journaled while the write
+ * fails, the events are kept in memory and the write retried, and once space returns they reach the journal
+ * and from there the database: nothing is lost. */
+TEST(test_journal_disk_full_is_not_claimed_and_retried) {
+    sm_error err = {0};
+    CHECK_MSG(sm_db_server_stop(ws, &err) == 0, "%s", err.msg);
+    char jdir[128], filler[160], keep_dir[160], cmd[1400];
+    snprintf(jdir, sizeof jdir, "%s/journal", ws);
+    snprintf(filler, sizeof filler, "%s/filler", jdir);
+    snprintf(keep_dir, sizeof keep_dir, "%s/journal-copy", ws);
+    if (!fill_journal_fs(jdir, filler)) {
+        CHECK_MSG(0, "cannot mount and fill a tmpfs on %s (needs root)", jdir);
+        return;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    producer p = {0};
+    sm_uuid4(p.run_id);
+    CHECK_MSG(sm_pg_sink_open(&loop, dsn, ws, &p.sink, &err) == 0, "%s", err.msg);
+    emit_run(&p, "full", 300);
+    flushed f = {0};
+    p.sink->flush(p.sink, on_flush, &f);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(f.done, 1);
+    sm_pg_sink_stats s;
+    sm_pg_sink_get_stats(p.sink, &s);
+    CHECK_MSG(s.journaled == 0, "%llu event(s) claimed journaled on a full disk", (unsigned long long)s.journaled);
+    /* space returns while the process lives: the kept events reach the journal */
+    unlink(filler);
+    uv_timer_t keep;
+    uv_timer_init(&loop, &keep);
+    uv_timer_start(&keep, keepalive_cb, 1, 1);
+    double deadline = sm_monotonic() + 20;
+    do {
+        uv_run(&loop, UV_RUN_ONCE);
+        sm_pg_sink_get_stats(p.sink, &s);
+    } while (s.journaled < s.emitted && sm_monotonic() < deadline);
+    CHECK_EQ_INT(s.journaled, p.seq);
+    p.sink->close(p.sink);
+    uv_close((uv_handle_t *)&keep, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    /* the journal moves off the tmpfs; the next sink sends it */
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp -a '%s'/. '%s'/ && umount '%s' && cp -a '%s'/. '%s'/ && rm -rf '%s' '%s/probe'",
+             keep_dir, jdir, keep_dir, jdir, keep_dir, jdir, keep_dir, jdir);
+    CHECK(system(cmd) == 0);
+    char *d = NULL;
+    CHECK_MSG(sm_db_server_start(ws, &d, &err) == 0, "%s", err.msg);
+    free(d);
+    CHECK_EQ_INT(sm_db_drain_journals(ws, dsn, &err), 0);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM metrics WHERE stage_run_id = $1", p.stage), 300);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM runs WHERE run_id = $1 AND status = 'succeeded'", p.run_id), 1);
+}
+
 int main(void) {
     unsetenv("SCALEMIX_DB");
     unsetenv("PGHOST");
@@ -348,9 +414,10 @@ int main(void) {
     RUN(test_run_while_down_sent_by_next_sink);
     RUN(test_drain_after_outage);
     RUN(test_spill_to_journal_during_outage);
+    RUN(test_journal_disk_full_is_not_claimed_and_retried);
     sm_db_server_stop(ws, &err);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", ws);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "umount '%s/journal' 2>/dev/null; rm -rf '%s'", ws, ws);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", ws);
     free(dsn);
     TEST_EXIT();
