@@ -26,6 +26,7 @@ static const command commands[] = {
     {"db", sm_cmd_db, "the lineage database: status, start, stop"},
     {"schedule", sm_cmd_schedule, "recurring runs: add, list, pause, resume, remove, next, backfill"},
     {"daemon", sm_cmd_daemon, "fire scheduled runs"},
+    {"serve", sm_cmd_serve, "web pages of runs, AutoScale figures, lineage, schedules, metrics"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "help on a command or a stage"},
     {"stage-exec", sm_cmd_stage_exec, NULL}, /* internal: an isolated stage in a child process */

@@ -14,6 +14,7 @@ int sm_cmd_history(int argc, char **argv);  /* core/db: recent runs as a table *
 int sm_cmd_db(int argc, char **argv);       /* core/db: status|start|stop|migrate|dsn */
 int sm_cmd_schedule(int argc, char **argv); /* core/sched: add|list|pause|resume|remove|next|backfill */
 int sm_cmd_daemon(int argc, char **argv);   /* core/sched: the scheduling daemon */
+int sm_cmd_serve(int argc, char **argv);    /* core/web: the status pages */
 int sm_cmd_stage_exec(int argc, char **argv); /* core/sm_stage_exec.c: one isolated stage (internal) */
 
 #endif
