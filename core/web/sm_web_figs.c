@@ -204,7 +204,7 @@ static json_t *series(sm_wctx *c, const char *sid, const char *name, const char 
         "WITH s AS (SELECT step, value, coalesce(domain, '') AS domain FROM metrics"
         "            WHERE stage_run_id = $1 AND name = $2 AND ($3::text IS NULL OR domain = $3)"
         "              AND step IS NOT NULL AND value IS NOT NULL),"
-        "     e AS (SELECT min(step) AS lo, max(step) AS hi, count(*) AS n FROM s)"
+        "     e AS MATERIALIZED (SELECT min(step) AS lo, max(step) AS hi, count(*) AS n FROM s)"
         " SELECT s.domain, ((min(s.step) + max(s.step)) / 2.0)::float8 AS x, min(s.value) AS lo, max(s.value) AS hi,"
         "        count(*) AS n"
         "   FROM s, e GROUP BY s.domain,"
@@ -295,7 +295,7 @@ void sm_wpage_metrics(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
             snprintf(label, sizeof label, "%s %s%s%s%s", sm_wstr(s, "stage"), sm_wstr(s, "run_id"), *d ? " [" : "", d, *d ? "]" : "");
             json_object_set(curves, label, cv);
         }
-        sm_wbuf_printf(b, "<p class=\"series\">");
+        sm_wbuf_puts(b, "<p class=\"overlay\">");
         sm_wbuf_esc(b, sm_wstr(s, "stage"));
         sm_wbuf_puts(b, " of run <a href=\"/runs/");
         sm_wbuf_url(b, sm_wstr(s, "run_id"));

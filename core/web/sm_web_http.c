@@ -31,6 +31,7 @@ struct sm_web {
     PGconn *pool[POOL_MAX];
     int npool;
     int inflight, port;
+    int kick; /* MHD_run passes still owed right away (after a resume) */
 };
 
 typedef struct wjob {
@@ -98,6 +99,9 @@ static void after_work_cb(uv_work_t *wk, int status) {
     j->done = 1;
     j->w->inflight--;
     MHD_resume_connection(j->conn);
+    /* The first run takes the connection back from the suspended ones, the next ones answer it: its socket
+     * stays writable, so with edge-triggered epoll no readiness event would come to wake us. */
+    j->w->kick = 2;
     pump(j->w);
 }
 
@@ -236,6 +240,7 @@ static void pump(sm_web *w) {
     MHD_run(w->mhd);
     MHD_UNSIGNED_LONG_LONG ms = 0;
     uint64_t wait = MHD_get_timeout(w->mhd, &ms) == MHD_YES ? (uint64_t)ms : 1000;
+    if (w->kick) w->kick--, wait = 0;
     uv_timer_start(&w->timer, on_timer, wait, 0);
 }
 
@@ -318,7 +323,7 @@ int sm_web_start(uv_loop_t *loop, const sm_web_opts *o, const char *dsn, sm_web 
     struct sockaddr_in6 a6 = {0};
     struct sockaddr_in a4 = {0};
     struct sockaddr *sa;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
         a4.sin_family = AF_INET;
         a4.sin_port = htons((uint16_t)port);
@@ -332,7 +337,7 @@ int sm_web_start(uv_loop_t *loop, const sm_web_opts *o, const char *dsn, sm_web 
     }
     w->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR, sa,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_CONNECTION_LIMIT, 512u,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u, MHD_OPTION_END);
+                              MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 512u, MHD_OPTION_END);
     if (!w->mhd) {
         free_web(w);
         return sm_error_set(err, SM_ERR_IO, "serve: cannot listen on %s port %d (in use, or not an address of this host)", host, port);
