@@ -142,7 +142,7 @@ void sm_wpage_autoscale(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
         json_array_foreach(mixrows, i, row)
             json_array_append_new(arr, json_pack("{s:O,s:O,s:O}", "budget", json_object_get(row, "budget"), "weights",
                                                  json_object_get(row, "weights"), "label", json_object_get(row, "method")));
-        figure(c, b, "weights", "Mixture weights against token budget (DDO optima, extrapolation, baselines)", data, "weights");
+        figure(c, b, "weights", NULL, data, "weights");
         json_decref(data);
         sm_wbuf_puts(b, "<table id=\"mixtures\"><tr><th>stage</th><th>method</th><th>budget (tokens)</th><th>weights</th></tr>");
         json_array_foreach(mixrows, i, row) {
