@@ -200,16 +200,28 @@ static json_t *series(sm_wctx *c, const char *sid, const char *name, const char 
     const char *v[] = {sid, name, domain, buckets};
     json_t *meta = sm_wq1(c->db, err, "SELECT stage, run_id FROM stage_runs WHERE stage_run_id = $1", 1, v);
     if (!meta || json_is_null(meta)) return meta;
-    json_t *rows = sm_wq(c->db, err,
-        "WITH s AS (SELECT step, value, coalesce(domain, '') AS domain FROM metrics"
-        "            WHERE stage_run_id = $1 AND name = $2 AND ($3::text IS NULL OR domain = $3)"
-        "              AND step IS NOT NULL AND value IS NOT NULL),"
-        "     e AS MATERIALIZED (SELECT min(step) AS lo, max(step) AS hi, count(*) AS n FROM s)"
-        " SELECT s.domain, ((min(s.step) + max(s.step)) / 2.0)::float8 AS x, min(s.value) AS lo, max(s.value) AS hi,"
-        "        count(*) AS n"
-        "   FROM s, e GROUP BY s.domain,"
-        "        CASE WHEN e.n <= $4::integer THEN s.step ELSE width_bucket(s.step, e.lo, e.hi + 1, $4::integer) END"
-        "  ORDER BY s.domain, x", 4, v);
+    /* Two passes over the series, no intermediate table: its step range, then min and max per bucket of
+     * equal step width (each step its own bucket when the range is no wider than the buckets). */
+    json_t *range = sm_wq1(c->db, err,
+        "SELECT min(step)::text AS lo, max(step)::text AS hi, (max(step) - min(step) + 1 <= $4::bigint) AS exact"
+        "  FROM metrics WHERE stage_run_id = $1 AND name = $2 AND ($3::text IS NULL OR domain = $3)"
+        "   AND step IS NOT NULL AND value IS NOT NULL", 4, v);
+    if (!range) { json_decref(meta); return NULL; }
+    json_t *rows = json_array();
+    if (sm_wstr(range, "lo")) {
+        const char *w[] = {sid, name, domain, sm_wstr(range, "lo"), sm_wstr(range, "hi"), buckets,
+                           json_is_true(json_object_get(range, "exact")) ? "t" : "f"};
+        json_decref(rows);
+        rows = sm_wq(c->db, err,
+            "SELECT coalesce(domain, '') AS domain, ((min(step) + max(step)) / 2.0)::float8 AS x, min(value) AS lo,"
+            "       max(value) AS hi, count(*) AS n"
+            "  FROM metrics WHERE stage_run_id = $1 AND name = $2 AND ($3::text IS NULL OR domain = $3)"
+            "   AND step IS NOT NULL AND value IS NOT NULL"
+            " GROUP BY 1, CASE WHEN $7::boolean THEN step"
+            "                  ELSE floor((step - $4::bigint)::float8 * $6::integer / ($5::bigint - $4::bigint + 1))::bigint END"
+            " ORDER BY 1, 2", 7, w);
+    }
+    json_decref(range);
     if (!rows) { json_decref(meta); return NULL; }
     /* one curve per domain: x, then the bucket's min and max (a vertical stroke when they differ) */
     json_t *curves = json_object();
