@@ -103,11 +103,8 @@ void sm_wpage_autoscale(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
     json_array_foreach(runs, i, row) {
         const char *id = sm_wstr(row, "run_id");
         sm_wbuf_puts(b, run && !strcmp(run, id) ? "<b>" : "");
-        sm_wbuf_puts(b, "<a href=\"/autoscale?run=");
-        sm_wbuf_url(b, id);
-        sm_wbuf_puts(b, "\">");
-        sm_wbuf_esc(b, id);
-        sm_wbuf_puts(b, "</a> ");
+        sm_whtml_link(b, "/autoscale?run=", id, id);
+        sm_wbuf_puts(b, " ");
         sm_wbuf_puts(b, run && !strcmp(run, id) ? "</b>" : "");
     }
     sm_wbuf_puts(b, "</p>");
@@ -117,11 +114,9 @@ void sm_wpage_autoscale(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
         sm_whtml_end(r);
         return;
     }
-    sm_wbuf_puts(b, "<p>Run <a href=\"/runs/");
-    sm_wbuf_url(b, run);
-    sm_wbuf_puts(b, "\">");
-    sm_wbuf_esc(b, run);
-    sm_wbuf_puts(b, "</a></p><h2>Fits per budget</h2>");
+    sm_wbuf_puts(b, "<p>Run ");
+    sm_whtml_link(b, "/runs/", run, run);
+    sm_wbuf_puts(b, "</p><h2>Fits per budget</h2>");
     json_t *fitrows = json_object_get(model, "fits");
     if (!json_array_size(fitrows)) sm_wbuf_puts(b, "<p>No fit in this run.</p>");
     json_array_foreach(fitrows, i, row) {
@@ -252,7 +247,7 @@ static json_t *series(sm_wctx *c, const char *sid, const char *name, const char 
 }
 
 void sm_wpage_metrics(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
-    const char *name = sm_wreq_arg(q, "name"), *domain = sm_wreq_arg(q, "domain"), *pts = sm_wreq_arg(q, "points");
+    const char *name = sm_wreq_arg(q, "name"), *domain = sm_wreq_arg(q, "domain");
     const char *sids[MAX_SERIES];
     int ns = 0;
     for (int i = 0; i < q->nargs; i++) {
@@ -268,11 +263,7 @@ void sm_wpage_metrics(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
     }
     if (ns && !name) { sm_wresp_error(q, r, 400, "name (the metric) is required with stage_run"); return; }
     long buckets = 1000;
-    if (pts) {
-        char *end;
-        buckets = strtol(pts, &end, 10);
-        if (!*pts || *end || buckets < 10 || buckets > 5000) { sm_wresp_error(q, r, 400, "points must be 10 to 5000"); return; }
-    }
+    if (sm_wreq_long(q, "points", 10, 5000, &buckets)) { sm_wresp_error(q, r, 400, "points must be 10 to 5000"); return; }
     char bb[16];
     snprintf(bb, sizeof bb, "%ld", buckets);
     json_t *list = json_array();
@@ -309,11 +300,9 @@ void sm_wpage_metrics(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
         }
         sm_wbuf_puts(b, "<p class=\"overlay\">");
         sm_wbuf_esc(b, sm_wstr(s, "stage"));
-        sm_wbuf_puts(b, " of run <a href=\"/runs/");
-        sm_wbuf_url(b, sm_wstr(s, "run_id"));
-        sm_wbuf_puts(b, "\">");
-        sm_wbuf_esc(b, sm_wstr(s, "run_id"));
-        sm_wbuf_printf(b, "</a>: %lld points%s</p>", (long long)json_integer_value(json_object_get(s, "points")),
+        sm_wbuf_puts(b, " of run ");
+        sm_whtml_link(b, "/runs/", sm_wstr(s, "run_id"), sm_wstr(s, "run_id"));
+        sm_wbuf_printf(b, ": %lld points%s</p>", (long long)json_integer_value(json_object_get(s, "points")),
                        json_integer_value(json_object_get(s, "points")) > buckets ? " (drawn as min and max per bucket)" : "");
     }
     if (json_object_size(curves)) {

@@ -152,11 +152,8 @@ void sm_wpage_lineage(sm_wctx *c, const sm_wreq *q, const char *kind, const char
             sm_wbuf_url(b, sm_wstr(row, "stage_run_id"));
             sm_wbuf_puts(b, "\">");
             sm_wbuf_esc(b, sm_wstr(row, "stage"));
-            sm_wbuf_puts(b, "</a></td><td><a href=\"/runs/");
-            sm_wbuf_url(b, sm_wstr(row, "run_id"));
-            sm_wbuf_puts(b, "\">");
-            sm_wbuf_esc(b, sm_wstr(row, "run_id"));
-            sm_wbuf_puts(b, "</a>");
+            sm_wbuf_puts(b, "</a></td><td>");
+            sm_whtml_link(b, "/runs/", sm_wstr(row, "run_id"), sm_wstr(row, "run_id"));
         } else {
             sm_wbuf_puts(b, "from outside</td><td>");
         }
@@ -242,11 +239,8 @@ void sm_wpage_schedules(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
             sm_wbuf_esc(b, sm_wstr(f, "state"));
             sm_wbuf_printf(b, "</td><td>%lld</td><td>", (long long)json_integer_value(json_object_get(f, "attempt")));
             if (sm_wstr(f, "run_id")) {
-                sm_wbuf_puts(b, "<a href=\"/runs/");
-                sm_wbuf_url(b, sm_wstr(f, "run_id"));
-                sm_wbuf_puts(b, "\">");
-                sm_wbuf_esc(b, sm_wstr(f, "run_id"));
-                sm_wbuf_puts(b, "</a> ");
+                sm_whtml_link(b, "/runs/", sm_wstr(f, "run_id"), sm_wstr(f, "run_id"));
+                sm_wbuf_puts(b, " ");
                 sm_wbuf_esc(b, sm_wstr(f, "run_status"));
             }
             sm_wbuf_puts(b, "</td><td>");

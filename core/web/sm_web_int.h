@@ -63,6 +63,10 @@ void sm_whtml_begin(sm_wresp *r, const char *title);
 void sm_whtml_end(sm_wresp *r);
 /* One table row <tr><th>label</th><td>value</td></tr>, both escaped. */
 void sm_whtml_kv(sm_wbuf *b, const char *label, const char *value);
+/* <a href="PATH<id percent-encoded>">label escaped</a>. */
+void sm_whtml_link(sm_wbuf *b, const char *path, const char *id, const char *label);
+/* Integer query argument key in [lo, hi] into *out (left alone when absent); -1 when malformed or out of range. */
+int sm_wreq_long(const sm_wreq *q, const char *key, long lo, long hi, long *out);
 /* A JSON value as short text (strings unquoted); malloc'd. */
 char *sm_wjson_text(json_t *v);
 /* Field of an object as a C string (strings only) or NULL. */

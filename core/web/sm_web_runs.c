@@ -77,7 +77,7 @@ static void status_cell(sm_wbuf *b, const char *st, const char *id) {
 
 void sm_wpage_runs(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
     const char *status = sm_wreq_arg(q, "status"), *pipeline = sm_wreq_arg(q, "pipeline"),
-               *before = sm_wreq_arg(q, "before"), *lim = sm_wreq_arg(q, "limit");
+               *before = sm_wreq_arg(q, "before");
     if (status && !*status) status = NULL;
     if (pipeline && !*pipeline) pipeline = NULL;
     if ((status && !sm_wid_ok(status)) || (pipeline && !text_ok(pipeline)) || (before && !sm_wid_ok(before))) {
@@ -85,12 +85,8 @@ void sm_wpage_runs(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
         return;
     }
     long limit = 50;
-    if (lim) {
-        char *end;
-        limit = strtol(lim, &end, 10);
-        if (!*lim || *end || limit < 1 || limit > 500) { sm_wresp_error(q, r, 400, "limit must be 1 to 500"); return; }
-    }
-    char lbuf[16];
+    if (sm_wreq_long(q, "limit", 1, 500, &limit)) { sm_wresp_error(q, r, 400, "limit must be 1 to 500"); return; }
+    char lbuf[24];
     snprintf(lbuf, sizeof lbuf, "%ld", limit + 1);
     sm_error err = {0};
     const char *v[] = {status, pipeline, before, lbuf};
@@ -289,11 +285,9 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
                     "<th>duration</th><th>plugin</th><th>parameters</th><th>outputs</th><th>metrics</th><th>progress / error</th></tr>");
     json_array_foreach(stages, i, st) {
         const char *sid = sm_wstr(st, "stage_run_id");
-        sm_wbuf_puts(b, "<tr><td><a href=\"/lineage/stage/");
-        sm_wbuf_url(b, sid);
-        sm_wbuf_puts(b, "\">");
-        sm_wbuf_esc(b, sm_wstr(st, "stage"));
-        sm_wbuf_puts(b, "</a></td>");
+        sm_wbuf_puts(b, "<tr><td>");
+        sm_whtml_link(b, "/lineage/stage/", sid, sm_wstr(st, "stage"));
+        sm_wbuf_puts(b, "</td>");
         status_cell(b, sm_wstr(st, "status"), sid);
         sm_wbuf_puts(b, "<td>");
         sm_wbuf_esc(b, sm_wstr(st, "why"));
@@ -314,11 +308,8 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
         size_t k;
         json_t *o;
         json_array_foreach(json_object_get(st, "outputs"), k, o) {
-            sm_wbuf_puts(b, "<a href=\"/lineage/artifact/");
-            sm_wbuf_url(b, sm_wstr(o, "artifact_id"));
-            sm_wbuf_puts(b, "\">");
-            sm_wbuf_esc(b, sm_wstr(o, "name") ? sm_wstr(o, "name") : sm_wstr(o, "artifact_id"));
-            sm_wbuf_puts(b, "</a> ");
+            sm_whtml_link(b, "/lineage/artifact/", sm_wstr(o, "artifact_id"), sm_wstr(o, "name") ? sm_wstr(o, "name") : sm_wstr(o, "artifact_id"));
+            sm_wbuf_puts(b, " ");
         }
         sm_wbuf_puts(b, "</td><td>");
         json_array_foreach(json_object_get(st, "metrics"), k, o) {

@@ -207,3 +207,22 @@ void sm_whtml_kv(sm_wbuf *b, const char *label, const char *value) {
     sm_wbuf_esc(b, value);
     sm_wbuf_puts(b, "</td></tr>");
 }
+
+void sm_whtml_link(sm_wbuf *b, const char *path, const char *id, const char *label) {
+    sm_wbuf_puts(b, "<a href=\"");
+    sm_wbuf_puts(b, path);
+    sm_wbuf_url(b, id);
+    sm_wbuf_puts(b, "\">");
+    sm_wbuf_esc(b, label);
+    sm_wbuf_puts(b, "</a>");
+}
+
+int sm_wreq_long(const sm_wreq *q, const char *key, long lo, long hi, long *out) {
+    const char *v = sm_wreq_arg(q, key);
+    if (!v) return 0;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) return -1;
+    *out = x;
+    return 0;
+}

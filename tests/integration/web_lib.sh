@@ -88,7 +88,8 @@ web_start() {
   "$SCALEMIX" serve --listen 127.0.0.1:0 "$@" >"$TMP_WS/serve.out" 2>"$TMP_WS/serve.err" &
   WEB_PID=$!
   at_exit "kill $WEB_PID"
-  for _ in $(seq 1 100); do grep -q "^serving on port" "$TMP_WS/serve.out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 300); do grep -q "^serving on port" "$TMP_WS/serve.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q "^serving on port" "$TMP_WS/serve.out" || echo "FAIL: serve did not start: $(tail -3 "$TMP_WS/serve.err")"
   URL="http://127.0.0.1:$(sed -n 's/^serving on port //p' "$TMP_WS/serve.out")"
 }
 
