@@ -200,10 +200,12 @@ static json_t *script_line(const char *e) {
 }
 
 static const char run_script[] =
-    "<script>(function(){var u=location.pathname+'?format=json';function tick(){fetch(u).then(function(r){return r.json()})"
+    "<script>(function(){var u=location.pathname+'?format=json';function two(x){return (x<10?'0':'')+Math.floor(x)}"
+    "function dur(s){return s<60?s.toFixed(1)+' s':s<3600?Math.floor(s/60)+' min '+two(s%60)+' s':"
+    "Math.floor(s/3600)+' h '+two(s/60%60)+' min'}function tick(){fetch(u).then(function(r){return r.json()})"
     ".then(function(m){var s=document.getElementById('st-run');if(s&&m.run.status!==s.textContent){location.reload();return}"
     "var n=0;m.stages.forEach(function(st){var e=document.getElementById('st-'+st.stage_run_id);if(!e){n++;return}"
-    "e.textContent=st.status;var d=document.getElementById('du-'+st.stage_run_id);if(d)d.textContent=Math.round(st.duration_s)+' s';"
+    "e.textContent=st.status;var d=document.getElementById('du-'+st.stage_run_id);if(d)d.textContent=dur(st.duration_s);"
     "var p=document.getElementById('pr-'+st.stage_run_id);if(p)p.textContent=(st.progress||[]).map(function(x){return x.name+"
     "(x.domain?'['+x.domain+']':'')+' '+x.value.toPrecision(4)+' @ '+x.step}).join(', ')});if(n)location.reload();"
     "setTimeout(tick,2000)}).catch(function(){setTimeout(tick,5000)})}setTimeout(tick,2000)})();</script>";
