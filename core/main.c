@@ -27,6 +27,7 @@ static const command commands[] = {
     {"schedule", sm_cmd_schedule, "recurring runs: add, list, pause, resume, remove, next, backfill"},
     {"daemon", sm_cmd_daemon, "fire scheduled runs"},
     {"verify", sm_cmd_verify, "check every object in the store; --repair sets corrupt ones aside"},
+    {"serve", sm_cmd_serve, "web pages of runs, AutoScale figures, lineage, schedules, metrics"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "help on a command or a stage"},
     {"stage-exec", sm_cmd_stage_exec, NULL}, /* internal: an isolated stage in a child process */

@@ -15,6 +15,7 @@ int sm_cmd_db(int argc, char **argv);       /* core/db: status|start|stop|migrat
 int sm_cmd_schedule(int argc, char **argv); /* core/sched: add|list|pause|resume|remove|next|backfill */
 int sm_cmd_daemon(int argc, char **argv);   /* core/sched: the scheduling daemon */
 int sm_cmd_verify(int argc, char **argv);   /* core/sm_cli_verify.c: check the store's objects */
+int sm_cmd_serve(int argc, char **argv);    /* core/web: the status pages */
 int sm_cmd_stage_exec(int argc, char **argv); /* core/sm_stage_exec.c: one isolated stage (internal) */
 
 #endif

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "web/sm_web.h"
+
 #include "../sm_commands.h"
 #include "sm_cron.h"
 #include "sm_sched.h"
@@ -37,6 +39,8 @@ static const char *schedule_usage =
 static const char *daemon_usage =
     "usage: scalemix daemon [--db DSN] [--max-runs N] [--poll SECS] [--lease SECS] [--kill-grace SECS]\n"
     "                       [--drain SECS] [--misfire-grace SECS] [--max-attempts N]\n"
+    "                       [--serve [--listen HOST:PORT] [--token-file FILE]]\n"
+    "--serve: the pages of `scalemix serve` beside the scheduler, on its loop (same --listen and --token-file).\n"
     "Fires due schedules (see `scalemix schedule --help`) as child processes, at most --max-runs (2) at once.\n"
     "Any number of daemons may share a database: a nominal time fires once, one fire per schedule runs at a\n"
     "time. A running fire holds a lease (--lease 30 s, renewed every third of it); when its daemon dies the run\n"
@@ -518,7 +522,9 @@ int sm_cmd_daemon(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "--exec-child")) return sm_sched_exec_child(argc, argv);
     sm_sched_daemon_opts o;
     sm_sched_daemon_defaults(&o);
-    const char *v;
+    const char *v, *token_file = NULL;
+    sm_web_opts web = {0};
+    int serve = 0;
     for (int i = 1; i < argc; i++) {
         double x = 0;
         const char *name = argv[i];
@@ -526,7 +532,10 @@ int sm_cmd_daemon(int argc, char **argv) {
             fputs(daemon_usage, stdout);
             return 0;
         }
+        if (!strcmp(name, "--serve")) { serve = 1; continue; }
         if (opt(argc, argv, &i, "--db", &v)) o.cli_dsn = v;
+        else if (opt(argc, argv, &i, "--listen", &v)) web.listen = v;
+        else if (opt(argc, argv, &i, "--token-file", &v)) token_file = v;
         else if (opt(argc, argv, &i, "--runner", &v)) o.runner = v;
         else if (opt(argc, argv, &i, "--max-runs", &v)) {
             if (parse_int(v, 1, 1024, &o.max_runs)) return usage_err(daemon_usage, "daemon: --max-runs '%s': 1-1024", v ? v : "");
@@ -548,6 +557,12 @@ int sm_cmd_daemon(int argc, char **argv) {
         if (!v) return usage_err(daemon_usage, "daemon: %s needs a value", name);
     }
     sm_error e;
-    if (sm_sched_daemon_run(&o, &e)) return fail(&e);
-    return 0;
+    char *token = NULL;
+    if (!serve && (web.listen || token_file)) return usage_err(daemon_usage, "daemon: --listen and --token-file go with --serve%s", "");
+    if (token_file && sm_web_read_token(token_file, &token, &e)) return usage_err(daemon_usage, "daemon: %s", e.msg);
+    web.token = token;
+    if (serve) o.serve = &web;
+    int rc = sm_sched_daemon_run(&o, &e);
+    free(token);
+    return rc ? fail(&e) : 0;
 }

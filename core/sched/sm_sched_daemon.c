@@ -30,6 +30,7 @@
 
 #include "sm_cron.h"
 #include "sm_sched_int.h"
+#include "web/sm_web.h"
 
 extern char **environ;
 
@@ -754,14 +755,18 @@ int sm_sched_daemon_run(const sm_sched_daemon_opts *o, sm_error *err) {
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     sm_log(SM_LOG_INFO, "daemon %s: %s (max %d runs, lease %.0f s, runner %s)", d->id,
            o->only_schedule ? "backfilling" : "started", o->max_runs, o->lease_s, o->runner ? o->runner : d->exe);
+    sm_web *web = NULL;
+    int web_rc = o->serve ? sm_web_start(&d->loop, o->serve, d->dsn, &web, err) : SM_OK;
+    if (web_rc) finish(d); /* --serve cannot start: stop before firing anything */
     uv_timer_start(&d->timer, on_tick, 0, 0);
     uv_run(&d->loop, UV_RUN_DEFAULT);
+    sm_web_stop(web);
     uv_loop_close(&d->loop);
     PQfinish(d->db);
     free(d->dsn);
     free(d->slots);
     free(d);
-    return SM_OK;
+    return web_rc;
 }
 
 int sm_sched_exec_child(int argc, char **argv) {

@@ -62,6 +62,7 @@ typedef struct sm_sched_daemon_opts {
     int max_attempts;      /* a fire lost with its daemon this many times is marked failed */
     const char *runner;    /* TEST-ONLY: program run instead of this binary (gets the same argv) */
     int64_t only_schedule; /* > 0: backfill mode: only this schedule's backfill fires, exit when none left */
+    const struct sm_web_opts *serve; /* non-NULL: the web pages on the daemon's loop too (core/web/sm_web.h) */
 } sm_sched_daemon_opts;
 
 void sm_sched_daemon_defaults(sm_sched_daemon_opts *o);
