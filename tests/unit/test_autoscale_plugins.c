@@ -165,17 +165,18 @@ static double num(json_t *o, const char *path1, const char *path2) {
 
 TEST(schemas_declare_the_contract) {
     static const char *names[] = {"fit", "extrapolate", "compare", "plot"};
-    static const char *params[][7] = {{"domains", "base", "runs", "lower", "budget", "interpolant", "on_bad_fit"},
-                                      {"from", "budget", "steps", "actual", NULL, NULL, NULL},
-                                      {"curves", "target", "metric", NULL, NULL, NULL, NULL},
-                                      {"kind", "title", "data", "file", NULL, NULL, NULL}};
+    static const char *params[][11] = {{"domains", "base", "runs", "lower", "budget", "interpolant", "on_bad_fit", "noise",
+                                        "on_noise", "boot", "seed"},
+                                       {"from", "budget", "steps", "actual"},
+                                       {"curves", "target", "metric"},
+                                       {"kind", "title", "data", "file"}};
     for (int i = 0; i < 4; i++) {
         const sm_plugin_desc *d = load(names[i]);
         json_error_t je;
         json_t *s = json_loads(d->params_schema, 0, &je);
         CHECK_MSG(json_is_object(s), "%s: schema is not a JSON object: %s", names[i], je.text);
         size_t n = 0;
-        for (int k = 0; k < 7 && params[i][k]; k++, n++) {
+        for (int k = 0; k < 11 && params[i][k]; k++, n++) {
             json_t *p = json_object_get(s, params[i][k]);
             CHECK_MSG(json_is_object(p) && json_is_string(json_object_get(p, "type")), "%s: no parameter %s", names[i],
                       params[i][k]);
@@ -220,7 +221,8 @@ static char *fit_params(const double *factors, int nf, const char *extra) {
 TEST(fit_recovers_truth_and_optimum) {
     const sm_plugin_desc *d = load("fit");
     double factors[2] = {0.2, 3.0};
-    char *params = fit_params(factors, 2, "{\"lower\": null, \"budget\": null}");
+    /* the truths have the smaller exponent of the two exact interpolants: "power" */
+    char *params = fit_params(factors, 2, "{\"lower\": null, \"budget\": null, \"interpolant\": \"power\"}");
     json_t *r;
     sm_error e;
     CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
@@ -265,20 +267,21 @@ TEST(fit_recovers_truth_and_optimum) {
     json_decref(r);
 }
 
-/* The other exact interpolant on request: it passes through the same points and is the one reported
- * as the alternative by default. */
+/* The default is the authors' curve ("saturating", the larger exponent); "power" on request. Both pass through
+ * the same points, and each result carries the other's curves and optimum. */
 TEST(fit_saturating_interpolant) {
     const sm_plugin_desc *d = load("fit");
     double factors[2] = {0.2, 3.0};
-    char *params = fit_params(factors, 2, NULL);
+    char *params = fit_params(factors, 2, "{\"interpolant\": \"power\"}");
     json_t *r1, *r2;
     sm_error e;
     CHECK_MSG(call(d, params, &r1, &e) == 0, "%s", e.msg);
     free(params);
-    params = fit_params(factors, 2, "{\"interpolant\": \"saturating\"}");
+    params = fit_params(factors, 2, NULL);
     CHECK_MSG(call(d, params, &r2, &e) == 0, "%s", e.msg);
     free(params);
     CHECK_EQ_STR(json_string_value(json_object_get(r2, "interpolant")), "saturating");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(r2, "other"), "interpolant")), "power");
     for (int k = 0; k < 3; k++) {
         json_t *alt1 = json_object_get(json_object_get(r1, "alternatives"), DOMS[k]);
         json_t *p2 = json_object_get(json_object_get(r2, "params"), DOMS[k]);
@@ -286,6 +289,11 @@ TEST(fit_saturating_interpolant) {
         CHECK_NEAR(num(p2, "b", NULL), num(alt1, "b", NULL), 1e-12);
         CHECK(num(p2, "b", NULL) > num(json_object_get(r1, "params"), DOMS[k], "b"));
         CHECK(num(r2, "max_residual", DOMS[k]) < 1e-10);
+        /* the default's "other" is exactly what "power" gives */
+        json_t *o = json_object_get(r2, "other");
+        CHECK_NEAR(num(json_object_get(o, "params"), DOMS[k], "b"), num(json_object_get(r1, "params"), DOMS[k], "b"), 0);
+        CHECK_NEAR(num(o, "weights", DOMS[k]), num(r1, "weights", DOMS[k]), 0);
+        CHECK_NEAR(num(json_object_get(r1, "other"), "weights", DOMS[k]), num(r2, "weights", DOMS[k]), 0);
     }
     CHECK(num(r2, "kkt", "max_violation") < 1e-10);
     CHECK(fabs(num(r2, "weights", "books") - num(r1, "weights", "books")) > 1e-6); /* a different curve, a different optimum */
@@ -295,6 +303,71 @@ TEST(fit_saturating_interpolant) {
                          " \"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": 21}, {\"domain\": \"a\", \"factor\": 3, \"metric\": 19}]}",
                       &r1, &e), SM_ERR_ARG);
     CHECK(strstr(e.msg, "interpolant"));
+}
+
+/* The authors' own DDO matrix: GPT-2 Large at 1.2B tokens, validation perplexity averaged over the 7
+ * RedPajama domains (last column of `resmat`), base run with uniform weights, then each domain at 1/5 and at
+ * 3 times its base quantity. Numbers copied from feiyang-k/AutoScale, algorithms/DDO_example.ipynb (cells
+ * "resmat", the curve_fit output, and the projected-gradient optimum `nvec`, GitHub at the 0.2 bound). */
+static const char *AUTH_DOMS[7] = {"common_crawl", "github", "books", "wiki", "c4", "stackexchange", "arxiv"};
+static const double AUTH_BASE = 28.11373645;
+static const double AUTH_FIFTH[7] = {30.11152249, 28.37687875, 29.85955983, 29.90195668, 30.37704005, 29.23766591, 28.92552215};
+static const double AUTH_THREE[7] = {25.78619752, 27.68033216, 26.25833879, 26.47376351, 25.49797272, 27.01485416, 27.24200395};
+static const double AUTH_ABC[7][3] = {{2.6658731959247985, 1.2492023890295736, 0.8026540600177617},
+                                      {6.616175591939301, 1.4360012483967404, 0.9458217913242287},
+                                      {2.673602759483928, 1.5362602612056064, 0.8645212064449814},
+                                      {2.4631072679557477, 1.8287307258995613, 0.8968517051583392},
+                                      {2.518384099486731, 1.1858721474138574, 0.775039246658818},
+                                      {2.889957893044303, 1.9536275987550742, 0.9296170669705276},
+                                      {3.31917392337233, 1.926671000555819, 0.9403250708425615}};
+static const double AUTH_N[7] = {1.62475352, 0.2, 1.27415166, 1.17979573, 1.8518998, 0.63716376, 0.23223551};
+
+static char *authors_params(const char *extra) {
+    json_t *p = json_object(), *doms = json_array(), *tok = json_object(), *runs = json_array();
+    for (int d = 0; d < 7; d++) {
+        json_array_append_new(doms, json_string(AUTH_DOMS[d]));
+        json_object_set_new(tok, AUTH_DOMS[d], json_real(1.2e9 / 7));
+        json_array_append_new(runs, json_pack("{s:s,s:f,s:f}", "domain", AUTH_DOMS[d], "factor", 0.2, "metric", AUTH_FIFTH[d]));
+        json_array_append_new(runs, json_pack("{s:s,s:f,s:f}", "domain", AUTH_DOMS[d], "factor", 3.0, "metric", AUTH_THREE[d]));
+    }
+    json_object_set_new(p, "domains", doms);
+    json_object_set_new(p, "base", json_pack("{s:o,s:f}", "tokens", tok, "metric", AUTH_BASE));
+    json_object_set_new(p, "runs", runs);
+    if (extra) {
+        json_t *x = json_loads(extra, 0, NULL);
+        json_object_update(p, x);
+        json_decref(x);
+    }
+    char *s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(p);
+    return s;
+}
+
+TEST(fit_authors_matrix_gives_authors_optimum_by_default) {
+    const sm_plugin_desc *d = load("fit");
+    char *params = authors_params(NULL);
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    free(params);
+    double maxdw = 0, maxdw_other = 0;
+    for (int k = 0; k < 7; k++) {
+        json_t *pk = json_object_get(json_object_get(r, "params"), AUTH_DOMS[k]);
+        CHECK_NEAR(num(pk, "a", NULL), AUTH_ABC[k][0], 1e-4 * AUTH_ABC[k][0]);
+        CHECK_NEAR(num(pk, "b", NULL), AUTH_ABC[k][1], 1e-4 * AUTH_ABC[k][1]);
+        CHECK_NEAR(num(pk, "c", NULL), AUTH_ABC[k][2], 1e-4);
+        double dw = fabs(num(r, "weights", AUTH_DOMS[k]) - AUTH_N[k] / 7);
+        double dwo = fabs(num(json_object_get(r, "other"), "weights", AUTH_DOMS[k]) - AUTH_N[k] / 7);
+        if (dw > maxdw) maxdw = dw;
+        if (dwo > maxdw_other) maxdw_other = dwo;
+    }
+    printf("  authors' matrix: max |weight - authors'| %.2e by default, %.2e with the other interpolant\n", maxdw, maxdw_other);
+    CHECK(maxdw < 1e-6);
+    CHECK(maxdw_other > 1e-3); /* the other curve is a different answer: the default matters */
+    CHECK_NEAR(num(r, "n", "github"), 0.2, 1e-12); /* at the lower bound, as in the notebook */
+    CHECK_EQ_STR(json_string_value(json_object_get(r, "noise_source")), "unknown");
+    CHECK(json_is_null(json_object_get(json_object_get(r, "ci"), "github")));
+    json_decref(r);
 }
 
 TEST(fit_least_squares_with_more_factors_and_budget) {
@@ -603,6 +676,7 @@ int main(void) {
     RUN(schemas_declare_the_contract);
     RUN(fit_recovers_truth_and_optimum);
     RUN(fit_saturating_interpolant);
+    RUN(fit_authors_matrix_gives_authors_optimum_by_default);
     RUN(fit_least_squares_with_more_factors_and_budget);
     RUN(fit_flags_bad_data);
     RUN(fit_param_errors);
