@@ -17,8 +17,9 @@
 #define DEFAULT_INTERPOLANT "saturating"
 #define DEFAULT_BOOT 400
 #define DEFAULT_SEED 1
-/* A domain's contrasts are within noise when none is this many standard errors from the base run. */
-#define SNR_MIN 2.0
+/* A domain's contrasts are within noise when none differs from the base run at this two-sided level (Student's t
+ * with the noise estimate's degrees of freedom). */
+#define NOISE_TEST_LEVEL 0.95
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -60,7 +61,7 @@ typedef struct work {
     double **x, **y, **ystar;  /* per-domain points: x, y, and one bootstrap replicate's y */
     size_t *npts;
     long **gidx;               /* per-domain point -> group */
-    double *base, *w, *tokens, *noise, *df, *snr, *lo, *hi, *boot, *col;
+    double *base, *w, *tokens, *noise, *df, *snr, *crit, *lo, *hi, *boot, *col;
     int *hold;
     sm_fit_result *fits, *ofits;
     int *held, *oheld;
@@ -79,7 +80,7 @@ static void work_free(work *k) {
     }
     free(k->x); free(k->y); free(k->ystar); free(k->gidx); free(k->npts);
     sm_asj_free_names(k->domains, k->m);
-    free(k->base); free(k->w); free(k->tokens); free(k->noise); free(k->df); free(k->snr); free(k->lo); free(k->hi);
+    free(k->base); free(k->w); free(k->tokens); free(k->noise); free(k->df); free(k->snr); free(k->crit); free(k->lo); free(k->hi);
     free(k->boot); free(k->col); free(k->hold);
     free(k->fits); free(k->ofits); free(k->held); free(k->oheld); free(k->n); free(k->on);
 }
@@ -111,7 +112,7 @@ static int alloc_all(work *k, sm_error *err) {
     size_t m = k->m;
 #define A(p, n) ((p) = calloc((n), sizeof *(p)))
     int ok = A(k->x, m) && A(k->y, m) && A(k->ystar, m) && A(k->gidx, m) && A(k->npts, m) && A(k->base, m) &&
-             A(k->w, m) && A(k->tokens, m) && A(k->noise, m) && A(k->df, m) && A(k->snr, m) && A(k->lo, m) &&
+             A(k->w, m) && A(k->tokens, m) && A(k->noise, m) && A(k->df, m) && A(k->snr, m) && A(k->crit, m) && A(k->lo, m) &&
              A(k->hi, m) && A(k->hold, m) && A(k->fits, m) && A(k->ofits, m) && A(k->held, m) && A(k->oheld, m) &&
              A(k->n, m) && A(k->on, m);
 #undef A
@@ -335,11 +336,12 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
             if (z > best) best = z;
         }
         k.snr[i] = best;
-        if (best < SNR_MIN) {
+        k.crit[i] = sm_t_crit(NOISE_TEST_LEVEL, k.df[i]);
+        if (best < k.crit[i]) {
             nwithin++;
             k.hold[i] = hold_noise;
-            api->log(h, SM_LOG_WARN, "domain %s: its contrasts are within noise (largest %.2f standard errors, noise sd %.3g)%s",
-                     k.domains[i], best, k.noise[i], hold_noise ? "; held at its base quantity" : "");
+            api->log(h, SM_LOG_WARN, "domain %s: its contrasts are within noise (largest %.2f standard errors, below %.2f; noise sd %.3g)%s",
+                     k.domains[i], best, k.crit[i], k.noise[i], hold_noise ? "; held at its base quantity" : "");
         }
     }
     if (!known)
@@ -391,7 +393,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         const sm_fit_result *fr = &k.fits[i];
         json_object_set_new(rmse, k.domains[i], sm_asj_num(fr->rmse));
         json_object_set_new(maxres, k.domains[i], sm_asj_num(fr->max_abs_resid));
-        json_object_set_new(flags, k.domains[i], flags_json(fr->flags, k.held[i] != SM_DDO_FREE, known && k.snr[i] < SNR_MIN));
+        json_object_set_new(flags, k.domains[i], flags_json(fr->flags, k.held[i] != SM_DDO_FREE, known && k.snr[i] < k.crit[i]));
         json_object_set_new(exact, k.domains[i], json_boolean(fr->exact));
         json_object_set_new(ci, k.domains[i], bdone ? sm_asj_interval(k.lo[i], k.hi[i]) : json_null());
         if (fr->has_alt)

@@ -40,9 +40,13 @@ void sm_t_interval(const double *v, size_t n, double level, double *mean, double
     *mean = sm_mean(v, n);
     *lo = *hi = NAN;
     if (n < 2) return;
-    double se = sqrt(sm_var(v, n) / (double)n), t = gsl_cdf_tdist_Pinv(0.5 + level / 2, (double)(n - 1));
+    double se = sqrt(sm_var(v, n) / (double)n), t = sm_t_crit(level, (double)(n - 1));
     *lo = *mean - t * se;
     *hi = *mean + t * se;
+}
+
+double sm_t_crit(double level, double df) {
+    return isfinite(df) ? gsl_cdf_tdist_Pinv(0.5 + level / 2, df) : gsl_cdf_ugaussian_Pinv(0.5 + level / 2);
 }
 
 struct sm_rng {

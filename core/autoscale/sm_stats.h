@@ -20,6 +20,9 @@ double sm_var(const double *v, size_t n);
 /* Student-t interval at level for the mean of v[0..n): writes mean, lo, hi. n < 2 gives lo = hi = NaN. */
 void sm_t_interval(const double *v, size_t n, double level, double *mean, double *lo, double *hi);
 
+/* The two-sided critical value of Student's t at level with df degrees of freedom (normal when df is infinite). */
+double sm_t_crit(double level, double df);
+
 /* A seeded random stream (GSL's MT19937). */
 typedef struct sm_rng sm_rng;
 sm_rng *sm_rng_new(unsigned long seed);

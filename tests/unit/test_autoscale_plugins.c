@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "autoscale/sm_fit.h"
+#include "autoscale/sm_stats.h"
 #include "autoscale/sm_waterfill.h"
 #include "sm_plugin.h"
 #include "test_autoscale_xml.h"
@@ -370,6 +371,148 @@ TEST(fit_authors_matrix_gives_authors_optimum_by_default) {
     json_decref(r);
 }
 
+/* ---- recovery of known truth with noise: normalised responses from known curves, every run's metric
+ * multiplied by exp(sigma z); the base run repeated REPS times, the perturbed runs once. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define NOISE_BOOT 100
+enum { NOISE_REPS = 4, NOISE_SEEDS = 100 };
+
+/* the truths as the default (saturating) interpolant returns them: the noise-free fit of the 3 points */
+static void noise_free_truth(double abc[3][3], double w[3]) {
+    const sm_plugin_desc *d = load("fit");
+    double factors[2] = {0.2, 3.0};
+    char *params = fit_params(factors, 2, NULL);
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    free(params);
+    for (int k = 0; k < 3; k++) {
+        json_t *pk = json_object_get(json_object_get(r, "params"), DOMS[k]);
+        abc[k][0] = num(pk, "a", NULL), abc[k][1] = num(pk, "b", NULL), abc[k][2] = num(pk, "c", NULL);
+        w[k] = num(r, "weights", DOMS[k]);
+    }
+    json_decref(r);
+}
+
+/* effect[k] scales domain k's departure from the base run (1: the curve itself, small: nearly flat) */
+static char *noisy_params(const double abc[3][3], const double *effect, double sigma, sm_rng *rng, const char *extra) {
+    static const double f[2] = {0.2, 3.0};
+    json_t *p = json_object(), *doms = json_array(), *tok = json_object(), *runs = json_array(), *base = json_array();
+    for (int r = 0; r < NOISE_REPS; r++) json_array_append_new(base, json_real(BASE_METRIC * exp(sigma * sm_rng_normal(rng))));
+    for (int d = 0; d < 3; d++) {
+        json_array_append_new(doms, json_string(DOMS[d]));
+        json_object_set_new(tok, DOMS[d], json_real(BASE_TOK[d]));
+        for (int k = 0; k < 2; k++) {
+            double y = 1 + effect[d] * (sm_fit_eval(abc[d][0], abc[d][1], abc[d][2], f[k]) - 1);
+            json_array_append_new(runs, json_pack("{s:s,s:f,s:[f]}", "domain", DOMS[d], "factor", f[k], "metric",
+                                                  BASE_METRIC * y * exp(sigma * sm_rng_normal(rng))));
+        }
+    }
+    json_object_set_new(p, "domains", doms);
+    json_object_set_new(p, "base", json_pack("{s:o,s:o}", "tokens", tok, "metric", base));
+    json_object_set_new(p, "runs", runs);
+    if (extra) {
+        json_t *x = json_loads(extra, 0, NULL);
+        json_object_update(p, x);
+        json_decref(x);
+    }
+    char *s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(p);
+    return s;
+}
+
+static int has_flag(json_t *r, const char *dom, const char *flag) {
+    json_t *fl = json_object_get(json_object_get(r, "flags"), dom);
+    for (size_t i = 0; i < json_array_size(fl); i++)
+        if (!strcmp(json_string_value(json_array_get(fl, i)), flag)) return 1;
+    return 0;
+}
+
+/* The 90% intervals cover the true optimum's weights at about their nominal rate, and the noise estimate
+ * is about the noise put in. */
+TEST(fit_intervals_cover_the_truth) {
+    const sm_plugin_desc *d = load("fit");
+    double abc[3][3], wtrue[3], effect[3] = {1, 1, 1}, sigma = 0.01;
+    noise_free_truth(abc, wtrue);
+    sm_rng *rng = sm_rng_new(7);
+    int covered[3] = {0}, runs = 0;
+    double noise_sum = 0, width_sum = 0;
+    for (int s = 0; s < NOISE_SEEDS; s++) {
+        char *params = noisy_params(abc, effect, sigma, rng, "{\"boot\": " STR(NOISE_BOOT) "}");
+        json_t *r;
+        sm_error e;
+        CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+        free(params);
+        CHECK_EQ_STR(json_string_value(json_object_get(r, "noise_source")), "repeats");
+        noise_sum += num(r, "noise", "books");
+        for (int k = 0; k < 3; k++) {
+            json_t *ci = json_object_get(json_object_get(r, "ci"), DOMS[k]);
+            double lo = num(ci, "lo", NULL), hi = num(ci, "hi", NULL);
+            CHECK(lo <= hi);
+            covered[k] += lo <= wtrue[k] && wtrue[k] <= hi;
+            width_sum += hi - lo;
+            CHECK(!has_flag(r, DOMS[k], "within_noise")); /* effects far above the noise */
+        }
+        CHECK_EQ_INT(json_array_size(json_object_get(r, "boot")), NOISE_BOOT);
+        runs++;
+        json_decref(r);
+    }
+    sm_rng_free(rng);
+    printf("  coverage of the true weights by the 90%% intervals over %d seeds (sigma %.2g): books %.3f, code %.3f, web %.3f;"
+           " mean width %.4f; mean noise estimate %.4f\n", runs, sigma, covered[0] / (double)runs, covered[1] / (double)runs,
+           covered[2] / (double)runs, width_sum / (3.0 * runs), noise_sum / runs);
+    /* books and code are off the lower bound; web's true optimum is at it (0.2 x its base share), where every
+     * interval reaches the bound */
+    CHECK_NEAR(wtrue[2], 0.2 * BASE_TOK[2] / 3.5e6, 1e-12);
+    CHECK_EQ_INT(covered[2], runs);
+    for (int k = 0; k < 2; k++) {
+        CHECK(covered[k] >= 0.8 * runs);
+        CHECK(covered[k] <= 0.97 * runs);
+    }
+    CHECK(noise_sum / runs > 0.7 * sigma && noise_sum / runs < 1.2 * sigma);
+}
+
+/* A domain whose effect is below the noise is flagged within_noise (and held at its base quantity unless
+ * on_noise = "fit"); one far above it is not. */
+TEST(fit_within_noise_flags_the_weak_domain_only) {
+    const sm_plugin_desc *d = load("fit");
+    double abc[3][3], wtrue[3], effect[3] = {1, 0.005, 1}, sigma = 0.01;
+    noise_free_truth(abc, wtrue);
+    sm_rng *rng = sm_rng_new(11);
+    int weak = 0, strong = 0, n = 100;
+    for (int s = 0; s < n; s++) {
+        char *params = noisy_params(abc, effect, sigma, rng, "{\"boot\": 0}");
+        json_t *r;
+        sm_error e;
+        CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+        free(params);
+        if (has_flag(r, "code", "within_noise")) {
+            weak++;
+            CHECK(has_flag(r, "code", "held_at_base"));
+            CHECK_NEAR(num(r, "n", "code"), 1, 0);
+        }
+        strong += has_flag(r, "books", "within_noise") + has_flag(r, "web", "within_noise");
+        CHECK(num(r, "snr", "books") > 3);
+        json_decref(r);
+    }
+    printf("  within_noise: the weak domain (effect ~%.1f%% at x = 0.2, noise sd 1%%) flagged in %d of %d seeds, the strong "
+           "ones in %d of %d\n", 100 * effect[1] * (sm_fit_eval(abc[1][0], abc[1][1], abc[1][2], 0.2) - 1), weak, n, strong, 2 * n);
+    CHECK(weak >= 0.8 * n);
+    CHECK_EQ_INT(strong, 0);
+    /* on_noise = "fit": flagged but optimised (a flat domain, the noise given instead of measured) */
+    effect[1] = 0;
+    char *params = noisy_params(abc, effect, 0, rng, "{\"boot\": 0, \"on_noise\": \"fit\", \"noise\": 0.01}");
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    free(params);
+    CHECK_EQ_STR(json_string_value(json_object_get(r, "noise_source")), "given");
+    CHECK(has_flag(r, "code", "within_noise") && !has_flag(r, "code", "held_at_base"));
+    json_decref(r);
+    sm_rng_free(rng);
+}
+
 TEST(fit_least_squares_with_more_factors_and_budget) {
     const sm_plugin_desc *d = load("fit");
     double factors[4] = {0.2, 0.5, 2.0, 3.0};
@@ -677,6 +820,8 @@ int main(void) {
     RUN(fit_recovers_truth_and_optimum);
     RUN(fit_saturating_interpolant);
     RUN(fit_authors_matrix_gives_authors_optimum_by_default);
+    RUN(fit_intervals_cover_the_truth);
+    RUN(fit_within_noise_flags_the_weak_domain_only);
     RUN(fit_least_squares_with_more_factors_and_budget);
     RUN(fit_flags_bad_data);
     RUN(fit_param_errors);
