@@ -4,6 +4,7 @@
  * domain's signal-to-noise, and 90% intervals for the weights by a parametric bootstrap; the method is in
  * core/autoscale/README.md ("Noise and intervals"). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,6 @@
 /* The authors' procedure (curve_fit from their notebook's start) lands on the larger-b curve. */
 #define DEFAULT_INTERPOLANT "saturating"
 #define DEFAULT_BOOT 400
-#define DEFAULT_SEED 1
 /* A domain's contrasts are within noise when none differs from the base run at this two-sided level (Student's t
  * with the noise estimate's degrees of freedom). */
 #define NOISE_TEST_LEVEL 0.95
@@ -44,7 +44,9 @@ static const char schema[] =
     "   \"doc\": \"a domain whose contrasts are within noise: hold (keep its base quantity) or fit (optimise it anyway)\"},"
     " \"boot\": {\"type\": \"integer\", \"default\": " STR(DEFAULT_BOOT) ","
     "   \"doc\": \"bootstrap replicates for the 90% intervals (0: none)\"},"
-    " \"seed\": {\"type\": \"integer\", \"default\": " STR(DEFAULT_SEED) ", \"doc\": \"seed of the bootstrap's random stream\"}}";
+    " \"seed\": {\"type\": \"integer\", \"default\": null,"
+    "   \"doc\": \"seed of the bootstrap's random stream; default derived from the parameters, so fits of different "
+    "measurements draw independent replicates and the same fit draws the same ones\"}}";
 
 /* One measured point: the base run (domain -1) or a perturbed run, with its repeats. */
 typedef struct group {
@@ -280,6 +282,12 @@ static int read_count(const json_t *params, const char *key, double dflt, double
     return SM_OK;
 }
 
+static uint32_t fnv1a32(const char *s) {
+    uint32_t hsh = 2166136261u;
+    for (; *s; s++) hsh = (hsh ^ (unsigned char)*s) * 16777619u;
+    return hsh;
+}
+
 static int run(const sm_host_api *api, sm_host *h, const char *params_json, const char *inputs_json, sm_error *err) {
     (void)inputs_json;
     work k = {0};
@@ -306,7 +314,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         (rc = read_choice(k.params, "on_bad_fit", "hold", "hold", "fail", &hold_bad, err)) ||
         (rc = read_choice(k.params, "on_noise", "hold", "hold", "fit", &hold_noise, err)) ||
         (rc = read_count(k.params, "boot", DEFAULT_BOOT, 100000, &nboot_d, err)) ||
-        (rc = read_count(k.params, "seed", DEFAULT_SEED, 4294967295.0, &seed_d, err)))
+        (rc = read_count(k.params, "seed", (double)fnv1a32(params_json), 4294967295.0, &seed_d, err)))
         goto out;
 
     /* Noise: given, or pooled from the repeats (per domain: the base run's and that domain's runs'). */

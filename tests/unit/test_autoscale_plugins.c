@@ -673,6 +673,42 @@ TEST(extrapolate_steps_budget_and_validation) {
     json_decref(r);
 }
 
+/* Intervals carried through the extrapolation: the rule applied to each pair of replicates (the second fit's
+ * columns in another order), and a weight under the lowest measured share flagged. */
+TEST(extrapolate_propagates_replicates_and_flags_the_measured_range) {
+    const sm_plugin_desc *d = load("extrapolate");
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, "{\"steps\": 1, \"from\": ["
+                      "{\"budget\": 100, \"tokens\": {\"a\": 70, \"b\": 30}, \"domains\": [\"a\", \"b\"],"
+                      " \"boot\": [[0.7, 0.3], [0.72, 0.28], [0.68, 0.32]], \"base_tokens\": {\"a\": 50, \"b\": 50}, \"min_factor\": 0.2},"
+                      "{\"budget\": 200, \"tokens\": {\"a\": 180, \"b\": 20}, \"domains\": [\"b\", \"a\"],"
+                      " \"boot\": [[0.1, 0.9], [0.09, 0.91], [0.11, 0.89], [0.1, 0.9]], \"base_tokens\": {\"a\": 100, \"b\": 100},"
+                      " \"min_factor\": 0.2}]}", &r, &e) == 0, "%s", e.msg);
+    double wb = num(r, "weights", "b"), nb = 400.0 / 30, na = 180.0 * 180 / 70;
+    CHECK_NEAR(wb, nb / (na + nb), 1e-12);
+    json_t *boot = json_object_get(r, "boot");
+    CHECK_EQ_INT(json_array_size(boot), 3); /* pairs: the shorter list */
+    CHECK_EQ_STR(json_string_value(json_array_get(json_object_get(r, "domains"), 1)), "b");
+    CHECK_NEAR(json_number_value(json_array_get(json_array_get(boot, 0), 1)), wb, 1e-12); /* replicate 0 is the estimate */
+    double nb1 = 0.09 * 0.09 * 200 * 200 / 28, na1 = 0.91 * 0.91 * 200 * 200 / 72;
+    CHECK_NEAR(json_number_value(json_array_get(json_array_get(boot, 1), 1)), nb1 / (na1 + nb1), 1e-12);
+    json_t *ci = json_object_get(json_object_get(r, "ci"), "b");
+    CHECK(num(ci, "lo", NULL) < wb && wb < num(ci, "hi", NULL));
+    /* 0.2 x half the base: 0.1; b's extrapolated weight (0.028) is under it, a's is not */
+    CHECK_NEAR(num(r, "measured_floor", "b"), 0.1, 1e-15);
+    json_t *left = json_object_get(r, "left_measured_range");
+    CHECK_EQ_INT(json_array_size(left), 1);
+    CHECK_EQ_STR(json_string_value(json_array_get(left, 0)), "b");
+    CHECK_EQ_STR(json_string_value(json_array_get(json_object_get(json_object_get(r, "flags"), "b"), 0)), "below_measured_range");
+    CHECK_EQ_INT(json_array_size(json_object_get(json_object_get(r, "flags"), "a")), 0);
+    json_decref(r);
+    /* a boot list whose columns are not named is refused */
+    CHECK_EQ_INT(call(d, "{\"steps\": 1, \"from\": [{\"tokens\": {\"a\": 70, \"b\": 30}, \"boot\": [[0.7, 0.3]]},"
+                         " {\"tokens\": {\"a\": 180, \"b\": 20}}]}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "domains"));
+}
+
 TEST(extrapolate_param_errors) {
     const sm_plugin_desc *d = load("extrapolate");
     double n1[3], n2[3];
@@ -826,6 +862,7 @@ int main(void) {
     RUN(fit_flags_bad_data);
     RUN(fit_param_errors);
     RUN(extrapolate_steps_budget_and_validation);
+    RUN(extrapolate_propagates_replicates_and_flags_the_measured_range);
     RUN(extrapolate_param_errors);
     RUN(compare_speedups);
     RUN(plot_fit_from_fit_result);
