@@ -804,6 +804,58 @@ static void check_plot(const char *params, const char *file, const char *const *
     json_decref(r);
 }
 
+/* Repeated runs (seeds paired across mixtures): intervals on the per-seed speed-ups and final differences;
+ * "not significant" exactly when the interval includes zero. */
+static void seeds_json(char *out, size_t cap, const double *fin, int k, double offset) {
+    size_t len = (size_t)snprintf(out, cap, "{\"repeats\": [");
+    for (int r = 0; r < k; r++)
+        len += (size_t)snprintf(out + len, cap - len, "%s{\"steps\": [100, 200, 300, 400], \"values\": [%g, %g, %g, %g]}",
+                                r ? ", " : "", 40 + offset, 30 + offset, 22 + offset, fin[r]);
+    snprintf(out + len, cap - len, "]}");
+}
+
+TEST(compare_intervals_over_seeds) {
+    const sm_plugin_desc *d = load("compare");
+    static const double as[3] = {15.0, 15.2, 14.9}, clearly_worse[3] = {20.0, 20.3, 19.8}, tied[3] = {15.5, 14.6, 15.3};
+    char a[512], u[512], t[512], params[2048];
+    seeds_json(a, sizeof a, as, 3, 0);
+    seeds_json(u, sizeof u, clearly_worse, 3, 2);
+    seeds_json(t, sizeof t, tied, 3, 0);
+    snprintf(params, sizeof params, "{\"curves\": {\"autoscale\": %s, \"uniform\": %s, \"tied\": %s}}", a, u, t);
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    json_t *su = json_object_get(json_object_get(r, "speedup_ci"), "uniform");
+    json_t *fu = json_object_get(json_object_get(r, "final_diff"), "uniform");
+    CHECK_EQ_INT(json_integer_value(json_object_get(su, "n")), 3);
+    CHECK(num(su, "lo", NULL) > 0);
+    CHECK(json_is_true(json_object_get(su, "significant")));
+    CHECK(num(fu, "hi", NULL) < 0);
+    CHECK_NEAR(num(fu, "value", NULL), (15.0 + 15.2 + 14.9 - 20.0 - 20.3 - 19.8) / 3, 1e-12);
+    const char *sum_u = json_string_value(json_object_get(json_object_get(r, "summary"), "uniform"));
+    CHECK(sum_u && !strstr(sum_u, "not significant"));
+    /* the tied baseline: per-seed differences -0.5, +0.6, -0.4 straddle zero */
+    json_t *ft = json_object_get(json_object_get(r, "final_diff"), "tied");
+    CHECK(num(ft, "lo", NULL) < 0 && num(ft, "hi", NULL) > 0);
+    CHECK(json_is_false(json_object_get(ft, "significant")));
+    CHECK_EQ_STR(json_string_value(json_object_get(ft, "verdict")), "not significant");
+    json_t *st = json_object_get(json_object_get(r, "speedup_ci"), "tied");
+    CHECK(num(st, "lo", NULL) < 0 && num(st, "hi", NULL) > 0); /* the seed that ends worse gives a negative speed-up */
+    const char *sum_t = json_string_value(json_object_get(json_object_get(r, "summary"), "tied"));
+    CHECK(sum_t && strstr(sum_t, "not significant"));
+    json_decref(r);
+    /* one run per mixture: estimates, no intervals, said so */
+    CHECK_MSG(call(d, "{\"curves\": {\"autoscale\": {\"steps\": [1, 2], \"values\": [3, 2]}, \"u\": {\"steps\": [1, 2], "
+                      "\"values\": [3, 2.5]}}}", &r, &e) == 0, "%s", e.msg);
+    CHECK(json_is_null(json_object_get(json_object_get(json_object_get(r, "speedup_ci"), "u"), "significant")));
+    CHECK(strstr(json_string_value(json_object_get(json_object_get(r, "summary"), "u")), "no interval"));
+    json_decref(r);
+    /* repeats of one mixture must share their schedule */
+    CHECK_EQ_INT(call(d, "{\"curves\": {\"autoscale\": {\"repeats\": [{\"steps\": [1, 2], \"values\": [3, 2]}, {\"steps\": [1, 3], "
+                         "\"values\": [3, 2]}]}, \"u\": {\"steps\": [1, 2], \"values\": [3, 2.5]}}}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "evaluation schedule"));
+}
+
 TEST(plot_fit_from_fit_result) {
     /* the fit plugin's own result is the plot's data */
     const sm_plugin_desc *f = load("fit");
@@ -865,6 +917,7 @@ int main(void) {
     RUN(extrapolate_propagates_replicates_and_flags_the_measured_range);
     RUN(extrapolate_param_errors);
     RUN(compare_speedups);
+    RUN(compare_intervals_over_seeds);
     RUN(plot_fit_from_fit_result);
     RUN(plot_weights_and_loss);
     RUN(plot_param_errors);
