@@ -75,7 +75,8 @@ int sm_asj_rows(const json_t *obj, const char *key, const char *stage, size_t m,
     json_t *v = json_object_get(obj, key);
     *out = NULL;
     *rows = 0;
-    if (!v || json_is_null(v)) return SM_OK;
+    /* an empty Lua table arrives as {} */
+    if (!v || json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0)) return SM_OK;
     size_t r = json_array_size(v);
     if (!json_is_array(v)) return sm_error_set(err, SM_ERR_ARG, "%s: '%s' must be a list of replicates [[w_1..w_m], ...]", stage, key);
     if (r == 0) return SM_OK;

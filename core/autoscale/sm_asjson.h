@@ -18,7 +18,8 @@ int sm_asj_positive(const json_t *obj, const char *key, const char *stage, const
  * malloc'd (the caller frees), *n its length. */
 int sm_asj_positive_list(const json_t *obj, const char *key, const char *stage, const char *what, double **out, size_t *n,
                          sm_error *err);
-/* obj[key] as a list of number arrays (replicates), each of length m; NULL/absent gives 0 rows. *out is
+/* obj[key] as a list of number arrays (replicates), each of length m; absent, null or {} (an empty Lua table)
+ * gives 0 rows. *out is
  * malloc'd rows * m, row-major. */
 int sm_asj_rows(const json_t *obj, const char *key, const char *stage, size_t m, double **out, size_t *rows, sm_error *err);
 /* A sorted list of the keys of obj (strdup'd; free with sm_asj_free_names). */

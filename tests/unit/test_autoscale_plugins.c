@@ -860,7 +860,7 @@ TEST(plot_fit_from_fit_result) {
     /* the fit plugin's own result is the plot's data */
     const sm_plugin_desc *f = load("fit");
     double factors[2] = {0.2, 3.0};
-    char *params = fit_params(factors, 2, NULL);
+    char *params = fit_params(factors, 2, "{\"noise\": 0.01, \"boot\": 20}"); /* a known noise: bars on the points */
     json_t *r;
     sm_error e;
     CHECK_MSG(call(f, params, &r, &e) == 0, "%s", e.msg);
@@ -869,7 +869,7 @@ TEST(plot_fit_from_fit_result) {
     char *ps = json_dumps(pp, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(pp);
     static const char *must[] = {"data-name=\"measured runs\"", "data-name=\"optimum\"", "books (b = ", "code (b = ",
-                                 "web (b = ", "DDO fits", "<polyline", NULL};
+                                 "web (b = ", "DDO fits", "<polyline", "class=\"errbar\"", NULL};
     check_plot(ps, "fits.svg", must);
     free(ps);
 }
@@ -886,6 +886,17 @@ TEST(plot_weights_and_loss) {
                "\"autoscale\": {\"steps\": [0, 100, 200], \"values\": [60, 30, 22], \"tokens_per_step\": 8192},"
                "\"uniform\": {\"steps\": [0, 100, 200], \"values\": [60, 33, 25], \"tokens_per_step\": 8192}}}}",
                "loss.svg", ml);
+    /* intervals: error bars on weights, bands over seeds on curves, the end of training in its own panel */
+    static const char *mwi[] = {"class=\"errbar\"", "data-name=\"web\"", NULL};
+    check_plot("{\"kind\": \"weights\", \"file\": \"weights\", \"data\": {\"mixtures\": ["
+               "{\"budget\": 1e7, \"weights\": {\"code\": 0.4, \"web\": 0.6}, \"ci\": {\"code\": {\"lo\": 0.3, \"hi\": 0.5},"
+               " \"web\": {\"lo\": 0.5, \"hi\": 0.7}}},"
+               "{\"budget\": 1e9, \"weights\": {\"code\": 0.2, \"web\": 0.8}}]}}", "weights.svg", mwi);
+    static const char *mli[] = {"fill-opacity=\"0.2\"", "second half of training", "(log scale)", "band: their range", NULL};
+    check_plot("{\"kind\": \"loss\", \"data\": {\"curves\": {"
+               "\"autoscale\": {\"repeats\": [{\"steps\": [0, 100, 200], \"values\": [60, 30, 22]},"
+               " {\"steps\": [0, 100, 200], \"values\": [61, 31, 23]}]},"
+               "\"uniform\": {\"steps\": [0, 100, 200], \"values\": [60, 33, 25]}}}}", "loss.svg", mli);
 }
 
 TEST(plot_param_errors) {
