@@ -1,6 +1,6 @@
 -- scalemix.autoscale: the AutoScale stages as plain Lua functions taking option tables.
 -- Installed into the `scalemix` module (sm.tokenize, sm.ablate, sm.fit, sm.extrapolate, sm.train,
--- sm.compare, sm.weights_l1, sm.plot, sm.export, sm.schedule). Every function returns a plain table; the stage behind it
+-- sm.compare, sm.weights_l1, sm.curve_data, sm.plot, sm.export, sm.schedule). Every function returns a plain table; the stage behind it
 -- is in .stage (its stage_run_id, reused flag, outputs).
 local A = {}
 
@@ -237,21 +237,12 @@ function A.install(sm)
   -- repeats of both mixtures; "not significant" when the interval includes zero.
   function sm.compare(opts)
     local curves, inputs = {}, {}
-    local function curve(r) return { steps = r.curve.steps, values = r.curve.ppl, tokens_per_step = r.tokens_per_step } end
     for name, r in pairs(need(opts, "runs", "sm.compare")) do
-      if r.planned then curves = sm.PENDING break end
-      if type(r.repeats) == "table" then
-        local reps = {}
-        for i, ri in ipairs(r.repeats) do
-          if ri.planned then curves = sm.PENDING break end
-          reps[i] = curve(ri)
-          inputs[string.format("%s/%d", name, i)] = ri.stage.outputs.result
-        end
-        if curves == sm.PENDING then break end
-        curves[name] = { repeats = reps }
-      else
-        curves[name] = curve(r)
-        inputs[name] = r.stage.outputs.result
+      local c = sm.curve_data(r)
+      if c == sm.PENDING then curves = sm.PENDING break end
+      curves[name] = c
+      for i, ri in ipairs(r.repeats or { r }) do
+        inputs[r.repeats and string.format("%s/%d", name, i) or name] = ri.stage.outputs.result
       end
     end
     local s = sm.stage("compare", { curves = curves, target = opts.target, metric = "perplexity" }, inputs,
@@ -260,6 +251,24 @@ function A.install(sm)
     local r = s.result
     r.stage = s
     return r
+  end
+
+  -- curve_data(train result) -> the validation curve as compare and plot take it: {steps, values (perplexity),
+  -- tokens_per_step}, or {repeats = {...}} for a repeated result (sm.train{..., repeats = k}); sm.PENDING while
+  -- planning. One conversion, so the report's figures show what compare measured.
+  function sm.curve_data(r)
+    local function one(x)
+      if x.planned then return sm.PENDING end
+      return { steps = x.curve.steps, values = x.curve.ppl, tokens_per_step = x.tokens_per_step }
+    end
+    if r.planned then return sm.PENDING end
+    if type(r.repeats) ~= "table" then return one(r) end
+    local reps = {}
+    for i, ri in ipairs(r.repeats) do
+      reps[i] = one(ri)
+      if reps[i] == sm.PENDING then return sm.PENDING end
+    end
+    return { repeats = reps }
   end
 
   -- plot{ kind = "fit"|"weights"|"loss", title, data, file } -> the SVG artifact
