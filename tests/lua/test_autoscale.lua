@@ -99,4 +99,23 @@ test("extrapolate carries the fits' replicates to the target", function()
   assert(l1.lo ~= nil and l1.lo <= l1.hi, "paired L1 interval")
 end)
 
+test("compare takes repeated train results (the sm.train repeats contract) beside single ones", function()
+  -- stand-ins for train results: curves typed here, any stage's result artifact for the lineage input
+  local any = sm.fit(spec)
+  local function run(final) return { curve = { steps = { 100, 200, 300 }, ppl = { 40, 30, final } }, tokens_per_step = 64, stage = any.stage } end
+  local function rep(finals)
+    local r = { repeats = {}, metric = {} }
+    for i, f in ipairs(finals) do r.repeats[i], r.metric[i] = run(f), f end
+    return r
+  end
+  local c = sm.compare { runs = { autoscale = rep { 20, 20.5, 19.8 }, uniform = rep { 25, 25.4, 24.9 }, tied = rep { 20.3, 19.9, 20.2 },
+                                  single = run(22) }, target = "autoscale" }
+  assert(c.speedup_ci.uniform.significant == true, "a clear win is significant")
+  assert(c.final_diff.tied.verdict == "not significant", tostring(c.final_diff.tied.verdict))
+  assert(c.summary.tied:find("not significant"), c.summary.tied)
+  assert(not c.summary.uniform:find("not significant"), c.summary.uniform)
+  assert(c.summary.single:find("no interval"), c.summary.single)
+  near(c.final.autoscale, (20 + 20.5 + 19.8) / 3, 1e-12, "final of the mean curve")
+end)
+
 if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
