@@ -197,17 +197,12 @@ static double truth_y(int d, double x) {
     return sm_fit_eval(a, b, c, x);
 }
 
-static char *fit_params(const double *factors, int nf, const char *extra) {
-    json_t *p = json_object(), *doms = json_array(), *tok = json_object(), *runs = json_array();
-    for (int d = 0; d < 3; d++) {
-        json_array_append_new(doms, json_string(DOMS[d]));
-        json_object_set_new(tok, DOMS[d], json_real(BASE_TOK[d]));
-        for (int k = 0; k < nf; k++)
-            json_array_append_new(runs, json_pack("{s:s,s:f,s:f}", "domain", DOMS[d], "factor", factors[k], "metric",
-                                                  BASE_METRIC * truth_y(d, factors[k])));
-    }
+/* the fit's parameters as JSON text: domains, base {tokens, metric}, runs, then extra (a JSON object) merged in;
+ * takes the references */
+static char *fit_params_json(json_t *doms, json_t *tok, json_t *base_metric, json_t *runs, const char *extra) {
+    json_t *p = json_object();
     json_object_set_new(p, "domains", doms);
-    json_object_set_new(p, "base", json_pack("{s:o,s:f}", "tokens", tok, "metric", BASE_METRIC));
+    json_object_set_new(p, "base", json_pack("{s:o,s:o}", "tokens", tok, "metric", base_metric));
     json_object_set_new(p, "runs", runs);
     if (extra) {
         json_t *x = json_loads(extra, 0, NULL);
@@ -217,6 +212,18 @@ static char *fit_params(const double *factors, int nf, const char *extra) {
     char *s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(p);
     return s;
+}
+
+static char *fit_params(const double *factors, int nf, const char *extra) {
+    json_t *doms = json_array(), *tok = json_object(), *runs = json_array();
+    for (int d = 0; d < 3; d++) {
+        json_array_append_new(doms, json_string(DOMS[d]));
+        json_object_set_new(tok, DOMS[d], json_real(BASE_TOK[d]));
+        for (int k = 0; k < nf; k++)
+            json_array_append_new(runs, json_pack("{s:s,s:f,s:f}", "domain", DOMS[d], "factor", factors[k], "metric",
+                                                  BASE_METRIC * truth_y(d, factors[k])));
+    }
+    return fit_params_json(doms, tok, json_real(BASE_METRIC), runs, extra);
 }
 
 TEST(fit_recovers_truth_and_optimum) {
@@ -323,30 +330,20 @@ static const double AUTH_ABC[7][3] = {{2.6658731959247985, 1.2492023890295736, 0
                                       {3.31917392337233, 1.926671000555819, 0.9403250708425615}};
 static const double AUTH_N[7] = {1.62475352, 0.2, 1.27415166, 1.17979573, 1.8518998, 0.63716376, 0.23223551};
 
-static char *authors_params(const char *extra) {
-    json_t *p = json_object(), *doms = json_array(), *tok = json_object(), *runs = json_array();
+static char *authors_params(void) {
+    json_t *doms = json_array(), *tok = json_object(), *runs = json_array();
     for (int d = 0; d < 7; d++) {
         json_array_append_new(doms, json_string(AUTH_DOMS[d]));
         json_object_set_new(tok, AUTH_DOMS[d], json_real(1.2e9 / 7));
         json_array_append_new(runs, json_pack("{s:s,s:f,s:f}", "domain", AUTH_DOMS[d], "factor", 0.2, "metric", AUTH_FIFTH[d]));
         json_array_append_new(runs, json_pack("{s:s,s:f,s:f}", "domain", AUTH_DOMS[d], "factor", 3.0, "metric", AUTH_THREE[d]));
     }
-    json_object_set_new(p, "domains", doms);
-    json_object_set_new(p, "base", json_pack("{s:o,s:f}", "tokens", tok, "metric", AUTH_BASE));
-    json_object_set_new(p, "runs", runs);
-    if (extra) {
-        json_t *x = json_loads(extra, 0, NULL);
-        json_object_update(p, x);
-        json_decref(x);
-    }
-    char *s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    json_decref(p);
-    return s;
+    return fit_params_json(doms, tok, json_real(AUTH_BASE), runs, NULL);
 }
 
 TEST(fit_authors_matrix_gives_authors_optimum_by_default) {
     const sm_plugin_desc *d = load("fit");
-    char *params = authors_params(NULL);
+    char *params = authors_params();
     json_t *r;
     sm_error e;
     CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
@@ -398,7 +395,7 @@ static void noise_free_truth(double abc[3][3], double w[3]) {
 /* effect[k] scales domain k's departure from the base run (1: the curve itself, small: nearly flat) */
 static char *noisy_params(const double abc[3][3], const double *effect, double sigma, sm_rng *rng, const char *extra) {
     static const double f[2] = {0.2, 3.0};
-    json_t *p = json_object(), *doms = json_array(), *tok = json_object(), *runs = json_array(), *base = json_array();
+    json_t *doms = json_array(), *tok = json_object(), *runs = json_array(), *base = json_array();
     for (int r = 0; r < NOISE_REPS; r++) json_array_append_new(base, json_real(BASE_METRIC * exp(sigma * sm_rng_normal(rng))));
     for (int d = 0; d < 3; d++) {
         json_array_append_new(doms, json_string(DOMS[d]));
@@ -409,17 +406,7 @@ static char *noisy_params(const double abc[3][3], const double *effect, double s
                                                   BASE_METRIC * y * exp(sigma * sm_rng_normal(rng))));
         }
     }
-    json_object_set_new(p, "domains", doms);
-    json_object_set_new(p, "base", json_pack("{s:o,s:o}", "tokens", tok, "metric", base));
-    json_object_set_new(p, "runs", runs);
-    if (extra) {
-        json_t *x = json_loads(extra, 0, NULL);
-        json_object_update(p, x);
-        json_decref(x);
-    }
-    char *s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    json_decref(p);
-    return s;
+    return fit_params_json(doms, tok, base, runs, extra);
 }
 
 static int has_flag(json_t *r, const char *dom, const char *flag) {
