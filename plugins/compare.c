@@ -24,7 +24,9 @@
 static const char schema[] =
     "{\"curves\": {\"type\": \"object\", \"required\": true,"
     "   \"doc\": \"{name: {steps: [...], values: [...], tokens_per_step: n} or {repeats: [{steps, values, tokens_per_step}, "
-    "...]} (seeds, paired across mixtures by position)}: validation curves, lower is better\"},"
+    "...]} (seeds, paired across mixtures by position)}: validation curves, lower is better. From Lua, sm.compare{runs = "
+    "{name = sm.train result}} passes either an ordinary result or one of sm.train{..., repeats = k} (its .repeats); "
+    "90% intervals (Student t over paired seeds) need repeats of both mixtures; 'not significant' when one includes 0\"},"
     " \"target\": {\"type\": \"string\", \"default\": \"autoscale\", \"doc\": \"the curve compared against all others\"},"
     " \"metric\": {\"type\": \"string\", \"default\": \"perplexity\", \"doc\": \"what values hold: perplexity or loss\"}}";
 
