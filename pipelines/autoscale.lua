@@ -154,7 +154,10 @@ for _, f in ipairs { fit1, fit2 } do
     out("Noise at %.3g: unknown (one run per point): no intervals; repeat the base run to measure it", f.budget)
   else
     local parts = {}
-    for _, d in ipairs(domains) do parts[#parts + 1] = string.format("%s %.3g (snr %.1f)", d, f.noise[d], f.snr[d]) end
+    for _, d in ipairs(domains) do
+      -- snr is null (infinite) when the repeats agree exactly
+      parts[#parts + 1] = string.format("%s %.3g (snr %s)", d, f.noise[d], f.snr[d] and string.format("%.1f", f.snr[d]) or "inf")
+    end
     out("Noise at %.3g (sd of log metric, %s): %s; %d domain(s) within noise", f.budget, f.noise_source,
         table.concat(parts, ", "), f.within_noise)
   end
