@@ -163,7 +163,7 @@ for _, f in ipairs { fit1, fit2 } do
   end
 end
 if ex.ci and next(ex.ci) then
-  out("90%% intervals of the weights (bootstrap over the measured noise)")
+  out("90%% intervals of the weights (parametric bootstrap over the noise above)")
   for _, d in ipairs(domains) do
     local function iv(f) return f.ci[d] and string.format("[%.4f, %.4f]", f.ci[d].lo, f.ci[d].hi) or "-" end
     out("%-14s DDO n1 %s  DDO n2 %s  AutoScale %s", d, iv(fit1), iv(fit2), iv(ex))
