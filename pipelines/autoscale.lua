@@ -107,15 +107,17 @@ local function plot(opts)
   plots[#plots + 1] = sm.export(a, out_dir .. "/" .. opts.file)
 end
 plot { kind = "fit", file = "fit_n1.svg", title = string.format("DDO fits at %.3g tokens (normalised units)", n1),
-       data = { params = fit1.params, points = fit1.points, domains = domains, rmse = fit1.rmse, n = fit1.n, alternatives = fit1.alternatives } }
+       data = { params = fit1.params, points = fit1.points, domains = domains, rmse = fit1.rmse, n = fit1.n, alternatives = fit1.alternatives,
+                noise = fit1.noise, repeats = fit1.repeats } }
 plot { kind = "fit", file = "fit_n2.svg", title = string.format("DDO fits at %.3g tokens (normalised units)", n2),
-       data = { params = fit2.params, points = fit2.points, domains = domains, rmse = fit2.rmse, n = fit2.n, alternatives = fit2.alternatives } }
+       data = { params = fit2.params, points = fit2.points, domains = domains, rmse = fit2.rmse, n = fit2.n, alternatives = fit2.alternatives,
+                noise = fit2.noise, repeats = fit2.repeats } }
 plot { kind = "weights", file = "weights.svg", title = "Mixture weights against budget",
-       data = { mixtures = { { budget = fit1.budget, weights = fit1.weights, label = "DDO n1" },
-                             { budget = fit2.budget, weights = fit2.weights, label = "DDO n2" },
-                             { budget = target, weights = ex.weights, label = "AutoScale" } } } }
+       data = { mixtures = { { budget = fit1.budget, weights = fit1.weights, ci = fit1.ci, label = "DDO n1" },
+                             { budget = fit2.budget, weights = fit2.weights, ci = fit2.ci, label = "DDO n2" },
+                             { budget = target, weights = ex.weights, ci = ex.ci, label = "AutoScale" } } } }
 local curves = {}
-for name, r in pairs(runs) do curves[name] = { steps = r.curve.steps, values = r.curve.ppl, tokens_per_step = r.tokens_per_step } end
+for name, r in pairs(runs) do curves[name] = sm.curve_data(r) end
 plot { kind = "loss", file = "curves.svg", title = string.format("Validation perplexity at %.3g tokens", target),
        data = { curves = curves, metric = "perplexity" } }
 
@@ -147,6 +149,30 @@ out("%-14s %12s %12s %14s %12s %12s", "domain", string.format("DDO %.3g", fit1.b
 for _, d in ipairs(domains) do
   out("%-14s %12.4f %12.4f %14.4f %12.4f %12.4f", d, fit1.weights[d], fit2.weights[d], ex.weights[d], uniform[d], proportional[d])
 end
+for _, f in ipairs { fit1, fit2 } do
+  if f.noise_source == "unknown" then
+    out("Noise at %.3g: unknown (one run per point): no intervals; repeat the base run to measure it", f.budget)
+  else
+    local parts = {}
+    for _, d in ipairs(domains) do
+      -- snr is null (infinite) when the repeats agree exactly
+      parts[#parts + 1] = string.format("%s %.3g (snr %s)", d, f.noise[d], f.snr[d] and string.format("%.1f", f.snr[d]) or "inf")
+    end
+    out("Noise at %.3g (sd of log metric, %s): %s; %d domain(s) within noise", f.budget, f.noise_source,
+        table.concat(parts, ", "), f.within_noise)
+  end
+end
+if ex.ci and next(ex.ci) then
+  out("90%% intervals of the weights (parametric bootstrap over the noise above)")
+  for _, d in ipairs(domains) do
+    local function iv(f) return f.ci[d] and string.format("[%.4f, %.4f]", f.ci[d].lo, f.ci[d].hi) or "-" end
+    out("%-14s DDO n1 %s  DDO n2 %s  AutoScale %s", d, iv(fit1), iv(fit2), iv(ex))
+  end
+end
+if ex.left_measured_range and #ex.left_measured_range > 0 then
+  out("The extrapolation left the measured range (weight under the smallest factor x base share) for: %s",
+      table.concat(ex.left_measured_range, ", "))
+end
 out("")
 out("Validation perplexity at the target budget (%.3g tokens)", target)
 local hdr = string.format("%-14s", "domain")
@@ -163,8 +189,7 @@ out("%s", row)
 out("")
 out("Speed-up of AutoScale (1 - steps to reach the baseline's final perplexity / baseline's steps)")
 for i = 2, #names do
-  local s = cmp.speedup[names[i]]
-  out("  vs %-14s %s", names[i], s and string.format("%+.1f%%", 100 * s) or "never reached the baseline's final perplexity")
+  out("  vs %-14s %s", names[i], cmp.summary[names[i]])
 end
 if validation then
   out("")

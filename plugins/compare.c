@@ -1,18 +1,32 @@
 /* compare.c - the "compare" stage: the paper's training speed-up of the target run (AutoScale) against each
- * baseline, from validation perplexity (or loss) curves. See core/autoscale/sm_speedup.h for the rule. */
+ * baseline, from validation perplexity (or loss) curves, and the difference of the final values. See
+ * core/autoscale/sm_speedup.h for the rule.
+ *
+ * A mixture is one curve {steps, values, tokens_per_step} or repeated runs {repeats: [curve, ...]} (seeds).
+ * Point estimates are read off the mean curve of the repeats. Intervals (90%) need repeats on both sides:
+ * seed i of every mixture shares its initialisation, so the seeds are paired, and the interval is Student's
+ * t on the per-seed differences (final values) and per-seed speed-ups. A per-seed speed-up is signed: when the
+ * target never reaches the baseline's final value, it is minus the baseline's speed-up over the target (the
+ * two definitions meet at 0, where both runs end at the same value). An interval that includes zero is
+ * reported as "not significant". */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "autoscale/sm_asjson.h"
 #include "autoscale/sm_speedup.h"
+#include "autoscale/sm_stats.h"
 #include "sm_plugin.h"
 
 #define STAGE "compare"
 
 static const char schema[] =
     "{\"curves\": {\"type\": \"object\", \"required\": true,"
-    "   \"doc\": \"{name: {steps: [...], values: [...], tokens_per_step: n}}: validation curves, lower is better\"},"
+    "   \"doc\": \"{name: {steps: [...], values: [...], tokens_per_step: n} or {repeats: [{steps, values, tokens_per_step}, "
+    "...]} (seeds, paired across mixtures by position)}: validation curves, lower is better. From Lua, sm.compare{runs = "
+    "{name = sm.train result}} passes either an ordinary result or one of sm.train{..., repeats = k} (its .repeats); "
+    "90% intervals (Student t over paired seeds) need repeats of both mixtures; 'not significant' when one includes 0\"},"
     " \"target\": {\"type\": \"string\", \"default\": \"autoscale\", \"doc\": \"the curve compared against all others\"},"
     " \"metric\": {\"type\": \"string\", \"default\": \"perplexity\", \"doc\": \"what values hold: perplexity or loss\"}}";
 
@@ -20,6 +34,13 @@ typedef struct curve_buf {
     double *steps, *values;
     sm_curve c;
 } curve_buf;
+
+/* one mixture: its repeats and their mean curve */
+typedef struct mix {
+    curve_buf *rep;
+    size_t k;
+    curve_buf mean;
+} mix;
 
 static int read_array(json_t *a, const char *name, const char *field, double **out, size_t *n, sm_error *err) {
     if (!json_is_array(a) || json_array_size(a) == 0)
@@ -51,12 +72,71 @@ static int read_curve(json_t *cj, const char *name, curve_buf *cb, sm_error *err
     return sm_curve_check(&cb->c, name, err);
 }
 
+static int read_mix(json_t *mj, const char *name, mix *mx, sm_error *err) {
+    json_t *reps = json_object_get(mj, "repeats");
+    size_t k = reps ? json_array_size(reps) : 1;
+    if (reps && (!json_is_array(reps) || k == 0))
+        return sm_error_set(err, SM_ERR_ARG, STAGE ": curve '%s': 'repeats' must be a non-empty list of {steps, values}", name);
+    if (!(mx->rep = calloc(k, sizeof *mx->rep))) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+    mx->k = k;
+    for (size_t r = 0; r < k; r++) {
+        int rc = read_curve(reps ? json_array_get(reps, r) : mj, name, &mx->rep[r], err);
+        if (rc) return rc;
+        const sm_curve *a = &mx->rep[0].c, *b = &mx->rep[r].c;
+        int same = a->n == b->n && a->tokens_per_step == b->tokens_per_step;
+        for (size_t j = 0; same && j < a->n; j++) same = a->steps[j] == b->steps[j];
+        if (!same)
+            return sm_error_set(err, SM_ERR_ARG, STAGE ": curve '%s': repeat %zu is evaluated at other steps than repeat 0; "
+                                                "repeats of one mixture must share their evaluation schedule", name, r);
+    }
+    size_t n = mx->rep[0].c.n;
+    mx->mean.steps = malloc(n * sizeof(double));
+    mx->mean.values = calloc(n, sizeof(double));
+    if (!mx->mean.steps || !mx->mean.values) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+    memcpy(mx->mean.steps, mx->rep[0].steps, n * sizeof(double));
+    for (size_t r = 0; r < k; r++)
+        for (size_t j = 0; j < n; j++) mx->mean.values[j] += mx->rep[r].values[j] / (double)k;
+    mx->mean.c = (sm_curve){mx->mean.steps, mx->mean.values, n, mx->rep[0].c.tokens_per_step};
+    return SM_OK;
+}
+
+static void mix_free(mix *mx) {
+    for (size_t r = 0; mx->rep && r < mx->k; r++) { free(mx->rep[r].steps); free(mx->rep[r].values); }
+    free(mx->rep);
+    free(mx->mean.steps);
+    free(mx->mean.values);
+}
+
+static double final_value(const sm_curve *c) { return c->values[c->n - 1]; }
+
+/* The signed speed-up of t over b (see the header comment); NaN when neither reaches the other's end. */
+static double signed_speedup(const sm_curve *t, const sm_curve *b) {
+    double s = NAN, rs;
+    int reached = 0;
+    if (sm_speedup(t, b, &s, &rs, &reached, NULL)) return NAN;
+    if (reached) return s;
+    if (sm_speedup(b, t, &s, &rs, &reached, NULL) || !reached) return NAN;
+    return -s;
+}
+
+/* {value, lo, hi, n, significant} and a phrase for the log/report */
+static json_t *interval_json(double value, const double *v, size_t n, double *lo, double *hi, const char **verdict) {
+    double mean;
+    sm_t_interval(v, n, SM_STATS_LEVEL, &mean, lo, hi);
+    int known = isfinite(*lo) && isfinite(*hi);
+    int sig = known && (*lo > 0 || *hi < 0);
+    *verdict = !known ? "no interval (needs repeats of both mixtures)" : sig ? "significant" : "not significant";
+    return json_pack("{s:o,s:o,s:o,s:o,s:I,s:o,s:s}", "value", sm_asj_num(value), "mean_of_seeds", sm_asj_num(mean), "lo",
+                     sm_asj_num(*lo), "hi", sm_asj_num(*hi), "n", (json_int_t)n, "significant",
+                     known ? json_boolean(sig) : json_null(), "verdict", *verdict);
+}
+
 static int run(const sm_host_api *api, sm_host *h, const char *params_json, const char *inputs_json, sm_error *err) {
     (void)inputs_json;
     json_t *p = NULL;
     char **names = NULL;
     size_t n = 0;
-    curve_buf *cbs = NULL;
+    mix *mx = NULL;
     int rc = sm_asj_parse(params_json, STAGE, &p, err);
     if (rc) return rc;
     json_t *curves = json_object_get(p, "curves");
@@ -73,11 +153,11 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         goto out;
     }
     if ((rc = sm_asj_keys(curves, &names, &n, err))) goto out;
-    cbs = calloc(n, sizeof *cbs);
-    if (!cbs) { rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory"); goto out; }
+    mx = calloc(n, sizeof *mx);
+    if (!mx) { rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory"); goto out; }
     size_t ti = n;
     for (size_t i = 0; i < n; i++) {
-        if ((rc = read_curve(json_object_get(curves, names[i]), names[i], &cbs[i], err))) goto out;
+        if ((rc = read_mix(json_object_get(curves, names[i]), names[i], &mx[i], err))) goto out;
         if (!strcmp(names[i], target)) ti = i;
     }
     if (ti == n) {
@@ -85,31 +165,52 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         goto out;
     }
     json_t *res = json_object(), *sp = json_object(), *fin = json_object(), *reach = json_object(), *bend = json_object();
+    json_t *spci = json_object(), *fdiff = json_object(), *summary = json_object(), *reps = json_object();
+    const sm_curve *tc = &mx[ti].mean.c;
     for (size_t i = 0; i < n; i++) {
-        json_object_set_new(fin, names[i], sm_asj_num(cbs[i].c.values[cbs[i].c.n - 1]));
+        json_object_set_new(fin, names[i], sm_asj_num(final_value(&mx[i].mean.c)));
+        json_object_set_new(reps, names[i], json_integer((json_int_t)mx[i].k));
         if (i == ti) continue;
+        const sm_curve *bc = &mx[i].mean.c;
         double s = NAN, rs = NAN;
         int reached = 0;
-        if ((rc = sm_speedup(&cbs[ti].c, &cbs[i].c, &s, &rs, &reached, err))) {
+        if ((rc = sm_speedup(tc, bc, &s, &rs, &reached, err))) {
             json_decref(res); json_decref(sp); json_decref(fin); json_decref(reach); json_decref(bend);
+            json_decref(spci); json_decref(fdiff); json_decref(summary); json_decref(reps);
             sm_error_wrap(err, STAGE ": %s vs %s", target, names[i]);
             goto out;
         }
-        double last = cbs[i].c.steps[cbs[i].c.n - 1];
+        double last = bc->steps[bc->n - 1];
         json_object_set_new(sp, names[i], reached ? sm_asj_num(s) : json_null());
         json_object_set_new(reach, names[i], reached ? sm_asj_num(rs) : json_null());
         json_object_set_new(bend, names[i], sm_asj_num(last));
-        if (reached) {
-            api->log(h, SM_LOG_INFO, "%s reaches %s's final %s %.6g at step %.6g of %.6g: speed-up %.2f%%", target, names[i],
-                     metric, cbs[i].c.values[cbs[i].c.n - 1], rs, last, 100 * s);
-            if (api->metric) {
-                char mname[256];
-                snprintf(mname, sizeof mname, "speedup_vs_%s", names[i]);
-                api->metric(h, mname, (int64_t)llround(last), NULL, s);
-            }
-        } else {
-            api->log(h, SM_LOG_INFO, "%s never reaches %s's final %s %.6g: no speed-up", target, names[i], metric,
-                     cbs[i].c.values[cbs[i].c.n - 1]);
+        /* paired seeds: the first min(k) repeats of each */
+        size_t kp = mx[ti].k < mx[i].k ? mx[ti].k : mx[i].k, ns = 0;
+        double ss[kp], dd[kp];
+        for (size_t r = 0; r < kp; r++) {
+            dd[r] = final_value(&mx[ti].rep[r].c) - final_value(&mx[i].rep[r].c);
+            double v = signed_speedup(&mx[ti].rep[r].c, &mx[i].rep[r].c);
+            if (isfinite(v)) ss[ns++] = v;
+        }
+        double slo, shi, dlo, dhi, dval = final_value(tc) - final_value(bc);
+        const char *sv, *dv;
+        json_object_set_new(spci, names[i], interval_json(reached ? s : signed_speedup(tc, bc), ss, ns, &slo, &shi, &sv));
+        json_object_set_new(fdiff, names[i], interval_json(dval, dd, kp, &dlo, &dhi, &dv));
+        char line[512], sps[128];
+        if (reached) snprintf(sps, sizeof sps, "speed-up %+.1f%%", 100 * s);
+        else snprintf(sps, sizeof sps, "never reached %s's final %s (signed speed-up %+.1f%%)", names[i], metric,
+                      100 * signed_speedup(tc, bc));
+        if (isfinite(slo))
+            snprintf(line, sizeof line, "%s [90%% interval %+.1f%%, %+.1f%%, %zu seeds: %s]; final %s %+.4g [%+.4g, %+.4g: %s]",
+                     sps, 100 * slo, 100 * shi, ns, sv, metric, dval, dlo, dhi, dv);
+        else
+            snprintf(line, sizeof line, "%s; final %s %+.4g (one run per mixture: no interval)", sps, metric, dval);
+        json_object_set_new(summary, names[i], json_string(line));
+        api->log(h, SM_LOG_INFO, "%s vs %s: %s", target, names[i], line);
+        if (reached && api->metric) {
+            char mname[256];
+            snprintf(mname, sizeof mname, "speedup_vs_%s", names[i]);
+            api->metric(h, mname, (int64_t)llround(last), NULL, s);
         }
     }
     json_object_set_new(res, "target", json_string(target));
@@ -118,11 +219,15 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     json_object_set_new(res, "final", fin);
     json_object_set_new(res, "steps_to_reach", reach);
     json_object_set_new(res, "baseline_final_step", bend);
+    json_object_set_new(res, "repeats", reps);
+    json_object_set_new(res, "level", json_real(SM_STATS_LEVEL));
+    json_object_set_new(res, "speedup_ci", spci);
+    json_object_set_new(res, "final_diff", fdiff);
+    json_object_set_new(res, "summary", summary);
     rc = sm_asj_emit(api, h, res, STAGE, err);
 out:
-    if (cbs)
-        for (size_t i = 0; i < n; i++) { free(cbs[i].steps); free(cbs[i].values); }
-    free(cbs);
+    for (size_t i = 0; mx && i < n; i++) mix_free(&mx[i]);
+    free(mx);
     sm_asj_free_names(names, n);
     json_decref(p);
     return rc;
@@ -133,9 +238,10 @@ static const sm_plugin_desc desc = {
     .abi_major = SM_PLUGIN_ABI_MAJOR,
     .abi_minor = SM_PLUGIN_ABI_MINOR,
     .name = "compare",
-    .version = "1.0.0",
-    .cache_salt = "1",
-    .description = "speed-up of the target run over each baseline: 1 - steps to reach the baseline's final value / its steps",
+    .version = "2.0.0",
+    .cache_salt = "2",
+    .description = "speed-up of the target run over each baseline (1 - steps to reach the baseline's final value / its "
+                   "steps) and the final-value difference, with 90% intervals over paired seeds",
     .params_schema = schema,
     .resources = NULL,
     .run = run,

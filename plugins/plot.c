@@ -2,7 +2,11 @@
  *   kind "fit":     data = fit's result ({params, points, n?, alternatives?, rmse?, domains?}); one panel per
  *                   domain with the fitted curve, the measured points and the chosen optimum.
  *   kind "weights": data = {mixtures: [{budget, weights: {domain: w}, label?}]}; weight against budget (log x).
- *   kind "loss":    data = {curves: {name: {steps, values, tokens_per_step?}}, metric?, logy?}; one line per run. */
+ *   kind "loss":    data = {curves: {name: {steps, values, tokens_per_step?} or {repeats: [...]}}, metric?, logy?};
+ *                   one line per run (the mean of its repeats, with their range as a band), the whole run on a
+ *                   log y axis (logy = false: linear) beside the second half of training on a linear one.
+ *   Intervals: "weights" mixtures may carry ci {domain: {lo, hi}} (error bars); "fit" data may carry noise
+ *   {domain: sd} and repeats {domain: [k per point]} (fit's result has both): 90% bars on the points. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +14,7 @@
 
 #include "autoscale/sm_asjson.h"
 #include "autoscale/sm_fit.h"
+#include "autoscale/sm_stats.h"
 #include "autoscale/sm_svg.h"
 #include "sm_plugin.h"
 
@@ -112,6 +117,21 @@ static int plot_fit(sm_svg **out, const char *title, json_t *data, sm_error *err
             }
             rc = sm_svg_add(s, (int)i, "other exact interpolant", ax, ay, na, SM_SVG_LINE | SM_SVG_DASHED, 9);
         }
+        /* 90% bars on the perturbed points from the noise and the repeats (the base run is y = 1 by definition) */
+        double sd = json_number_value(json_object_get(json_object_get(data, "noise"), d));
+        json_t *rk = json_object_get(json_object_get(data, "repeats"), d);
+        if (!rc && sd > 0 && json_array_size(rk) == np && np > 1) {
+            double ex[np], elo[np], ehi[np], k0 = (double)json_integer_value(json_array_get(rk, 0));
+            size_t ne = 0;
+            for (size_t q = 1; q < np; q++) {
+                double kq = (double)json_integer_value(json_array_get(rk, q));
+                if (!(kq >= 1 && k0 >= 1)) continue;
+                double half = sm_t_crit(SM_STATS_LEVEL, INFINITY) * sd * sqrt(1 / kq + 1 / k0);
+                ex[ne] = px[q], elo[ne] = py[q] * exp(-half), ehi[ne] = py[q] * exp(half);
+                ne++;
+            }
+            if (ne) rc = sm_svg_add_range(s, (int)i, ex, elo, ehi, ne, SM_SVG_ERRBARS, 1);
+        }
         if (!rc) rc = sm_svg_add(s, (int)i, "measured runs", px, py, np, SM_SVG_MARKERS, 1);
         if (!rc && isfinite(nv)) {
             double oy = sm_fit_eval(a, b, c, nv);
@@ -127,7 +147,7 @@ static int plot_fit(sm_svg **out, const char *title, json_t *data, sm_error *err
     return SM_OK;
 }
 
-typedef struct mix_pt { double budget; json_t *w; const char *label; } mix_pt;
+typedef struct mix_pt { double budget; json_t *w, *ci; const char *label; } mix_pt;
 static int cmp_mix(const void *a, const void *b) {
     double x = ((const mix_pt *)a)->budget, y = ((const mix_pt *)b)->budget;
     return (x > y) - (x < y);
@@ -144,6 +164,7 @@ static int plot_weights(sm_svg **out, const char *title, json_t *data, sm_error 
         json_t *e = json_array_get(mixes, i);
         mp[i].budget = json_number_value(json_object_get(e, "budget"));
         mp[i].w = json_object_get(e, "weights");
+        mp[i].ci = json_object_get(e, "ci");
         mp[i].label = json_string_value(json_object_get(e, "label"));
         if (!mp[i].label) mp[i].label = json_string_value(json_object_get(e, "method"));
         if (!(mp[i].budget > 0) || !json_is_object(mp[i].w)) {
@@ -158,13 +179,18 @@ static int plot_weights(sm_svg **out, const char *title, json_t *data, sm_error 
     if (rc) { free(mp); return rc; }
     sm_svg *s = sm_svg_new(title ? title : "Mixture weights against token budget", 1, 1);
     double *x = malloc(nm * sizeof *x), *y = malloc(nm * sizeof *y);
-    if (!s || !x || !y) rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+    double *bx = malloc(nm * sizeof *bx), *blo = malloc(nm * sizeof *blo), *bhi = malloc(nm * sizeof *bhi);
+    if (!s || !x || !y || !bx || !blo || !bhi) rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
     if (!rc) sm_svg_panel(s, 0, NULL, "token budget", "weight", 1, 0);
     double wmax = 0;
     for (size_t i = 0; i < nm && !rc; i++) {
         const char *key;
         json_t *v;
         json_object_foreach(mp[i].w, key, v) if (json_is_number(v) && json_number_value(v) > wmax) wmax = json_number_value(v);
+        json_object_foreach(mp[i].ci, key, v) {
+            double hv = json_number_value(json_object_get(v, "hi"));
+            if (hv > wmax) wmax = hv;
+        }
         /* each labelled mixture (e.g. "ddo", "autoscale") marks its budget */
         if (mp[i].label) sm_svg_vline(s, 0, mp[i].budget, mp[i].label);
     }
@@ -181,11 +207,24 @@ static int plot_weights(sm_svg **out, const char *title, json_t *data, sm_error 
             y[n] = json_number_value(v);
             n++;
         }
-        int r = sm_svg_add(s, 0, doms[d], x, y, n, SM_SVG_LINE | SM_SVG_MARKERS, -1);
+        /* 90% intervals, when the mixtures carry them (fit and extrapolate results do) */
+        size_t nb = 0;
+        for (size_t i = 0; i < nm; i++) {
+            json_t *lo = json_object_get(json_object_get(mp[i].ci, doms[d]), "lo");
+            json_t *hi = json_object_get(json_object_get(mp[i].ci, doms[d]), "hi");
+            if (!json_is_number(lo) || !json_is_number(hi)) continue;
+            bx[nb] = mp[i].budget, blo[nb] = json_number_value(lo), bhi[nb] = json_number_value(hi);
+            nb++;
+        }
+        int r = nb ? sm_svg_add_range(s, 0, bx, blo, bhi, nb, SM_SVG_ERRBARS, (int)d) : SM_OK;
+        if (!r) r = sm_svg_add(s, 0, doms[d], x, y, n, SM_SVG_LINE | SM_SVG_MARKERS, (int)d);
         if (r) rc = sm_error_set(err, r, STAGE ": cannot add a series");
     }
     free(x);
     free(y);
+    free(bx);
+    free(blo);
+    free(bhi);
     free(mp);
     sm_asj_free_names(doms, m);
     if (rc) { sm_svg_free(s); return rc; }
@@ -193,43 +232,95 @@ static int plot_weights(sm_svg **out, const char *title, json_t *data, sm_error 
     return SM_OK;
 }
 
+/* One validation curve: a single run {steps, values}, or repeated runs {repeats: [{steps, values}, ...]} that
+ * share their steps (the line is their mean, the band their range over seeds). x in tokens when tps > 0. */
+typedef struct lcurve {
+    double *x, *mean, *lo, *hi;
+    size_t n, k;
+} lcurve;
+
+static void lcurve_free(lcurve *c) { free(c->x); free(c->mean); free(c->lo); free(c->hi); }
+
+static int read_lcurve(json_t *c, const char *name, int tokens, lcurve *out, sm_error *err) {
+    json_t *reps = json_object_get(c, "repeats");
+    size_t k = reps ? json_array_size(reps) : 1;
+    json_t *first = reps ? json_array_get(reps, 0) : c;
+    json_t *st = json_object_get(first, "steps");
+    size_t n = json_array_size(st);
+    if ((reps && k == 0) || !json_is_array(st) || n == 0)
+        return sm_error_set(err, SM_ERR_ARG, STAGE ": curve '%s' needs steps and values arrays of the same length "
+                                             "(or repeats: [{steps, values}, ...])", name);
+    out->n = n, out->k = k;
+    out->x = malloc(n * sizeof(double)), out->mean = calloc(n, sizeof(double));
+    out->lo = malloc(n * sizeof(double)), out->hi = malloc(n * sizeof(double));
+    if (!out->x || !out->mean || !out->lo || !out->hi) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+    double tps = tokens ? json_number_value(json_object_get(first, "tokens_per_step")) : 1;
+    for (size_t j = 0; j < n; j++) {
+        out->x[j] = json_number_value(json_array_get(st, j)) * tps;
+        out->lo[j] = INFINITY, out->hi[j] = -INFINITY;
+    }
+    for (size_t r = 0; r < k; r++) {
+        json_t *cr = reps ? json_array_get(reps, r) : c, *va = json_object_get(cr, "values");
+        if (!json_is_array(va) || json_array_size(va) != n || json_array_size(json_object_get(cr, "steps")) != n)
+            return sm_error_set(err, SM_ERR_ARG, STAGE ": curve '%s' repeat %zu needs steps and values of the same length as "
+                                                 "repeat 0", name, r);
+        for (size_t j = 0; j < n; j++) {
+            double v = json_is_number(json_array_get(va, j)) ? json_number_value(json_array_get(va, j)) : NAN;
+            out->mean[j] += v / (double)k;
+            if (v < out->lo[j]) out->lo[j] = v;
+            if (v > out->hi[j]) out->hi[j] = v;
+        }
+    }
+    return SM_OK;
+}
+
+/* kind "loss": panel 0 the whole run on a log y axis, panel 1 the second half of training on a linear one,
+ * where the end (the comparison that matters) is readable. */
 static int plot_loss(sm_svg **out, const char *title, json_t *data, sm_error *err) {
     json_t *curves = json_object_get(data, "curves");
     if (!json_is_object(curves) || json_object_size(curves) == 0)
         return sm_error_set(err, SM_ERR_ARG, STAGE ": kind \"loss\" needs data.curves {name: {steps, values}}");
     const char *metric = json_string_value(json_object_get(data, "metric"));
-    int logy = json_is_true(json_object_get(data, "logy"));
+    json_t *logy_j = json_object_get(data, "logy");
+    int logy = !json_is_false(logy_j); /* default: log */
     char **names = NULL;
     size_t n = 0;
     int rc = sm_asj_keys(curves, &names, &n, err);
     if (rc) return rc;
     /* x in tokens when every curve says how many tokens a step is */
-    int tokens = 1;
-    for (size_t i = 0; i < n; i++)
-        if (!(json_number_value(json_object_get(json_object_get(curves, names[i]), "tokens_per_step")) > 0)) tokens = 0;
-    sm_svg *s = sm_svg_new(title ? title : "Validation curves", 1, 1);
-    if (!s) { sm_asj_free_names(names, n); return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory"); }
-    sm_svg_panel(s, 0, NULL, tokens ? "training tokens" : "step", metric ? metric : "validation perplexity", 0, logy);
-    for (size_t i = 0; i < n && !rc; i++) {
-        json_t *c = json_object_get(curves, names[i]);
-        json_t *st = json_object_get(c, "steps"), *va = json_object_get(c, "values");
-        size_t k = json_array_size(st);
-        if (!json_is_array(st) || !json_is_array(va) || k != json_array_size(va) || k == 0) {
-            rc = sm_error_set(err, SM_ERR_ARG, STAGE ": curve '%s' needs steps and values arrays of the same length", names[i]);
-            break;
-        }
-        double *x = malloc(k * sizeof *x), *y = malloc(k * sizeof *y);
-        if (!x || !y) { free(x); free(y); rc = sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory"); break; }
-        double tps = tokens ? json_number_value(json_object_get(c, "tokens_per_step")) : 1;
-        for (size_t j = 0; j < k; j++) {
-            x[j] = json_number_value(json_array_get(st, j)) * tps;
-            y[j] = json_is_number(json_array_get(va, j)) ? json_number_value(json_array_get(va, j)) : NAN;
-        }
-        int r = sm_svg_add(s, 0, names[i], x, y, k, SM_SVG_LINE | (k <= 40 ? SM_SVG_MARKERS : 0), -1);
-        free(x);
-        free(y);
-        if (r) rc = sm_error_set(err, r, STAGE ": cannot add a series");
+    int tokens = 1, repeated = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_object_get(curves, names[i]), *reps = json_object_get(c, "repeats");
+        if (reps) repeated = 1, c = json_array_get(reps, 0);
+        if (!(json_number_value(json_object_get(c, "tokens_per_step")) > 0)) tokens = 0;
     }
+    lcurve *lc = calloc(n, sizeof *lc);
+    sm_svg *s = sm_svg_new(title ? title : "Validation curves", 2, 1);
+    if (!s || !lc) { sm_svg_free(s); free(lc); sm_asj_free_names(names, n); return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory"); }
+    const char *yl = metric ? metric : "validation perplexity";
+    sm_svg_panel(s, 0, repeated ? "whole run (line: mean over seeds, band: their range)" : "whole run",
+                 tokens ? "training tokens" : "step", yl, 0, logy);
+    sm_svg_panel(s, 1, "second half of training", tokens ? "training tokens" : "step", yl, 0, 0);
+    double xmax = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = read_lcurve(json_object_get(curves, names[i]), names[i], tokens, &lc[i], err);
+        for (size_t j = 0; !rc && j < lc[i].n; j++) if (lc[i].x[j] > xmax) xmax = lc[i].x[j];
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        const lcurve *c = &lc[i];
+        size_t from = 0;
+        while (from < c->n && c->x[from] < xmax / 2) from++;
+        for (int pnl = 0; pnl < 2 && !rc; pnl++) {
+            size_t o = pnl ? from : 0, cnt = c->n - o;
+            if (c->k > 1) rc = sm_svg_add_range(s, pnl, c->x + o, c->lo + o, c->hi + o, cnt, SM_SVG_BAND, (int)i);
+            if (!rc)
+                rc = sm_svg_add(s, pnl, pnl ? NULL : names[i], c->x + o, c->mean + o, cnt,
+                                SM_SVG_LINE | (cnt <= 40 ? SM_SVG_MARKERS : 0), (int)i);
+        }
+        if (rc) rc = sm_error_set(err, rc, STAGE ": cannot add a series");
+    }
+    for (size_t i = 0; i < n; i++) lcurve_free(&lc[i]);
+    free(lc);
     sm_asj_free_names(names, n);
     if (rc) { sm_svg_free(s); return rc; }
     *out = s;
@@ -289,8 +380,8 @@ static const sm_plugin_desc desc = {
     .abi_major = SM_PLUGIN_ABI_MAJOR,
     .abi_minor = SM_PLUGIN_ABI_MINOR,
     .name = "plot",
-    .version = "1.0.0",
-    .cache_salt = "1",
+    .version = "2.0.0",
+    .cache_salt = "2",
     .description = "SVG charts: fitted power laws with their points, weights against budget, validation curves",
     .params_schema = schema,
     .resources = NULL,

@@ -38,6 +38,65 @@ int sm_asj_positive(const json_t *obj, const char *key, const char *stage, const
     return SM_OK;
 }
 
+int sm_asj_positive_list(const json_t *obj, const char *key, const char *stage, const char *what, double **out, size_t *n,
+                         sm_error *err) {
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    *n = 0;
+    if (json_is_number(v)) {
+        double d;
+        int rc = sm_asj_positive(obj, key, stage, what, &d, err);
+        if (rc) return rc;
+        if (!(*out = malloc(sizeof **out))) return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", stage);
+        **out = d;
+        *n = 1;
+        return SM_OK;
+    }
+    size_t k = json_array_size(v);
+    if (!json_is_array(v) || k == 0)
+        return sm_error_set(err, SM_ERR_ARG, "%s: %s needs '%s' as a number or a non-empty list of numbers (repeats)", stage,
+                            what, key);
+    if (!(*out = malloc(k * sizeof **out))) return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", stage);
+    for (size_t i = 0; i < k; i++) {
+        json_t *e = json_array_get(v, i);
+        double d = json_is_number(e) ? json_number_value(e) : NAN;
+        if (!(isfinite(d) && d > 0)) {
+            free(*out);
+            *out = NULL;
+            return sm_error_set(err, SM_ERR_ARG, "%s: %s has %s[%zu] that is not a positive number", stage, what, key, i);
+        }
+        (*out)[i] = d;
+    }
+    *n = k;
+    return SM_OK;
+}
+
+int sm_asj_rows(const json_t *obj, const char *key, const char *stage, size_t m, double **out, size_t *rows, sm_error *err) {
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    *rows = 0;
+    /* an empty Lua table arrives as {} */
+    if (!v || json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0)) return SM_OK;
+    size_t r = json_array_size(v);
+    if (!json_is_array(v)) return sm_error_set(err, SM_ERR_ARG, "%s: '%s' must be a list of replicates [[w_1..w_m], ...]", stage, key);
+    if (r == 0) return SM_OK;
+    if (!(*out = malloc(r * m * sizeof **out))) return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", stage);
+    for (size_t i = 0; i < r; i++) {
+        json_t *row = json_array_get(v, i);
+        if (!json_is_array(row) || json_array_size(row) != m) {
+            free(*out);
+            *out = NULL;
+            return sm_error_set(err, SM_ERR_ARG, "%s: %s[%zu] must be a list of %zu numbers (one per domain)", stage, key, i, m);
+        }
+        for (size_t j = 0; j < m; j++) {
+            json_t *e = json_array_get(row, j);
+            (*out)[i * m + j] = json_is_number(e) ? json_number_value(e) : NAN;
+        }
+    }
+    *rows = r;
+    return SM_OK;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int sm_asj_keys(const json_t *obj, char ***names, size_t *n, sm_error *err) {
@@ -95,6 +154,18 @@ json_t *sm_asj_map(size_t m, char *const *domains, const double *v) {
     json_t *o = json_object();
     for (size_t i = 0; o && i < m; i++) json_object_set_new(o, domains[i], sm_asj_num(v[i]));
     return o;
+}
+
+json_t *sm_asj_interval(double lo, double hi) { return json_pack("{s:o,s:o}", "lo", sm_asj_num(lo), "hi", sm_asj_num(hi)); }
+
+json_t *sm_asj_rows_json(const double *v, size_t rows, size_t m) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < rows; i++) {
+        json_t *row = json_array();
+        for (size_t j = 0; j < m; j++) json_array_append_new(row, sm_asj_num(v[i * m + j]));
+        json_array_append_new(a, row);
+    }
+    return a;
 }
 
 int sm_asj_emit(const sm_host_api *api, sm_host *h, json_t *obj, const char *stage, sm_error *err) {

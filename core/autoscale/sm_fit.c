@@ -79,10 +79,17 @@ static double tri_b(const tri *t, double s) {
         hi *= 2;
         if (hi > 1e12) return -1;
     }
+    /* f(b) is increasing: Newton steps kept inside the bracket, bisection when a step leaves it (the
+     * bootstrap runs this solve thousands of times, so plain bisection to adjacent doubles was too slow) */
+    double b = 0.5 * (lo + hi);
     for (int i = 0; i < 300 && !adjacent(lo, hi); i++) {
-        double mid = 0.5 * (lo + hi);
-        double f = mid > 0 ? log_expm1(mid * l1) - log(-expm1(-mid * l2)) - t->log_ratio : -INFINITY;
-        if (f < 0) lo = mid; else hi = mid;
+        double f = b > 0 ? log_expm1(b * l1) - log(-expm1(-b * l2)) - t->log_ratio : -INFINITY;
+        if (f == 0) return b;
+        if (f < 0) lo = b; else hi = b;
+        double d = l1 / -expm1(-b * l1) - l2 / expm1(b * l2), nb = b - f / d;
+        if (!(nb > lo && nb < hi)) nb = 0.5 * (lo + hi);
+        if (fabs(nb - b) <= 2 * DBL_EPSILON * b) return nb;
+        b = nb;
     }
     return 0.5 * (lo + hi);
 }

@@ -19,7 +19,7 @@ const char *sm_svg_color(int i) {
 
 typedef struct series {
     char *name;
-    double *x, *y;
+    double *x, *y, *y2; /* y2: the upper end of an interval series (y is the lower) */
     size_t n;
     int style, color;
 } series;
@@ -70,6 +70,7 @@ void sm_svg_free(sm_svg *s) {
             free(pn->ser[i].name);
             free(pn->ser[i].x);
             free(pn->ser[i].y);
+            free(pn->ser[i].y2);
         }
         free(pn->ser);
         for (size_t i = 0; i < pn->nvl; i++) free(pn->vl[i].label);
@@ -140,6 +141,21 @@ int sm_svg_add(sm_svg *s, int p, const char *name, const double *x, const double
     se->style = style ? style : SM_SVG_LINE;
     se->color = color >= 0 ? color : pn->next_color++;
     pn->nser++;
+    return SM_OK;
+}
+
+int sm_svg_add_range(sm_svg *s, int p, const double *x, const double *lo, const double *hi, size_t n, int style,
+                     int color) {
+    if (!(style == SM_SVG_BAND || style == SM_SVG_ERRBARS) || color < 0 || (n && !hi)) return SM_ERR_ARG;
+    int rc = sm_svg_add(s, p, NULL, x, lo, n, style, color);
+    if (rc) return rc;
+    series *se = &s->panels[p].ser[s->panels[p].nser - 1];
+    if (!(se->y2 = malloc((n ? n : 1) * sizeof *se->y2))) {
+        free(se->x); free(se->y);
+        s->panels[p].nser--;
+        return SM_ERR_NOMEM;
+    }
+    if (n) memcpy(se->y2, hi, n * sizeof *hi);
     return SM_OK;
 }
 
@@ -218,11 +234,13 @@ static void range_of(const panel *pn, int which, axis *ax) {
     for (size_t i = 0; i < pn->nser; i++) {
         const series *se = &pn->ser[i];
         for (size_t k = 0; k < se->n; k++) {
-            double xv = se->x[k], yv = se->y[k];
-            if (!usable(xv, pn->logx) || !usable(yv, pn->logy)) continue;
-            double v = tr(which ? yv : xv, log);
-            if (v < lo) lo = v;
-            if (v > hi) hi = v;
+            for (int e = 0; e < (se->y2 ? 2 : 1); e++) {
+                double xv = se->x[k], yv = e ? se->y2[k] : se->y[k];
+                if (!usable(xv, pn->logx) || !usable(yv, pn->logy)) continue;
+                double v = tr(which ? yv : xv, log);
+                if (v < lo) lo = v;
+                if (v > hi) hi = v;
+            }
         }
     }
     if (!which)
@@ -336,6 +354,27 @@ static void render_panel(buf *b, const panel *pn, int idx, double ox, double oy)
         bprintf(b, "<g class=\"series\" data-name=\"");
         besc(b, se->name ? se->name : "");
         bprintf(b, "\">\n");
+        if (se->y2 && (se->style & SM_SVG_BAND)) {
+            bprintf(b, "<polygon fill=\"%s\" fill-opacity=\"0.2\" stroke=\"none\" points=\"", col);
+            for (size_t k = 0; k < se->n; k++)
+                if (usable(se->x[k], ax.log) && usable(se->y[k], ay.log) && usable(se->y2[k], ay.log))
+                    bprintf(b, "%.2f,%.2f ", SX(se->x[k]), SY(se->y[k]));
+            for (size_t k = se->n; k-- > 0;)
+                if (usable(se->x[k], ax.log) && usable(se->y[k], ay.log) && usable(se->y2[k], ay.log))
+                    bprintf(b, "%.2f,%.2f ", SX(se->x[k]), SY(se->y2[k]));
+            bprintf(b, "\"/>\n</g>\n");
+            continue;
+        }
+        if (se->y2) {
+            for (size_t k = 0; k < se->n; k++) {
+                if (!usable(se->x[k], ax.log) || !usable(se->y[k], ay.log) || !usable(se->y2[k], ay.log)) continue;
+                double px = SX(se->x[k]), pl = SY(se->y[k]), ph = SY(se->y2[k]);
+                bprintf(b, "<path class=\"errbar\" d=\"M%.2f,%.2fV%.2fM%.2f,%.2fH%.2fM%.2f,%.2fH%.2f\" stroke=\"%s\" "
+                           "stroke-width=\"1.5\" fill=\"none\"/>\n", px, pl, ph, px - 4, pl, px + 4, px - 4, ph, px + 4, col);
+            }
+            bprintf(b, "</g>\n");
+            continue;
+        }
         if (se->style & SM_SVG_LINE) {
             bprintf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", col,
                     (se->style & SM_SVG_DASHED) ? " stroke-dasharray=\"6,4\"" : "");

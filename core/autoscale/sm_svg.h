@@ -11,7 +11,9 @@ enum {
     SM_SVG_LINE = 1,    /* connect points in order */
     SM_SVG_MARKERS = 2, /* a filled circle at each point */
     SM_SVG_DASHED = 4,  /* dashed line */
-    SM_SVG_RING = 8     /* a large hollow ring at each point (highlights, e.g. an optimum) */
+    SM_SVG_RING = 8,    /* a large hollow ring at each point (highlights, e.g. an optimum) */
+    SM_SVG_BAND = 16,   /* sm_svg_add_range: a shaded band between lo and hi */
+    SM_SVG_ERRBARS = 32 /* sm_svg_add_range: a capped vertical bar from lo to hi at each x */
 };
 
 typedef struct sm_svg sm_svg;
@@ -29,6 +31,10 @@ int sm_svg_vline(sm_svg *s, int panel, double x, const char *label);
  * out of the legend. Points that are not finite (or not positive on a log axis) are skipped. */
 int sm_svg_add(sm_svg *s, int panel, const char *name, const double *x, const double *y, size_t n, int style,
                int color);
+/* Adds an interval series (copied): style SM_SVG_BAND or SM_SVG_ERRBARS, drawn in the color given (add it
+ * before the line it belongs to so the line is drawn on top); kept out of the legend. */
+int sm_svg_add_range(sm_svg *s, int panel, const double *x, const double *lo, const double *hi, size_t n, int style,
+                     int color);
 /* The chart as a NUL-terminated string (malloc'd; the caller frees) or NULL when out of memory. */
 char *sm_svg_render(const sm_svg *s);
 /* Renders and writes to path; SM_ERR_IO with the path on failure. */

@@ -1,6 +1,6 @@
 -- scalemix.autoscale: the AutoScale stages as plain Lua functions taking option tables.
 -- Installed into the `scalemix` module (sm.tokenize, sm.ablate, sm.fit, sm.extrapolate, sm.train,
--- sm.compare, sm.plot, sm.export, sm.schedule). Every function returns a plain table; the stage behind it
+-- sm.compare, sm.weights_l1, sm.curve_data, sm.plot, sm.export, sm.schedule). Every function returns a plain table; the stage behind it
 -- is in .stage (its stage_run_id, reused flag, outputs).
 local A = {}
 
@@ -122,8 +122,11 @@ function A.install(sm)
   end
 
   ---------------------------------------------------------------------------------------------------
-  -- fit{ domains, base = {tokens, metric}, runs = {{domain, factor, metric}}, lower, budget }
-  -- (or the output of sm.ablate) -> weights, tokens, budget, params[d] = {a, b, c}, rmse[d], flags[d], ...
+  -- fit{ domains, base = {tokens, metric}, runs = {{domain, factor, metric}}, lower, budget, interpolant,
+  --      on_bad_fit, noise, on_noise, boot, seed } (or the output of sm.ablate) -> weights, tokens, budget,
+  -- params[d] = {a, b, c}, rmse[d], flags[d], other (the other interpolant's params and optimum), and from
+  -- repeats (any metric may be a list: base = {metric = {28.1, 28.3}}): noise[d], snr[d], ci[d] = {lo, hi},
+  -- boot (weight replicates, in .domains order).
   function sm.fit(opts)
     -- The measurements are parameters; the proxy runs they came from (when known) are inputs, for lineage.
     local runs, inputs = {}, {}
@@ -139,7 +142,8 @@ function A.install(sm)
       base = { tokens = base.tokens, metric = base.metric }
     end
     local s = sm.stage("fit", { domains = opts.domains, base = base, runs = runs, lower = opts.lower, budget = opts.budget,
-                                interpolant = opts.interpolant },
+                                interpolant = opts.interpolant, on_bad_fit = opts.on_bad_fit, noise = opts.noise,
+                                on_noise = opts.on_noise, boot = opts.boot, seed = opts.seed },
                        inputs, { name = opts.name or ("fit/" .. tostring(opts.budget or "base")) })
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result
@@ -147,12 +151,14 @@ function A.install(sm)
     return r
   end
 
-  -- extrapolate{ from = { {budget, tokens}, {budget, tokens} } (fit results work), budget = N | steps = k,
-  --              actual = {tokens} (validation) } -> weights, tokens, budget, t, validation
+  -- extrapolate{ from = { fit1, fit2 } (or {budget, tokens} pairs), budget = N | steps = k,
+  --              actual = {tokens} (validation) } -> weights, tokens, budget, t, validation, and when both fits
+  -- carry replicates: ci[d] = {lo, hi}, boot; flags[d] ("below_measured_range"), left_measured_range
   function sm.extrapolate(opts)
     local from, inputs = {}, {}
     for i, f in ipairs(need(opts, "from", "sm.extrapolate")) do
-      from[i] = { budget = f.budget, tokens = f.tokens }
+      from[i] = { budget = f.budget, tokens = f.tokens, domains = f.domains, boot = f.boot, base_tokens = f.base_tokens,
+                  min_factor = f.min_factor }
       if type(f.stage) == "table" and f.stage.outputs then inputs["from/" .. i] = f.stage.outputs.result end
     end
     local actual = opts.actual and { tokens = opts.actual.tokens } or nil
@@ -163,6 +169,43 @@ function A.install(sm)
     local r = s.result
     r.stage = s
     return r
+  end
+
+  -- weights_l1(a, b) -> { value, lo, hi, n }: the L1 distance sum_d |a.weights[d] - b.weights[d]| of two weight
+  -- sets (fit or extrapolate results, or plain {weights = ...}); when both carry replicates (.boot rows in
+  -- .domains order) the 90% interval is the 5th-95th percentile of the distance over paired replicates
+  -- (replicate i with replicate i; n of them), else lo and hi are nil.
+  function sm.weights_l1(a, b)
+    local wa, wb = need(a or {}, "weights", "sm.weights_l1"), need(b or {}, "weights", "sm.weights_l1")
+    local doms = {}
+    for d in pairs(wa) do doms[#doms + 1] = d end
+    for d in pairs(wb) do if wa[d] == nil then doms[#doms + 1] = d end end
+    table.sort(doms)
+    local function dist(x, y)
+      local s = 0
+      for _, d in ipairs(doms) do s = s + math.abs((x[d] or 0) - (y[d] or 0)) end
+      return s
+    end
+    local out = { value = dist(wa, wb), n = 0 }
+    if type(a.boot) ~= "table" or type(b.boot) ~= "table" or type(a.domains) ~= "table" or type(b.domains) ~= "table" then
+      return out
+    end
+    local function row(t, i)
+      local w = {}
+      for j, d in ipairs(t.domains) do w[d] = t.boot[i][j] end
+      return w
+    end
+    local v = {}
+    for i = 1, math.min(#a.boot, #b.boot) do v[i] = dist(row(a, i), row(b, i)) end
+    if #v < 2 then return out end
+    table.sort(v)
+    local function q(p)
+      local h = p * (#v - 1) + 1
+      local i = math.floor(h)
+      return i >= #v and v[#v] or v[i] + (h - i) * (v[i + 1] - v[i])
+    end
+    out.lo, out.hi, out.n = q(0.05), q(0.95), #v
+    return out
   end
 
   ---------------------------------------------------------------------------------------------------
@@ -186,13 +229,21 @@ function A.install(sm)
     return r
   end
 
-  -- compare{ runs = { name = train result, ... }, target = "autoscale" } -> speedup[baseline], ...
+  -- compare{ runs = { name = train result, ... }, target = "autoscale" } -> speedup[baseline], final[name],
+  -- speedup_ci[baseline] and final_diff[baseline] = {value, lo, hi, n, significant, verdict}, summary[baseline].
+  -- Contract: each run is an ordinary train result (.curve, .tokens_per_step, .stage) or a repeated one from
+  -- sm.train{..., repeats = k}: .repeats = a list of k ordinary results (seed i of every mixture shares its
+  -- initialisation, so seeds are paired by position). Intervals (90%, Student t over the paired seeds) need
+  -- repeats of both mixtures; "not significant" when the interval includes zero.
   function sm.compare(opts)
     local curves, inputs = {}, {}
     for name, r in pairs(need(opts, "runs", "sm.compare")) do
-      if r.planned then curves = sm.PENDING break end
-      curves[name] = { steps = r.curve.steps, values = r.curve.ppl, tokens_per_step = r.tokens_per_step }
-      inputs[name] = r.stage.outputs.result
+      local c = sm.curve_data(r)
+      if c == sm.PENDING then curves = sm.PENDING break end
+      curves[name] = c
+      for i, ri in ipairs(r.repeats or { r }) do
+        inputs[r.repeats and string.format("%s/%d", name, i) or name] = ri.stage.outputs.result
+      end
     end
     local s = sm.stage("compare", { curves = curves, target = opts.target, metric = "perplexity" }, inputs,
                        { name = opts.name or "compare" })
@@ -200,6 +251,24 @@ function A.install(sm)
     local r = s.result
     r.stage = s
     return r
+  end
+
+  -- curve_data(train result) -> the validation curve as compare and plot take it: {steps, values (perplexity),
+  -- tokens_per_step}, or {repeats = {...}} for a repeated result (sm.train{..., repeats = k}); sm.PENDING while
+  -- planning. One conversion, so the report's figures show what compare measured.
+  function sm.curve_data(r)
+    local function one(x)
+      if x.planned then return sm.PENDING end
+      return { steps = x.curve.steps, values = x.curve.ppl, tokens_per_step = x.tokens_per_step }
+    end
+    if r.planned then return sm.PENDING end
+    if type(r.repeats) ~= "table" then return one(r) end
+    local reps = {}
+    for i, ri in ipairs(r.repeats) do
+      reps[i] = one(ri)
+      if reps[i] == sm.PENDING then return sm.PENDING end
+    end
+    return { repeats = reps }
   end
 
   -- plot{ kind = "fit"|"weights"|"loss", title, data, file } -> the SVG artifact

@@ -21,6 +21,8 @@ check_eq "the pipeline succeeds" $rc 0
 grep -q "^Mixture weights by budget" report.txt; check_eq "report has the mixture table" $? 0
 grep -q "^  vs uniform " report.txt && grep -q "^  vs proportional " report.txt; check_eq "report has a speed-up per baseline" $? 0
 grep -q "^Extrapolation check at" report.txt; check_eq "report has the extrapolation check" $? 0
+grep -q "^Noise at .*unknown (one run per point)" report.txt && grep -q "^  vs uniform .*final perplexity" report.txt
+check_eq "report says the noise is unknown without repeats and gives compare's summary" $? 0
 for f in fit_n1.svg fit_n2.svg weights.svg curves.svg report.txt; do
   [ -s "out/$f" ] && grep -q "</svg>\|Mixture" "out/$f"; check_eq "output $f written" $? 0
 done

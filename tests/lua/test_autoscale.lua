@@ -56,4 +56,66 @@ test("extrapolate follows the paper's rule on the fits' tokens", function()
   near(ex.budget, 100 * 100 / 60 + 250, 1e-9, "budget")
 end)
 
+test("repeats typed by hand: noise, intervals, replicates, and a flat domain within noise", function()
+  -- three domains; "flat" barely moves; the base run repeated three times
+  local rs = {
+    { domain = "a", factor = 0.2, metric = { 30.1, 30.3 } }, { domain = "a", factor = 3, metric = 26.0 },
+    { domain = "b", factor = 0.2, metric = 29.4 }, { domain = "b", factor = 3, metric = 26.9 },
+    { domain = "flat", factor = 0.2, metric = 28.15 }, { domain = "flat", factor = 3, metric = 28.05 },
+  }
+  local f = sm.fit { domains = { "a", "b", "flat" }, base = { tokens = { a = 100, b = 100, flat = 100 }, metric = { 28.1, 28.3, 27.9 } },
+                     runs = rs, boot = 100 }
+  assert(f.noise_source == "repeats", tostring(f.noise_source))
+  assert(f.noise.a > 0 and f.noise.a < 0.02, "noise of a: " .. tostring(f.noise.a))
+  local within = false
+  for _, fl in ipairs(f.flags.flat) do within = within or fl == "within_noise" end
+  assert(within, "flat is within noise")
+  near(f.n.flat, 1, 0, "flat held at its base quantity")
+  assert(f.snr.a > f.snr.flat, "a's contrasts stand out more than flat's")
+  assert(f.ci.a.lo <= f.weights.a and f.weights.a <= f.ci.a.hi, "a's interval holds its estimate")
+  assert(#f.boot == 100 and #f.boot[1] == 3, "100 replicates of 3 weights")
+  assert(f.other.interpolant == "power" and f.interpolant == "saturating", "the default and the other interpolant")
+  -- the same fit is at distance 0 from itself, with an interval from paired replicates
+  local d0 = sm.weights_l1(f, f)
+  near(d0.value, 0, 0, "L1 to itself")
+  near(d0.hi, 0, 0, "paired replicates of the same fit")
+  local d1 = sm.weights_l1(f, { weights = { a = 1 / 3, b = 1 / 3, flat = 1 / 3 } })
+  assert(d1.value > 0 and d1.lo == nil, "no interval without replicates on both sides")
+end)
+
+test("extrapolate carries the fits' replicates to the target", function()
+  local base = { tokens = { a = 100, b = 100 }, metric = { 20, 20.2, 19.8 } }
+  local function fit(scale, budget)
+    return sm.fit { domains = { "a", "b" }, base = { tokens = { a = budget / 2, b = budget / 2 }, metric = base.metric },
+                    runs = { { domain = "a", factor = 0.2, metric = 22 * scale }, { domain = "a", factor = 3, metric = 18.5 * scale },
+                             { domain = "b", factor = 0.2, metric = 21 * scale }, { domain = "b", factor = 3, metric = 19.4 * scale } },
+                    boot = 50 }
+  end
+  local f1, f2 = fit(1, 1000), fit(0.995, 4000)
+  local ex = sm.extrapolate { from = { f1, f2 }, steps = 1 }
+  assert(ex.ci and ex.ci.a and ex.ci.a.lo <= ex.ci.a.hi, "an interval for a")
+  assert(#ex.boot == 50, "replicates paired: " .. #ex.boot)
+  local l1 = sm.weights_l1(ex, f2)
+  assert(l1.lo ~= nil and l1.lo <= l1.hi, "paired L1 interval")
+end)
+
+test("compare takes repeated train results (the sm.train repeats contract) beside single ones", function()
+  -- stand-ins for train results: curves typed here, any stage's result artifact for the lineage input
+  local any = sm.fit(spec)
+  local function run(final) return { curve = { steps = { 100, 200, 300 }, ppl = { 40, 30, final } }, tokens_per_step = 64, stage = any.stage } end
+  local function rep(finals)
+    local r = { repeats = {}, metric = {} }
+    for i, f in ipairs(finals) do r.repeats[i], r.metric[i] = run(f), f end
+    return r
+  end
+  local c = sm.compare { runs = { autoscale = rep { 20, 20.5, 19.8 }, uniform = rep { 25, 25.4, 24.9 }, tied = rep { 20.3, 19.9, 20.2 },
+                                  single = run(22) }, target = "autoscale" }
+  assert(c.speedup_ci.uniform.significant == true, "a clear win is significant")
+  assert(c.final_diff.tied.verdict == "not significant", tostring(c.final_diff.tied.verdict))
+  assert(c.summary.tied:find("not significant"), c.summary.tied)
+  assert(not c.summary.uniform:find("not significant"), c.summary.uniform)
+  assert(c.summary.single:find("no interval"), c.summary.single)
+  near(c.final.autoscale, (20 + 20.5 + 19.8) / 3, 1e-12, "final of the mean curve")
+end)
+
 if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
