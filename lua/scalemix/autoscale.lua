@@ -242,8 +242,8 @@ function A.install(sm)
     local seeds = seeds_of(opts, "sm.train")
     local futures = {}
     for i, seed in ipairs(seeds) do
-      local ps = copy(p)
-      ps.seed = seed
+      local ps = { seed = seed } -- a shallow copy: a pending value stays sm.PENDING
+      for k, v in pairs(p) do if k ~= "seed" then ps[k] = v end end
       futures[i] = sm.async("train", ps, inputs, { name = "train/" .. name .. "/seed" .. seed })
     end
     local out = { name = name, seeds = seeds, repeats = {}, metric = {} }
