@@ -38,6 +38,7 @@ local CONFIGS = {
   batch4 = variant { batch = 4 },
   lr6e3 = variant { lr = 6e-3 },
   d4 = variant { domains = 4 },                         -- number of domains (the first four, by name)
+  d4r2 = variant { domains = 4, repeats = 2 },          -- the same, two seeds (what a loaded machine allowed)
   eval8 = variant { eval_batches = 8 },                 -- a smaller validation sample
   r2 = variant { repeats = 2 },
 }
