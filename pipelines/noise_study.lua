@@ -8,7 +8,10 @@
 --   unpaired sd  the same with the base run of the next seed (i+1, cyclically): a contrast between runs
 --                that share neither initialisation nor data order, what CRN removes
 --   eval se      the final evaluation's standard error on the fixed validation sample, log units (mean over runs)
---   effect       mean over domains of |log m(x_hi) - log m(x_lo)| (the seeds' mean): the signal
+--   effect       mean over domains of |log m(x_hi) - log m(x_lo)| (the seeds' mean; mostly the common effect
+--                of the total changing with the domain's quantity)
+--   spread       sd over domains of log m(x_hi) - log m(x_lo): the differences between domains that set the
+--                weights, the signal DDO needs; spread / contrast sd is its signal-to-noise
 --   above        domains whose mean contrast x_hi vs x_lo exceeds 2 standard errors of that mean
 -- for the target metric mean perplexity ("ppl") and mean loss ("loss"), from the same runs.
 --
@@ -94,6 +97,7 @@ local function measure(name)
       table.insert(by[r.domain], { factor = r.factor, per_seed = cs })
     end
     local contrast_sd = math.sqrt(pooled / dof)
+    local means = {}
     for _, d in ipairs(doms) do
       local lo, hi = by[d][1], by[d][1]
       for _, e in ipairs(by[d]) do
@@ -106,9 +110,15 @@ local function measure(name)
       for i = 1, k do v = v + (diffs[i] - m) ^ 2 end
       local se = math.sqrt(v / (k - 1) / k)
       effect = effect + math.abs(m) / #doms
+      means[#means + 1] = m
       if math.abs(m) > 2 * se then above = above + 1 end
     end
-    row[which] = { base_sd = base_sd, contrast_sd = contrast_sd, unpaired_sd = math.sqrt(upooled / dof), effect = effect, above = above }
+    local mm, sv = 0, 0
+    for _, x in ipairs(means) do mm = mm + x / #means end
+    for _, x in ipairs(means) do sv = sv + (x - mm) ^ 2 end
+    local spread = math.sqrt(sv / (#means - 1))
+    row[which] = { base_sd = base_sd, contrast_sd = contrast_sd, unpaired_sd = math.sqrt(upooled / dof), effect = effect,
+                   spread = spread, above = above }
   end
   local se, n = 0, 0
   for _, r in ipairs(all) do
@@ -131,14 +141,14 @@ if sm.planning() then return end
 
 local lines = {}
 local function out(fmt, ...) lines[#lines + 1] = string.format(fmt, ...) end
-out("| config | shape L/C/T | batch | lr | tokens | domains | seeds | runs | train s (sum) | eval se | ppl: base sd | ppl: unpaired sd | ppl: contrast sd | ppl: effect | ppl: above | loss: contrast sd | loss: effect | loss: above |")
-out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+out("| config | shape L/C/T | batch | lr | tokens | domains | seeds | runs | train s (sum) | eval se | ppl: base sd | ppl: unpaired sd | ppl: contrast sd | ppl: effect | ppl: spread | ppl: above | loss: contrast sd | loss: effect | loss: spread | loss: above |")
+out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for _, r in ipairs(rows) do
   local c = r.c
-  out("| %s | %d/%d/%d | %d | %g | %.3g | %d | %d | %d | %.0f | %s | %.4f | %.4f | %.4f | %.4f | %d/%d | %.4f | %.4f | %d/%d |", r.name,
-      c.layers, c.channels, c.seq, c.batch, c.lr, c.n, r.ndomains, c.repeats, (2 * r.ndomains + 1) * c.repeats, r.seconds,
-      r.eval_se and string.format("%.4f", r.eval_se) or "-", r.ppl.base_sd, r.ppl.unpaired_sd, r.ppl.contrast_sd, r.ppl.effect, r.ppl.above,
-      r.ndomains, r.loss.contrast_sd, r.loss.effect, r.loss.above, r.ndomains)
+  out("| %s | %d/%d/%d | %d | %g | %.3g | %d | %d | %d | %.0f | %s | %.4f | %.4f | %.4f | %.4f | %.4f | %d/%d | %.4f | %.4f | %.4f | %d/%d |",
+      r.name, c.layers, c.channels, c.seq, c.batch, c.lr, c.n, r.ndomains, c.repeats, (2 * r.ndomains + 1) * c.repeats, r.seconds,
+      r.eval_se and string.format("%.4f", r.eval_se) or "-", r.ppl.base_sd, r.ppl.unpaired_sd, r.ppl.contrast_sd, r.ppl.effect,
+      r.ppl.spread, r.ppl.above, r.ndomains, r.loss.contrast_sd, r.loss.effect, r.loss.spread, r.loss.above, r.ndomains)
 end
 local text = table.concat(lines, "\n") .. "\n"
 io.stdout:write(text)

@@ -13,7 +13,7 @@ doc_files() { for f in "$@"; do [ -f "$f" ] && { cat "$f"; printf '\n\f\n'; }; d
 doc_files $(ls /usr/lib/python3.11/*.py | sort | head -40) > corpus/code/stdlib.txt
 doc_files $(ls /usr/share/common-licenses/* | sort) > corpus/legal/licenses.txt
 doc_files $(ls /etc/*.conf /usr/share/doc/*/copyright 2>/dev/null | sort | head -80) > corpus/config/etc.txt
-params=(--param corpus=corpus --param out=out --param n1=2048 --param ratio=2 --param layers=1 --param heads=2
+params=(--param corpus=corpus --param out=out --param n1=2048 --param ratio=2 --param target=8192 --param layers=1 --param heads=2
         --param channels=32 --param seq=32 --param batch=4 --param eval_batches=4 --param curve_eval_batches=2
         --param val_fraction=0.3 --param device=cpu --param validate=true --param repeats=2 --param train_repeats=2)
 "$SCALEMIX" run "$SM_ROOT/pipelines/autoscale.lua" "${params[@]}" >report.txt 2>run.err
@@ -45,7 +45,7 @@ check_eq "two seeds of each target run, of both validation mixtures and of the n
 check_eq "mixtures by method and budget: ddo at three budgets, autoscale at two" \
   "$(sql "select method || ':' || count(distinct budget_tokens) from mixtures group by method order by method")" "autoscale:2
 ddo:3"
-python3 - "$(sql "select string_agg(weight::text, ',') from mixtures m join stage_runs s using (stage_run_id) where s.stage = 'extrapolate/1'")" <<'PY'
+python3 - "$(sql "select string_agg(weight::text, ',') from mixtures m join stage_runs s using (stage_run_id) where s.stage = 'extrapolate/8192'")" <<'PY'
 import sys
 w = [float(x) for x in sys.argv[1].split(",")]
 sys.exit(0 if len(w) == 3 and abs(sum(w) - 1) < 1e-9 and min(w) > 0 else 1)
