@@ -232,6 +232,9 @@ static int final_eval(const job *j, sm_gpt2 *m, sm_loader *ld, double *loss, dou
             s2 += (double)l * l;
         }
         loss[d] = sum / (double)rows;
+        if (!rc && !isfinite(loss[d]))
+            rc = sm_error_set(err, SM_ERR_INTERNAL, "domain '%s': the validation loss is %g (the model diverged; lower the learning rate)",
+                              j->domains[d], loss[d]);
         double var = nb > 1 ? (s2 - s1 * s1 / nb) / (nb - 1) : 0;
         se[d] = nb > 1 ? sqrt((var > 0 ? var : 0) / nb) : NAN;
     }
