@@ -13,10 +13,11 @@ static const sm_plugin_desc desc = {
     .abi_major = SM_PLUGIN_ABI_MAJOR,
     .abi_minor = SM_PLUGIN_ABI_MINOR,
     .name = "train",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .cache_salt = "",
     .description = "full training on a mixture with a validation curve, checkpoints and the final model",
     .params_schema = "{" SM_TRAINJOB_SCHEMA_COMMON ","
+                     "\"curve_eval_batches\": {\"type\": \"integer\", \"default\": null, \"doc\": \"validation batches per domain at each curve point (default: eval_batches)\"},"
                      "\"eval_every\": {\"type\": \"integer\", \"default\": 0, \"doc\": \"steps between evaluations (0: 20 per run)\"},"
                      "\"checkpoint_every\": {\"type\": \"integer\", \"default\": 100, \"doc\": \"steps between resume files\"}}",
     .resources = sm_trainjob_resources,

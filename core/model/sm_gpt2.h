@@ -104,8 +104,9 @@ int sm_gpt2_train(sm_gpt2 *m, sm_loader *ld, const sm_train_opts *opts, sm_train
 int sm_gpt2_step_batch(sm_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, const sm_train_opts *o,
                        double lr, float *loss, double *fwd_s, sm_error *err);
 
-/* Mean validation loss per loader domain over up to batches x B x T tokens of each domain's
- * validation shards (fewer when a shard is smaller). losses has ndomains entries. */
+/* Mean validation loss per loader domain over each domain's fixed validation sample of batches x B rows of
+ * T+1 tokens spread over its validation shards (sm_loader_val_batch; fewer rows when a shard is smaller).
+ * losses has ndomains entries. */
 int sm_gpt2_eval_domains(sm_gpt2 *m, sm_loader *ld, int B, int T, int batches, double *losses, sm_error *err);
 
 #endif

@@ -185,11 +185,11 @@ int sm_gpt2_eval_domains(sm_gpt2 *m, sm_loader *ld, int B, int T, int batches, d
     int rc = sm_gpt2_ensure_batch(m, B, T, err);
     if (rc) return rc;
     size_t BT = (size_t)B * T;
-    int32_t *buf = malloc((BT + 1) * sizeof(int32_t)), *in = malloc(BT * sizeof(int32_t)), *tg = malloc(BT * sizeof(int32_t));
-    if (!buf || !in || !tg) { free(buf); free(in); free(tg); return sm_error_set(err, SM_ERR_NOMEM, "out of memory"); }
+    int32_t *in = malloc(BT * sizeof(int32_t)), *tg = malloc(BT * sizeof(int32_t));
+    if (!in || !tg) { free(in); free(tg); return sm_error_set(err, SM_ERR_NOMEM, "out of memory"); }
     for (size_t d = 0; d < sm_loader_num_domains(ld) && !rc; d++) {
         uint64_t ntok = sm_loader_val_tokens(ld, d);
-        uint64_t rows = ntok > (uint64_t)T ? (ntok - 1) / (uint64_t)T : 0;
+        uint64_t rows = sm_loader_val_rows(ld, d, T);
         if (rows > (uint64_t)batches * B) rows = (uint64_t)batches * B;
         if (rows == 0) {
             losses[d] = NAN;
@@ -201,17 +201,14 @@ int sm_gpt2_eval_domains(sm_gpt2 *m, sm_loader *ld, int B, int T, int batches, d
         for (uint64_t r0 = 0; r0 < rows && !rc; r0 += (uint64_t)B) {
             int nb = (int)(rows - r0 < (uint64_t)B ? rows - r0 : (uint64_t)B);
             size_t n = (size_t)nb * T;
-            rc = sm_loader_val_read(ld, d, r0 * T, n + 1, buf, err);
+            rc = sm_loader_val_batch(ld, d, T, (uint64_t)batches * B, r0, nb, in, tg, err);
             if (rc) break;
-            memcpy(in, buf, n * sizeof(int32_t));
-            memcpy(tg, buf + 1, n * sizeof(int32_t));
             float l;
             rc = sm_gpt2_evaluate(m, in, tg, nb, T, &l, err);
             sum += (double)l * (double)n;
         }
         losses[d] = sum / ((double)rows * T);
     }
-    free(buf);
     free(in);
     free(tg);
     return rc;

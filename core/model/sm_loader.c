@@ -1,7 +1,10 @@
-/* sm_loader.c - the mixture data loader. Each domain's shards are read back to back as one token stream;
- * the training stream is a seeded shuffle of per-domain sequence slots whose counts follow the mixture
- * exactly, and each domain's k-th sequence is its k-th window of T+1 tokens (stride T), wrapping around
- * (counted as epochs) when a domain has fewer windows than the mixture asks for. */
+/* sm_loader.c - the mixture data loader. Each domain's shards are read back to back as one token stream
+ * cut into windows of T+1 tokens (stride T). Common random numbers: a domain's k-th sequence is window
+ * perm(k mod W) of a seeded permutation that depends only on the seed, the domain's name and its window
+ * count W (wrapping around counts as epochs), and the training stream interleaves domains by sorting
+ * per-sequence keys (k + jitter) / count_d, so changing one domain's quantity extends or cuts that
+ * domain's sequence and leaves every other domain's sequences and their relative order untouched.
+ * Validation reads a fixed stratified sample of windows spread over the whole validation stream. */
 #include "sm_loader.h"
 #include "sm_shard.h"
 
@@ -19,6 +22,7 @@ typedef struct ldomain {
     char *name;
     lset train, val;
     uint64_t windows;   /* training windows of T+1 tokens available for the current T */
+    uint64_t perm_a, perm_b; /* window of the k-th sequence: (perm_a * (k mod windows) + perm_b) mod windows */
     uint64_t planned;   /* sequences in the stream */
     uint64_t served;    /* sequences served up to the position */
 } ldomain;
@@ -118,6 +122,32 @@ int sm_loader_val_read(const sm_loader *ld, size_t i, uint64_t offset, size_t n,
     return SM_OK;
 }
 
+uint64_t sm_loader_val_rows(const sm_loader *ld, size_t i, int T) {
+    uint64_t ntok = i < ld->nd ? lset_tokens(&ld->d[i].val) : 0;
+    return T > 0 && ntok > (uint64_t)T ? (ntok - 1) / (uint64_t)T : 0;
+}
+
+int sm_loader_val_batch(const sm_loader *ld, size_t i, int T, uint64_t sample, uint64_t first, int n, int32_t *inputs,
+                        int32_t *targets, sm_error *err) {
+    if (i >= ld->nd) return sm_error_set(err, SM_ERR_ARG, "no domain %zu", i);
+    uint64_t rows = sm_loader_val_rows(ld, i, T);
+    if (sample > rows) sample = rows;
+    if (n < 0 || first > sample || (uint64_t)n > sample - first)
+        return sm_error_set(err, SM_ERR_ARG, "domain %s: validation rows %llu..%llu are past its sample of %llu rows of %d+1 tokens",
+                            ld->d[i].name, (unsigned long long)first, (unsigned long long)first + (uint64_t)n,
+                            (unsigned long long)sample, T);
+    int32_t buf[T + 1];
+    for (int r = 0; r < n; r++) {
+        uint64_t j = first + (uint64_t)r;
+        /* row j of a stratified sample: the middle window of the j-th of `sample` equal strata */
+        uint64_t w = (uint64_t)floor(((double)j + 0.5) * (double)rows / (double)sample);
+        lset_read(&ld->d[i].val, w * (uint64_t)T, (size_t)T + 1, buf);
+        memcpy(inputs + (size_t)r * T, buf, (size_t)T * sizeof(int32_t));
+        memcpy(targets + (size_t)r * T, buf + 1, (size_t)T * sizeof(int32_t));
+    }
+    return SM_OK;
+}
+
 static uint64_t rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -131,6 +161,48 @@ static uint64_t rng_below(uint64_t *s, uint64_t n) {
     uint64_t r;
     do r = rng_next(s); while (r >= lim);
     return r % n;
+}
+
+static uint64_t name_hash(const char *s) { /* FNV-1a */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t gcd_u64(uint64_t a, uint64_t b) {
+    while (b) { uint64_t t = a % b; a = b; b = t; }
+    return a;
+}
+
+/* A seeded affine permutation of [0, w): a multiplier coprime with w near a seeded fraction of w (so
+ * consecutive sequences land far apart, across the domain's sources) and a seeded offset. */
+static void perm_init(ldomain *d, uint64_t seed) {
+    d->perm_a = 1;
+    d->perm_b = 0;
+    if (d->windows < 2) return;
+    uint64_t s = seed ^ name_hash(d->name);
+    uint64_t w = d->windows;
+    uint64_t a = (uint64_t)((0.3 + 0.4 * (double)(rng_next(&s) >> 11) * 0x1.0p-53) * (double)w);
+    if (a == 0) a = 1;
+    while (gcd_u64(a, w) != 1) a = a + 1 < w ? a + 1 : 1;
+    d->perm_a = a;
+    d->perm_b = rng_below(&s, w);
+}
+
+static uint64_t perm_window(const ldomain *d, uint64_t k) {
+    unsigned __int128 p = (unsigned __int128)d->perm_a * (k % d->windows) + d->perm_b;
+    return (uint64_t)(p % d->windows);
+}
+
+typedef struct slot {
+    double key;
+    uint32_t domain;
+} slot;
+
+static int cmp_slot(const void *a, const void *b) {
+    const slot *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->domain < y->domain ? -1 : x->domain > y->domain;
 }
 
 int sm_loader_set_tokens(sm_loader *ld, const double *tokens, int B, int T, uint64_t seed, sm_error *err) {
@@ -181,17 +253,27 @@ int sm_loader_set_tokens(sm_loader *ld, const double *tokens, int B, int T, uint
         }
     }
     uint32_t *order = malloc(nseq * sizeof(uint32_t));
-    if (!order) { free(cnt); return sm_error_set(err, SM_ERR_NOMEM, "out of memory for %llu sequence slots", (unsigned long long)nseq); }
-    uint64_t k = 0;
-    for (size_t i = 0; i < ld->nd; i++)
-        for (uint64_t j = 0; j < cnt[i]; j++) order[k++] = (uint32_t)i;
-    uint64_t s = seed ^ 0x10ade7ULL;
-    for (uint64_t i = nseq - 1; i > 0; i--) {
-        uint64_t j = rng_below(&s, i + 1);
-        uint32_t t = order[i];
-        order[i] = order[j];
-        order[j] = t;
+    slot *slots = malloc(nseq * sizeof(slot));
+    if (!order || !slots) {
+        free(order);
+        free(slots);
+        free(cnt);
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory for %llu sequence slots", (unsigned long long)nseq);
     }
+    /* domain i's k-th sequence sits at (k + u) / cnt_i with u in [0, 1) drawn from (seed, name, k) alone:
+     * increasing in k, and independent of every other domain's count */
+    uint64_t k = 0;
+    for (size_t i = 0; i < ld->nd; i++) {
+        uint64_t s = seed ^ name_hash(ld->d[i].name) ^ 0x10ade7ULL;
+        for (uint64_t j = 0; j < cnt[i]; j++) {
+            double u = (double)(rng_next(&s) >> 11) * 0x1.0p-53;
+            slots[k].key = ((double)j + u) / (double)cnt[i];
+            slots[k++].domain = (uint32_t)i;
+        }
+    }
+    qsort(slots, nseq, sizeof *slots, cmp_slot);
+    for (uint64_t j = 0; j < nseq; j++) order[j] = slots[j].domain;
+    free(slots);
     free(ld->order);
     ld->order = order;
     ld->nseq = nseq;
@@ -203,6 +285,7 @@ int sm_loader_set_tokens(sm_loader *ld, const double *tokens, int B, int T, uint
     for (size_t i = 0; i < ld->nd; i++) {
         uint64_t ntok = lset_tokens(&ld->d[i].train);
         ld->d[i].windows = ntok > (uint64_t)T ? (ntok - 1) / (uint64_t)T : 0;
+        perm_init(&ld->d[i], seed);
         ld->d[i].planned = cnt[i];
         ld->d[i].served = 0;
     }
@@ -250,7 +333,7 @@ int sm_loader_next(sm_loader *ld, int32_t *inputs, int32_t *targets, sm_error *e
     int32_t buf[T + 1];
     for (int r = 0; r < ld->B; r++) {
         ldomain *d = &ld->d[ld->order[ld->pos * (uint64_t)ld->B + r]];
-        uint64_t w = d->served % d->windows;
+        uint64_t w = perm_window(d, d->served);
         lset_read(&d->train, w * (uint64_t)T, (size_t)T + 1, buf);
         memcpy(inputs + (size_t)r * T, buf, (size_t)T * sizeof(int32_t));
         memcpy(targets + (size_t)r * T, buf + 1, (size_t)T * sizeof(int32_t));

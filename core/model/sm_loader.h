@@ -25,8 +25,11 @@ uint64_t sm_loader_train_tokens(const sm_loader *ld, size_t i); /* tokens availa
 
 /* Sets the mixture for the next training stream: tokens[i] tokens of domain i in total over the run
  * (the stream is then round(sum(tokens)/(B*T)) batches; each domain gets its share of those B*batches
- * sequences, rounded by largest remainder so the total is exact; domains are interleaved by a seeded
- * shuffle). Resets the position to 0 and the served counts.
+ * sequences, rounded by largest remainder so the total is exact). Common random numbers: domain i's k-th
+ * sequence is a window chosen by a seeded permutation of its windows that depends on (seed, name, T)
+ * only, and domains are interleaved by seeded per-sequence keys that no other domain's count changes, so
+ * a run with more or fewer tokens of one domain extends or cuts that domain's sequence and keeps the
+ * others' sequences and relative order. Resets the position to 0 and the served counts.
  * sm_loader_set_weights does the same from weights and a total token budget. */
 int sm_loader_set_tokens(sm_loader *ld, const double *tokens, int B, int T, uint64_t seed, sm_error *err);
 int sm_loader_set_weights(sm_loader *ld, const double *weights, double total_tokens, int B, int T, uint64_t seed, sm_error *err);
@@ -45,10 +48,17 @@ void sm_loader_planned(const sm_loader *ld, uint64_t *sequences);
 uint64_t sm_loader_val_tokens(const sm_loader *ld, size_t i);
 /* Copies n validation tokens of domain i starting at offset; SM_ERR_ARG past the end. */
 int sm_loader_val_read(const sm_loader *ld, size_t i, uint64_t offset, size_t n, int32_t *out, sm_error *err);
+/* Validation windows of T+1 tokens (stride T) in domain i's validation shards. */
+uint64_t sm_loader_val_rows(const sm_loader *ld, size_t i, int T);
+/* Fills n rows (inputs/targets, n*T each) with rows first..first+n-1 of domain i's fixed validation sample
+ * of `sample` rows (all rows when it has fewer): a stratified sample spread over the whole validation
+ * stream, the same for every run with the same T and sample size. SM_ERR_ARG past the sample's end. */
+int sm_loader_val_batch(const sm_loader *ld, size_t i, int T, uint64_t sample, uint64_t first, int n, int32_t *inputs,
+                        int32_t *targets, sm_error *err);
 /* Tokens served so far per domain, and epochs (times a domain's data had to repeat; 0 = no repeat).
- * Training sequences are sequential windows of T+1 tokens (stride T) over a domain's shards read back to
- * back; when a domain's windows run out it starts over, and epochs[i] = max(0, windows served /
- * windows available - 1) (fractional). Either array may be NULL. */
+ * Training sequences are windows of T+1 tokens (stride T) over a domain's shards read back to back, in
+ * the permuted order above; when a domain's windows run out it starts over in the same order, and
+ * epochs[i] = max(0, windows served / windows available - 1) (fractional). Either array may be NULL. */
 void sm_loader_served(const sm_loader *ld, uint64_t *tokens, double *epochs);
 
 #endif

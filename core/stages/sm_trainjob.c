@@ -23,7 +23,7 @@ typedef struct job {
     int by_weight;
     double budget;
     sm_gpt2_config cfg;
-    int B, T, threads, eval_batches, eval_every, checkpoint_every;
+    int B, T, threads, eval_batches, curve_batches, eval_every, checkpoint_every;
     uint64_t seed;
     double lr, wd, clip;
     sm_device device;
@@ -150,14 +150,15 @@ static int job_parse(job *j, const char *params_json, const char *inputs_json, i
     j->B = get_int(j->params, "batch", 8);
     j->threads = get_int(j->params, "threads", 1);
     j->eval_batches = get_int(j->params, "eval_batches", 16);
+    j->curve_batches = full ? get_int(j->params, "curve_eval_batches", j->eval_batches) : 0;
     j->eval_every = full ? get_int(j->params, "eval_every", 0) : 0;
     j->checkpoint_every = full ? get_int(j->params, "checkpoint_every", 0) : 0;
     j->seed = (uint64_t)get_int(j->params, "seed", 1);
     j->lr = json_number_value(json_object_get(j->params, "lr"));
     j->wd = json_number_value(json_object_get(j->params, "weight_decay"));
     j->clip = json_number_value(json_object_get(j->params, "grad_clip"));
-    if (j->B < 1 || j->eval_batches < 1 || !(j->lr > 0))
-        return sm_error_set(err, SM_ERR_ARG, "batch, eval_batches and lr must be positive");
+    if (j->B < 1 || j->eval_batches < 1 || (full && j->curve_batches < 1) || !(j->lr > 0))
+        return sm_error_set(err, SM_ERR_ARG, "batch, eval_batches, curve_eval_batches and lr must be positive");
     const char *dev = json_string_value(json_object_get(j->params, "device"));
     int rc = sm_device_parse(dev ? dev : "auto", &j->device, err);
     if (rc != SM_OK) return rc;
@@ -188,8 +189,6 @@ typedef struct progress {
     sm_host *h;
     job *j;
     double tokens_per_step;
-    int have_final;
-    double *final_losses;
     /* the evaluation curve (full runs) */
     double *curve_steps, *curve_ppl, *curve_loss; /* curve_loss: neval x nd */
     size_t ncurve, capcurve;
@@ -221,17 +220,55 @@ static int on_step(void *ud, const sm_train_event *ev) {
         p->curve_ppl[p->ncurve] = ppl;
         memcpy(p->curve_loss + p->ncurve * nd, ev->domain_losses, nd * sizeof(double));
         p->ncurve++;
-        if (ev->step == ev->steps) {
-            memcpy(p->final_losses, ev->domain_losses, nd * sizeof(double));
-            p->have_final = 1;
-        }
     }
     return api->cancelled(p->h) ? 1 : 0;
 }
 
+/* The final evaluation on every domain's fixed validation sample (eval_batches x B rows spread over the
+ * shard), batch by batch: loss[d] is the token-weighted mean and se[d] the standard error of that mean from
+ * the spread of the batch means (NaN with a single batch). Each batch covers one stratum of the shard, so
+ * this overstates the error of the stratified sample a little rather than understating it. */
+static int final_eval(const job *j, sm_gpt2 *m, sm_loader *ld, double *loss, double *se, sm_error *err) {
+    size_t BT = (size_t)j->B * j->T;
+    int32_t *in = malloc(BT * sizeof(int32_t)), *tg = malloc(BT * sizeof(int32_t));
+    if (!in || !tg) { free(in); free(tg); return sm_error_set(err, SM_ERR_NOMEM, "out of memory"); }
+    int rc = SM_OK;
+    uint64_t sample = (uint64_t)j->eval_batches * (uint64_t)j->B;
+    for (size_t d = 0; d < j->nd && !rc; d++) {
+        uint64_t rows = sm_loader_val_rows(ld, d, j->T);
+        if (rows > sample) rows = sample;
+        if (rows == 0) {
+            rc = sm_error_set(err, SM_ERR_ARG, "domain '%s' has no usable validation loss: its validation shards need at least "
+                              "%d tokens; tokenize with a larger val_fraction or give that domain more text", j->domains[d], j->T + 1);
+            break;
+        }
+        double sum = 0, s1 = 0, s2 = 0;
+        int nb = 0;
+        for (uint64_t r0 = 0; r0 < rows && !rc; r0 += (uint64_t)j->B, nb++) {
+            int n = (int)(rows - r0 < (uint64_t)j->B ? rows - r0 : (uint64_t)j->B);
+            float l = 0;
+            rc = sm_loader_val_batch(ld, d, j->T, sample, r0, n, in, tg, err);
+            if (!rc) rc = sm_gpt2_loss(m, in, tg, n, j->T, &l, err);
+            sum += (double)l * n;
+            s1 += l;
+            s2 += (double)l * l;
+        }
+        loss[d] = sum / (double)rows;
+        if (!rc && !isfinite(loss[d]))
+            rc = sm_error_set(err, SM_ERR_INTERNAL, "domain '%s': the validation loss is %g (the model diverged; lower the learning rate)",
+                              j->domains[d], loss[d]);
+        double var = nb > 1 ? (s2 - s1 * s1 / nb) / (nb - 1) : 0;
+        se[d] = nb > 1 ? sqrt((var > 0 ? var : 0) / nb) : NAN;
+    }
+    free(in);
+    free(tg);
+    return rc;
+}
+
 static json_t *per_domain(const job *j, const double *v, int as_int) {
     json_t *o = json_object();
-    for (size_t d = 0; d < j->nd; d++) json_object_set_new(o, j->domains[d], as_int ? json_integer((json_int_t)v[d]) : json_real(v[d]));
+    for (size_t d = 0; d < j->nd; d++)
+        json_object_set_new(o, j->domains[d], as_int ? json_integer((json_int_t)v[d]) : isfinite(v[d]) ? json_real(v[d]) : json_null());
     return o;
 }
 
@@ -241,6 +278,7 @@ int sm_trainjob_run(const sm_host_api *api, sm_host *h, const char *params_json,
     sm_loader *ld = NULL;
     sm_gpt2 *m = NULL;
     progress pr = {0};
+    double *final_losses = NULL, *final_se = NULL;
     int rc = job_parse(&j, params_json, inputs_json, full, err);
     if (rc != SM_OK) goto out;
     sm_loader_domain *ds = calloc(j.nd, sizeof *ds);
@@ -267,7 +305,7 @@ int sm_trainjob_run(const sm_host_api *api, sm_host *h, const char *params_json,
     o.weight_decay = (float)j.wd;
     o.grad_clip = (float)j.clip;
     o.eval_every = full && j.eval_every <= 0 ? (int)(steps >= 20 ? steps / 20 : 1) : j.eval_every;
-    o.eval_batches = j.eval_batches;
+    o.eval_batches = j.curve_batches; /* the curve's points (full runs); the final metric is measured below */
     o.seed = j.seed;
     char resume[4096];
     if (full && j.checkpoint_every > 0 && api->scratch_dir(h)) {
@@ -276,39 +314,44 @@ int sm_trainjob_run(const sm_host_api *api, sm_host *h, const char *params_json,
         o.resume_path = resume;
     }
     pr = (progress){.api = api, .h = h, .j = &j, .tokens_per_step = (double)j.B * j.T};
-    pr.final_losses = calloc(j.nd, sizeof(double));
     api->log(h, SM_LOG_DEBUG, "%lld steps of %d x %d on %s (%zu parameters)", (long long)steps, j.B, j.T, sm_gpt2_device_name(m),
              sm_gpt2_num_params(&j.cfg));
     double t0 = sm_now();
     rc = sm_gpt2_train(m, ld, &o, on_step, &pr, err);
     if (rc != SM_OK) goto out;
     double secs = sm_now() - t0;
-    if (!pr.have_final && (rc = sm_gpt2_eval_domains(m, ld, j.B, j.T, j.eval_batches, pr.final_losses, err)) != SM_OK) goto out;
-    for (size_t d = 0; d < j.nd; d++)
-        if (!isfinite(pr.final_losses[d])) {
-            rc = sm_error_set(err, SM_ERR_ARG, "domain '%s' has no usable validation loss (%g): its validation shards need at least "
-                              "%d tokens; tokenize with a larger val_fraction or give that domain more text",
-                              j.domains[d], pr.final_losses[d], j.T + 1);
-            goto out;
-        }
+    final_losses = calloc(j.nd, sizeof(double));
+    final_se = calloc(j.nd, sizeof(double));
+    if (!final_losses || !final_se) {
+        rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = final_eval(&j, m, ld, final_losses, final_se, err)) != SM_OK) goto out;
     uint64_t *served = calloc(j.nd, sizeof *served);
     double *epochs = calloc(j.nd, sizeof *epochs), *served_d = calloc(j.nd, sizeof *served_d), *ppl = calloc(j.nd, sizeof *ppl);
     sm_loader_served(ld, served, epochs);
-    double total = 0;
+    double total = 0, mean_loss = 0, var_metric = 0;
     for (size_t d = 0; d < j.nd; d++) {
         served_d[d] = (double)served[d];
         total += served_d[d];
-        ppl[d] = exp(pr.final_losses[d]);
-        api->metric(h, "final_val_loss", steps, j.domains[d], pr.final_losses[d]);
+        ppl[d] = exp(final_losses[d]);
+        mean_loss += final_losses[d] / (double)j.nd;
+        var_metric += ppl[d] * ppl[d] * final_se[d] * final_se[d]; /* delta method: d exp(l) = exp(l) dl */
+        api->metric(h, "final_val_loss", steps, j.domains[d], final_losses[d]);
     }
-    double metric = mean_ppl(pr.final_losses, j.nd);
+    double metric = mean_ppl(final_losses, j.nd);
     api->metric(h, "final_val_ppl_mean", steps, NULL, metric);
     json_t *res = json_pack("{s:o, s:o, s:o, s:o, s:f, s:I, s:f, s:f, s:f, s:s, s:I}", "tokens", per_domain(&j, served_d, 1),
-                            "val_loss", per_domain(&j, pr.final_losses, 0), "val_ppl", per_domain(&j, ppl, 0), "epochs",
+                            "val_loss", per_domain(&j, final_losses, 0), "val_ppl", per_domain(&j, ppl, 0), "epochs",
                             per_domain(&j, epochs, 0), "metric", metric, "steps", (json_int_t)steps, "total_tokens", total,
                             "seconds", secs, "tokens_per_s", secs > 0 ? total / secs : 0.0, "device", sm_gpt2_device_name(m),
                             "params", (json_int_t)sm_gpt2_num_params(&j.cfg));
     json_object_set_new(res, "tokens_per_step", json_real(pr.tokens_per_step));
+    /* evaluation noise: the standard error of the final evaluation on the fixed sample (null with one batch) */
+    json_object_set_new(res, "val_loss_se", per_domain(&j, final_se, 0));
+    json_object_set_new(res, "metric_se", isfinite(var_metric) ? json_real(sqrt(var_metric) / (double)j.nd) : json_null());
+    json_object_set_new(res, "mean_loss", json_real(mean_loss));
+    json_object_set_new(res, "eval_rows", json_integer((json_int_t)j.eval_batches * j.B));
     if (full) {
         json_t *cs = json_array(), *cp = json_array();
         for (size_t i = 0; i < pr.ncurve; i++) {
@@ -319,7 +362,7 @@ int sm_trainjob_run(const sm_host_api *api, sm_host *h, const char *params_json,
         api->result_f64(h, "curve_steps", pr.curve_steps, pr.ncurve);
         api->result_f64(h, "curve_ppl", pr.curve_ppl, pr.ncurve);
     }
-    api->result_f64(h, "val_loss", pr.final_losses, j.nd);
+    api->result_f64(h, "val_loss", final_losses, j.nd);
     api->result_f64(h, "tokens", served_d, j.nd);
     char *text = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(17));
     rc = text ? api->result(h, text) : SM_ERR_INTERNAL;
@@ -346,7 +389,8 @@ int sm_trainjob_run(const sm_host_api *api, sm_host *h, const char *params_json,
     }
 out:
     if (rc == SM_ERR_CANCELLED && err) sm_error_set(err, rc, "cancelled");
-    free(pr.final_losses);
+    free(final_losses);
+    free(final_se);
     free(pr.curve_steps);
     free(pr.curve_ppl);
     free(pr.curve_loss);

@@ -18,7 +18,8 @@
     "\"weight_decay\": {\"type\": \"number\", \"default\": 0.1},"                                                          \
     "\"grad_clip\": {\"type\": \"number\", \"default\": 1.0},"                                                             \
     "\"seed\": {\"type\": \"integer\", \"default\": 1, \"doc\": \"model initialisation and data order\"},"                  \
-    "\"eval_batches\": {\"type\": \"integer\", \"default\": 16, \"doc\": \"validation batches per domain\"},"               \
+    "\"eval_batches\": {\"type\": \"integer\", \"default\": 16, \"doc\": \"the final evaluation's fixed validation sample:"       \
+    " batches of batch x seq per domain, spread over the whole validation shard (runs to compare share it)\"},"           \
     "\"threads\": {\"type\": \"integer\", \"default\": 1, \"doc\": \"CPU threads for this run\"},"                          \
     "\"device\": {\"type\": \"string\", \"default\": \"auto\", \"doc\": \"cpu, cuda or auto\"}"
 

@@ -28,6 +28,7 @@ function A.install(sm)
 
   -- Stage options shared by every training run (ablate and train).
   local TRAIN_KEYS = { "model", "batch", "lr", "weight_decay", "grad_clip", "seed", "eval_batches", "threads", "device" }
+  -- (repeats, repeat, metric, curve_eval_batches and the mixture are handled by ablate and train themselves)
   local function train_params(opts, extra)
     local p = {}
     for _, k in ipairs(TRAIN_KEYS) do p[k] = opts[k] end
@@ -67,15 +68,43 @@ function A.install(sm)
   end
 
   ---------------------------------------------------------------------------------------------------
+  -- Seeds of a repeated measurement: seed, seed + 1, ..., seed + k - 1 (seed defaults to 1). Seed i gives
+  -- the same initialisation and data order whatever the mixture (the loader's common random numbers), so
+  -- the i-th runs of two mixtures are paired.
+  local function seeds_of(opts, what)
+    local k = opts.repeats or 1
+    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then err(string.format("%s: 'repeats' must be a whole number >= 1 (got %s)", what, tostring(k))) end
+    local s0 = opts.seed or 1
+    local seeds = {}
+    for i = 1, k do seeds[i] = s0 + i - 1 end
+    return seeds
+  end
+
+  -- The metric a DDO run reports to the fit: "ppl" (the paper's mean validation perplexity) or "loss"
+  -- (the mean validation loss, which high-perplexity domains dominate less).
+  local function metric_of(result, which)
+    if which == "loss" then return result.mean_loss end
+    return result.metric
+  end
+
+  ---------------------------------------------------------------------------------------------------
   -- ablate{ corpus = tokenize(...), budget = N, base = weights (default uniform), factors = {0.2, 3},
-  --         domains = {...} (default all), model = {...}, batch, lr, seed, threads, device, ... }
+  --         domains = {...} (default all), model = {...}, batch, lr, seed, threads, device,
+  --         repeats = k (seeds for the base run), repeat = "base" | "all" (which runs get them),
+  --         metric = "ppl" | "loss", ... }
   -- The 2m+1 DDO runs, concurrently; returns the table sm.fit takes: { domains, budget, base = {tokens,
-  -- metric, val_ppl}, runs = { {domain, factor, metric, tokens, val_ppl}, ... } }.
+  -- metric, val_ppl}, runs = { {domain, factor, metric, tokens, val_ppl}, ... } }. A repeated run's metric
+  -- is the list of its seeds' metrics ({28.1, 28.3, 27.9}) and .repeats lists their results.
   function sm.ablate(opts)
     local corpus = need(opts, "corpus", "sm.ablate")
     local budget = need(opts, "budget", "sm.ablate")
     local domains = opts.domains or corpus.domains
     local factors = opts.factors or { 0.2, 3 }
+    local seeds = seeds_of(opts, "sm.ablate")
+    local which = opts["repeat"] or "base"
+    if which ~= "base" and which ~= "all" then err(string.format("sm.ablate: 'repeat' is \"base\" or \"all\" (got %s)", tostring(which))) end
+    local metric = opts.metric or "ppl"
+    if metric ~= "ppl" and metric ~= "loss" then err(string.format("sm.ablate: 'metric' is \"ppl\" or \"loss\" (got %s)", tostring(metric))) end
     local m = #domains
     local base_tokens = {}
     local wsum = 0
@@ -85,38 +114,58 @@ function A.install(sm)
       base_tokens[d] = budget * w / wsum
     end
     local label = opts.label or string.format("%.4g", budget)
-    local function run(name, tokens)
-      return sm.async("ablate", train_params(opts, { domains = domains, tokens = tokens }), corpus.shards,
-                      { name = "ddo/" .. label .. "/" .. name })
+    -- one future per seed of a run; the first seed keeps the unrepeated run's name
+    local function run(name, tokens, nseeds)
+      local fs = {}
+      for i = 1, nseeds do
+        local p = train_params(opts, { domains = domains, tokens = tokens })
+        p.seed = seeds[i]
+        fs[i] = sm.async("ablate", p, corpus.shards,
+                         { name = "ddo/" .. label .. "/" .. name .. (i > 1 and (" seed" .. seeds[i]) or "") })
+      end
+      return fs
     end
-    local futures = { run("base", base_tokens) }
+    local groups = { run("base", base_tokens, #seeds) }
     local specs = {}
     for _, d in ipairs(domains) do
       for _, f in ipairs(factors) do
         local t = copy(base_tokens)
         t[d] = base_tokens[d] * f
-        futures[#futures + 1] = run(string.format("%s x%g", d, f), t)
+        groups[#groups + 1] = run(string.format("%s x%g", d, f), t, which == "all" and #seeds or 1)
         specs[#specs + 1] = { domain = d, factor = f }
       end
     end
-    local done = sm.all(futures)
-    local base = done[1]
+    local flat = {}
+    for _, g in ipairs(groups) do for _, f in ipairs(g) do flat[#flat + 1] = f end end
+    sm.all(flat)
+    local base = groups[1][1]
     if base.planned then
       return { domains = domains, budget = budget, base = sm.PENDING, runs = sm.PENDING, planned = true }
     end
-    local out = {
-      domains = domains, budget = budget,
-      base = { tokens = base.result.tokens, metric = base.result.metric, val_ppl = base.result.val_ppl, stage_run_id = base.stage_run_id,
-               artifact = base.outputs.result },
-      runs = {},
-    }
+    -- a run's measurement: its metric (a list when repeated), the first seed's details, every seed's result
+    local function measured(g)
+      local r = g[1]
+      local out = { tokens = r.result.tokens, val_ppl = r.result.val_ppl, val_loss = r.result.val_loss,
+                    metric_se = r.result.metric_se, epochs = r.result.epochs, stage_run_id = r.stage_run_id,
+                    artifact = r.outputs.result }
+      if #g == 1 then
+        out.metric = metric_of(r.result, metric)
+      else
+        out.metric, out.repeats = {}, {}
+        for i, f in ipairs(g) do
+          out.metric[i] = metric_of(f.result, metric)
+          out.repeats[i] = { seed = seeds[i], result = f.result, stage_run_id = f.stage_run_id, artifact = f.outputs.result }
+        end
+      end
+      return out
+    end
+    local out = { domains = domains, budget = budget, metric = metric, seeds = seeds, base = measured(groups[1]), runs = {} }
     for i, spec in ipairs(specs) do
-      local r = done[i + 1]
+      local r = measured(groups[i + 1])
       -- x is measured from the tokens the loader really served (whole sequences), not the requested factor.
-      local x = r.result.tokens[spec.domain] / base.result.tokens[spec.domain]
-      out.runs[i] = { domain = spec.domain, factor = x, requested_factor = spec.factor, metric = r.result.metric,
-                      tokens = r.result.tokens, val_ppl = r.result.val_ppl, stage_run_id = r.stage_run_id,
-                      artifact = r.outputs.result }
+      r.domain, r.requested_factor = spec.domain, spec.factor
+      r.factor = r.tokens[spec.domain] / out.base.tokens[spec.domain]
+      out.runs[i] = r
     end
     return out
   end
@@ -210,23 +259,43 @@ function A.install(sm)
 
   ---------------------------------------------------------------------------------------------------
   -- train{ corpus, name, weights = {...} with budget = N | tokens = {...}, model, batch, lr, eval_every,
-  --        checkpoint_every, ... } -> result (val_ppl, metric, curve = {steps, ppl}, ...), model artifact
+  --        checkpoint_every, curve_eval_batches, repeats = k, ... } -> result (val_ppl, metric, curve =
+  --        {steps, ppl}, ...), model artifact. With repeats = k: { name, repeats = { k results as above,
+  --        seeds seed..seed+k-1, each its own cached stage "train/<name>/seed<s>" }, metric = { k final
+  --        metrics }, seeds }.
   function sm.train(opts)
     local corpus = need(opts, "corpus", "sm.train")
     local name = opts.name or "train"
     local p = train_params(opts, { domains = opts.domains or corpus.domains, weights = opts.weights, tokens = opts.tokens,
-                                   budget = opts.budget, eval_every = opts.eval_every, checkpoint_every = opts.checkpoint_every })
+                                   budget = opts.budget, eval_every = opts.eval_every, checkpoint_every = opts.checkpoint_every,
+                                   curve_eval_batches = opts.curve_eval_batches })
     local inputs = corpus.shards
     if type(opts.from) == "table" and type(opts.from.stage) == "table" and opts.from.stage.outputs then
       -- the stage whose result chose this mixture (extrapolate, fit), for lineage
       inputs = copy(corpus.shards)
       inputs.mixture = opts.from.stage.outputs.result
     end
-    local s = sm.stage("train", p, inputs, { name = "train/" .. name })
-    if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
-    local r = s.result
-    r.stage, r.model, r.name = s, s.outputs.model, name
-    return r
+    local function result(s)
+      if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
+      local r = s.result
+      r.stage, r.model, r.name = s, s.outputs.model, name
+      return r
+    end
+    if opts.repeats == nil then return result(sm.stage("train", p, inputs, { name = "train/" .. name })) end
+    local seeds = seeds_of(opts, "sm.train")
+    local futures = {}
+    for i, seed in ipairs(seeds) do
+      local ps = { seed = seed } -- a shallow copy: a pending value stays sm.PENDING
+      for k, v in pairs(p) do if k ~= "seed" then ps[k] = v end end
+      futures[i] = sm.async("train", ps, inputs, { name = "train/" .. name .. "/seed" .. seed })
+    end
+    local out = { name = name, seeds = seeds, repeats = {}, metric = {} }
+    for i, s in ipairs(sm.all(futures)) do
+      out.repeats[i] = result(s)
+      if s.planned then return setmetatable({ planned = true, repeats = out.repeats }, { __index = function() return sm.PENDING end }) end
+      out.metric[i] = out.repeats[i].metric
+    end
+    return out
   end
 
   -- compare{ runs = { name = train result, ... }, target = "autoscale" } -> speedup[baseline], final[name],

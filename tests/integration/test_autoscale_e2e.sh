@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job in miniature, end to end with the embedded PostgreSQL: pipelines/autoscale.lua on three small
-# domains made from text every Debian machine has, a tiny GPT-2, tiny budgets. Checks the report, the plots,
-# the lineage ("how did the weights move with scale" is one query), and that a second run reuses everything.
+# domains made from text every Debian machine has, a tiny GPT-2, tiny budgets, two seeds of the base runs and
+# of the target runs, and the validation at a third budget. Checks the report (noise, intervals, verdict,
+# validation), the plots, the lineage ("how did the weights move with scale" is one query), and that a second
+# run reuses everything.
 source "$(dirname "$0")/../lib.sh"
 cd "$TMP_WS"
 at_exit "\"$SCALEMIX\" db stop"
@@ -11,9 +13,9 @@ doc_files() { for f in "$@"; do [ -f "$f" ] && { cat "$f"; printf '\n\f\n'; }; d
 doc_files $(ls /usr/lib/python3.11/*.py | sort | head -40) > corpus/code/stdlib.txt
 doc_files $(ls /usr/share/common-licenses/* | sort) > corpus/legal/licenses.txt
 doc_files $(ls /etc/*.conf /usr/share/doc/*/copyright 2>/dev/null | sort | head -80) > corpus/config/etc.txt
-params=(--param corpus=corpus --param out=out --param n1=2048 --param layers=1 --param heads=2 --param channels=32
-        --param seq=32 --param batch=4 --param eval_batches=2 --param train_eval_batches=2 --param val_fraction=0.3
-        --param device=cpu --param validate=true)
+params=(--param corpus=corpus --param out=out --param n1=2048 --param ratio=2 --param target=8192 --param layers=1 --param heads=2
+        --param channels=32 --param seq=32 --param batch=4 --param eval_batches=4 --param curve_eval_batches=2
+        --param val_fraction=0.3 --param device=cpu --param validate=true --param repeats=2 --param train_repeats=2)
 "$SCALEMIX" run "$SM_ROOT/pipelines/autoscale.lua" "${params[@]}" >report.txt 2>run.err
 rc=$?
 check_eq "the pipeline succeeds" $rc 0
@@ -21,19 +23,31 @@ check_eq "the pipeline succeeds" $rc 0
 grep -q "^Mixture weights by budget" report.txt; check_eq "report has the mixture table" $? 0
 grep -q "^  vs uniform " report.txt && grep -q "^  vs proportional " report.txt; check_eq "report has a speed-up per baseline" $? 0
 grep -q "^Extrapolation check at" report.txt; check_eq "report has the extrapolation check" $? 0
-grep -q "^Noise at .*unknown (one run per point)" report.txt && grep -q "^  vs uniform .*final perplexity" report.txt
-check_eq "report says the noise is unknown without repeats and gives compare's summary" $? 0
+grep -q "^  n1 (2.05e+03 tokens): 2 seeds, training sd [0-9.]*; evaluation se [0-9.]*" report.txt
+check_eq "report has the training and evaluation noise of the repeated base runs" $? 0
+grep -Eq "^  vs uniform +[-+][0-9.]+ \[[-+][0-9.]+, [-+][0-9.]+\]  (AutoScale better|AutoScale worse|not significant)" report.txt
+check_eq "report has the verdict against uniform with its interval" $? 0
+grep -Eq "^  predicted vs directly optimised weights: L1 [0-9.]+ \[[0-9.]+, [0-9.]+\]" report.txt
+check_eq "report has the validation's L1 distance with its interval" $? 0
+grep -Eq "^  measured mean validation perplexity there: predicted mixture [0-9.]+ \(sd [0-9.]+, 2 seeds\); directly optimised" report.txt
+check_eq "report has both mixtures' measured metric at the validation budget" $? 0
+grep -Eq "^  n2 fit at its optimum: predicted metric [0-9.]+, measured [0-9.]+" report.txt
+check_eq "report checks the fit's prediction at its optimum" $? 0
+grep -Eq "^  vs uniform .*90% interval .* seeds: .*final perplexity" report.txt
+check_eq "report gives compare's speed-up and final difference with intervals over the seeds" $? 0
 for f in fit_n1.svg fit_n2.svg weights.svg curves.svg report.txt; do
   [ -s "out/$f" ] && grep -q "</svg>\|Mixture" "out/$f"; check_eq "output $f written" $? 0
 done
 sql() { "$SCALEMIX" sql -At -c "$1" 2>/dev/null; }
 check_eq "the run is recorded as succeeded" "$(sql "select status from runs where pipeline = 'autoscale'")" "succeeded"
-check_eq "DDO ran 2m+1 proxy runs per budget (7 x 3 budgets with the validation)" \
-  "$(sql "select count(*) from stage_runs where plugin = 'ablate' and status = 'succeeded'")" "21"
+check_eq "DDO ran 2m+1 proxy runs per budget and a second seed of each base run (8 x 3 budgets with the validation)" \
+  "$(sql "select count(*) from stage_runs where plugin = 'ablate' and status = 'succeeded'")" "24"
+check_eq "two seeds of each target run, of both validation mixtures and of the n2 optimum" \
+  "$(sql "select count(*) from stage_runs where plugin = 'train' and status = 'succeeded' and stage like '%/seed%'")" "12"
 check_eq "mixtures by method and budget: ddo at three budgets, autoscale at two" \
   "$(sql "select method || ':' || count(distinct budget_tokens) from mixtures group by method order by method")" "autoscale:2
 ddo:3"
-python3 - "$(sql "select string_agg(weight::text, ',') from mixtures m join stage_runs s using (stage_run_id) where s.stage = 'extrapolate/1'")" <<'PY'
+python3 - "$(sql "select string_agg(weight::text, ',') from mixtures m join stage_runs s using (stage_run_id) where s.stage = 'extrapolate/8192'")" <<'PY'
 import sys
 w = [float(x) for x in sys.argv[1].split(",")]
 sys.exit(0 if len(w) == 3 and abs(sum(w) - 1) < 1e-9 and min(w) > 0 else 1)
@@ -42,7 +56,7 @@ check_eq "the extrapolated weights are a mixture" $? 0
 check_eq "fits recorded per domain and budget" "$(sql "select count(*) from fits")" "9"
 n=$(sql "select count(distinct u.stage_run_id) from stage_upstream((select stage_run_id from stage_runs where stage = 'fit/4096')) u join stage_runs s using (stage_run_id) where s.plugin = 'ablate'")
 check_eq "lineage: the fit at n2 walks back to its 7 proxy runs" "$n" 7
-n=$(sql "select count(*) from lineage_up((select artifact_id from stage_io i join stage_runs s using (stage_run_id) where s.stage = 'train/autoscale' and i.name = 'model')) where stage like 'fit/%'")
+n=$(sql "select count(*) from lineage_up((select artifact_id from stage_io i join stage_runs s using (stage_run_id) where s.stage = 'train/autoscale/seed1' and i.name = 'model')) where stage like 'fit/%'")
 [ "$n" -ge 2 ]; check_eq "lineage: the AutoScale model walks back to both fits ($n)" $? 0
 "$SCALEMIX" plan "$SM_ROOT/pipelines/autoscale.lua" "${params[@]}" > plan.txt
 check_eq "a second look plans nothing to run" "$(grep -c '^run ' plan.txt) $(grep -c '^reuse' plan.txt)" "0 $(grep -c . plan.txt)"

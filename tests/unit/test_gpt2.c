@@ -697,9 +697,11 @@ TEST(eval_domains_per_domain_mean) {
     CHECK(sm_gpt2_create(&m, &c, 5, &o, &e) == 0);
     double l[3];
     CHECK_MSG(sm_gpt2_eval_domains(m, ld, 2, 8, 2, l, &e) == 0, "%s", e.msg);
-    /* domain A: 4 rows of 8 (two batches of 2); domain B: 2 rows (19 tokens); domain C: too short */
+    /* domain A: a sample of 4 of its 5 rows of 8, spread (rows 0, 1, 3, 4; two batches of 2); domain B: its 2
+     * rows (19 tokens); domain C: too short */
     int32_t in[32], tg[32];
-    for (int i = 0; i < 32; i++) { in[i] = (int32_t)va[i]; tg[i] = (int32_t)va[i + 1]; }
+    const int rows[4] = {0, 1, 3, 4};
+    for (int i = 0; i < 32; i++) { in[i] = (int32_t)va[rows[i / 8] * 8 + i % 8]; tg[i] = (int32_t)va[rows[i / 8] * 8 + i % 8 + 1]; }
     float la;
     CHECK(sm_gpt2_loss(m, in, tg, 4, 8, &la, &e) == 0);
     CHECK_NEAR(l[0], la, 1e-6);

@@ -1,5 +1,6 @@
-/* test_loader.c - the mixture data loader: exact per-domain counts, determinism, sequential windows,
- * epochs, seek, validation reads, and rejection of bad shards and mixtures. */
+/* test_loader.c - the mixture data loader: exact per-domain counts, determinism, permuted windows,
+ * epochs, seek, common random numbers across mixtures, the spread validation sample, validation reads,
+ * and rejection of bad shards and mixtures. */
 #include "../sm_test.h"
 #include "model/sm_loader.h"
 #include "model/sm_shard.h"
@@ -85,23 +86,38 @@ TEST(exact_counts_and_windows) {
     CHECK_EQ_INT(planned[2], 63);
     int32_t in[30], tg[30];
     uint64_t count[3] = {0};
-    uint64_t next_window[3] = {0};
+    int64_t win[3][200];
     for (int bi = 0; bi < 105; bi++) {
         CHECK_MSG(sm_loader_next(ld, in, tg, &e) == 0, "%s", e.msg);
         for (int r = 0; r < B; r++) {
             int d = domain_of(in[r * T]);
-            count[d]++;
-            uint64_t windows = d == 0 ? 199 : d == 1 ? 499 : 19;
             uint32_t base = d == 0 ? 0 : d == 1 ? 10000 : 20000;
-            /* sequential windows of T+1 (stride T), wrapping */
-            uint64_t w = next_window[d]++ % windows;
+            /* whole windows of T+1 (stride T) */
+            CHECK_EQ_INT((in[r * T] - base) % T, 0);
             for (int t = 0; t < T; t++) {
-                CHECK_EQ_INT(in[r * T + t], base + w * T + t);
+                CHECK_EQ_INT(in[r * T + t], in[r * T] + t);
                 CHECK_EQ_INT(tg[r * T + t], in[r * T + t] + 1);
             }
+            win[d][count[d]++] = (in[r * T] - base) / T;
         }
     }
     CHECK(count[0] == 158 && count[1] == 94 && count[2] == 63);
+    /* each domain's windows come in a permuted order: no window twice before all were served, then the
+     * same order again (domain c has 19 windows and is asked for 63 sequences) */
+    for (int d = 0; d < 3; d++) {
+        uint64_t windows = d == 0 ? 199 : d == 1 ? 499 : 19;
+        for (uint64_t i = 0; i < count[d]; i++)
+            for (uint64_t k = 0; k < i; k++)
+                if (i - k < windows) CHECK(win[d][i] != win[d][k]);
+                else if (i - k == windows) CHECK_EQ_INT(win[d][i], win[d][k]);
+    }
+    /* spread over the domain, not its first windows: domain b's first 8 sequences span most of its 499 */
+    int64_t lo = win[1][0], hi = win[1][0];
+    for (int i = 1; i < 8; i++) {
+        lo = win[1][i] < lo ? win[1][i] : lo;
+        hi = win[1][i] > hi ? win[1][i] : hi;
+    }
+    CHECK_MSG(hi - lo > 250, "domain b's first 8 windows span %lld..%lld", (long long)lo, (long long)hi);
     CHECK(sm_loader_next(ld, in, tg, &e) == SM_ERR_ARG); /* exhausted */
     uint64_t served[3];
     double ep[3];
@@ -150,6 +166,94 @@ TEST(deterministic_from_seed_and_seekable) {
     CHECK(memcmp(in, all + 100 * 16, sizeof in) == 0);
     CHECK(sm_loader_seek(l2, (uint64_t)nb + 1, &e) == SM_ERR_ARG);
     free(all);
+    sm_loader_free(l1);
+    sm_loader_free(l2);
+}
+
+/* The stream of set_tokens as (domain, window) per sequence. */
+static int64_t stream(sm_loader *ld, const double *tok, uint64_t seed, int *dom, int64_t *win) {
+    sm_error e = {0};
+    int B = 2, T = 8;
+    CHECK_MSG(sm_loader_set_tokens(ld, tok, B, T, seed, &e) == 0, "%s", e.msg);
+    int64_t nb = sm_loader_num_batches(ld), n = 0;
+    int32_t in[16], tg[16];
+    for (int64_t i = 0; i < nb; i++) {
+        CHECK(sm_loader_next(ld, in, tg, &e) == 0);
+        for (int r = 0; r < B; r++, n++) {
+            dom[n] = domain_of(in[r * T]);
+            win[n] = (in[r * T] - (dom[n] == 0 ? 0 : dom[n] == 1 ? 10000 : 20000)) / T;
+        }
+    }
+    return n;
+}
+
+/* Is the subsequence of (dom, win) over domains in `keep` (a bit mask) of one stream a prefix of the other's? */
+static int restricted_prefix(const int *d1, const int64_t *w1, int64_t n1, const int *d2, const int64_t *w2, int64_t n2, int keep) {
+    int64_t i = 0, k = 0;
+    for (;;) {
+        while (i < n1 && !(keep >> d1[i] & 1)) i++;
+        while (k < n2 && !(keep >> d2[k] & 1)) k++;
+        if (i == n1 || k == n2) return 1;
+        if (d1[i] != d2[k] || w1[i] != w2[k]) return 0;
+        i++;
+        k++;
+    }
+}
+
+TEST(common_random_numbers_across_mixtures) {
+    sm_loader *ld = open3();
+    CHECK(ld);
+    enum { CAP = 4000 };
+    static int d0[CAP], d1[CAP];
+    static int64_t w0[CAP], w1[CAP];
+    const double base[3] = {2000, 3000, 1000};
+    int64_t n0 = stream(ld, base, 77, d0, w0);
+    /* each domain perturbed up (x3) and down (x0.2), as DDO does: every domain's own sequence of windows is
+     * a prefix or an extension of the base run's, and the other domains' interleaving is unchanged */
+    for (int p = 0; p < 3; p++) {
+        for (int up = 0; up < 2; up++) {
+            double tok[3] = {base[0], base[1], base[2]};
+            tok[p] *= up ? 3.0 : 0.2;
+            int64_t n1 = stream(ld, tok, 77, d1, w1);
+            for (int d = 0; d < 3; d++)
+                CHECK_MSG(restricted_prefix(d0, w0, n0, d1, w1, n1, 1 << d), "domain %d, perturbing %d x%s", d, p, up ? "3" : "0.2");
+            CHECK_MSG(restricted_prefix(d0, w0, n0, d1, w1, n1, 7 & ~(1 << p)), "others' order, perturbing %d", p);
+        }
+    }
+    /* another seed orders domain a's windows differently: the check above can tell two orders apart */
+    int64_t n1 = stream(ld, base, 78, d1, w1);
+    CHECK(!restricted_prefix(d0, w0, n0, d1, w1, n1, 1));
+    sm_loader_free(ld);
+}
+
+TEST(validation_sample_spread_and_fixed) {
+    sm_loader *l1 = open3(), *l2 = open3();
+    CHECK(l1 && l2);
+    sm_error e = {0};
+    int T = 10;
+    CHECK_EQ_INT(sm_loader_val_rows(l1, 0, T), 29); /* 300 tokens */
+    /* a sample of 5 of 29 rows: the middle row of each fifth (2, 8, 14, 20, 26), not the first rows */
+    int32_t in[50], tg[50], in2[50], tg2[50];
+    CHECK_MSG(sm_loader_val_batch(l1, 0, T, 5, 0, 5, in, tg, &e) == 0, "%s", e.msg);
+    const int want[5] = {2, 8, 14, 20, 26};
+    for (int r = 0; r < 5; r++)
+        for (int t = 0; t < T; t++) {
+            CHECK_EQ_INT(in[r * T + t], 30000 + want[r] * T + t);
+            CHECK_EQ_INT(tg[r * T + t], in[r * T + t] + 1);
+        }
+    /* rows 3..4 alone are the same rows; the sample does not depend on the training mixture or seed */
+    CHECK(sm_loader_set_tokens(l2, (double[]){100, 3000, 50}, 1, T, 9, &e) == 0);
+    CHECK(sm_loader_val_batch(l2, 0, T, 5, 3, 2, in2, tg2, &e) == 0);
+    CHECK(memcmp(in2, in + 3 * T, 2 * T * sizeof(int32_t)) == 0);
+    /* across a domain's two shards (b: 200 tokens, 19 rows): the sample reaches into the second shard */
+    CHECK(sm_loader_val_batch(l1, 1, T, 4, 0, 4, in, tg, &e) == 0);
+    CHECK(in[3 * T] >= 40100);
+    /* a sample larger than the shard is all rows in order */
+    CHECK(sm_loader_val_batch(l1, 2, T, 100, 0, 4, in, tg, &e) == 0); /* c: 50 tokens, 4 rows */
+    for (int r = 0; r < 4; r++) CHECK_EQ_INT(in[r * T], 45000 + r * T);
+    CHECK(sm_loader_val_batch(l1, 2, T, 100, 2, 3, in, tg, &e) == SM_ERR_ARG);
+    CHECK(strstr(e.msg, "domain c"));
+    CHECK(sm_loader_val_batch(l1, 7, T, 1, 0, 1, in, tg, &e) == SM_ERR_ARG);
     sm_loader_free(l1);
     sm_loader_free(l2);
 }
@@ -210,6 +314,8 @@ int main(void) {
     setup();
     RUN(exact_counts_and_windows);
     RUN(deterministic_from_seed_and_seekable);
+    RUN(common_random_numbers_across_mixtures);
+    RUN(validation_sample_spread_and_fixed);
     RUN(validation_reads_span_shards);
     RUN(bad_inputs_rejected);
     char cmd[300];
