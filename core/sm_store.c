@@ -136,7 +136,9 @@ int sm_store_verify(const sm_workspace *ws, const char *digest, sm_error *err) {
     char dir[PATH_MAX], aside[PATH_MAX];
     sm_workspace_path(ws, dir, sizeof dir, "corrupt");
     if (sm_mkdirs(dir, err) != SM_OK) return err ? err->code : SM_ERR_IO;
-    if (sm_workspace_path(ws, aside, sizeof aside, "corrupt/%s.%lld", digest, (long long)time(NULL)) != SM_OK || rename(p, aside) != 0)
+    /* named by what the bytes now hash to: two different rotten copies never overwrite each other (a name by
+     * the second did, when two were set aside within one second) */
+    if (sm_workspace_path(ws, aside, sizeof aside, "corrupt/%s.%s", digest, have) != SM_OK || rename(p, aside) != 0)
         return sm_error_set(err, SM_ERR_FORMAT, "object %s is corrupt (its bytes hash to %.12s) and cannot be set aside: %s", p, have,
                             strerror(errno));
     return sm_error_set(err, SM_ERR_FORMAT, "object %s was corrupt (its bytes hash to %.12s); set aside as %s, and the stage that "

@@ -6,7 +6,7 @@
  *   cache/<key>.json      one entry per completed stage run (its key parts, outputs, result)
  *   state/                what each pipeline's stages last ran with (for `plan` reasons)
  *   scratch/<key>/        per-stage resume state that survives a killed run
- *   corrupt/              objects whose bytes no longer match their digest, set aside (never reused)
+ *   corrupt/<digest>.<sha256 of the bytes>  objects whose bytes no longer match their digest, set aside (never reused)
  *   runs/<run_id>.lock    each live run's lease (flock), so that a run whose process died is marked abandoned
  *   journal/, pg/         the lineage store's journal and embedded server */
 #ifndef SM_STORE_H
