@@ -275,12 +275,12 @@ static void record_output(sm_host *h, const char *name, const char *digest, cons
     json_decref(ref);
 }
 
-/* Created on first use: most stages never need one. */
 static void h_scratch_waiting(void *h, const char *lock) {
     h_log(h, SM_LOG_WARN, "waiting: another run is running this stage (same cache key) and holds %s", lock);
 }
 static int h_cancelled_any(void *h) { return h_cancelled(h); }
-/* The stage's scratch folder, locked for this stage run (waits while another run holds it). */
+/* The stage's scratch folder, locked for this stage run (waits while another run holds it); locked on first
+ * use, since most stages never need one. */
 static const char *h_scratch_dir(sm_host *h) {
     if (h->scratch_lock >= 0) return h->scratch;
     sm_error err = {0};

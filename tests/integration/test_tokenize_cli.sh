@@ -3,7 +3,7 @@
 # known text, byte-exact round trips of arbitrary bytes (invalid UTF-8 included), --allow-special, errors.
 source "$(dirname "$0")/../lib.sh"
 if ! "$SCALEMIX" encode --help >/dev/null 2>&1; then
-  skip cli_encode "this scalemix binary has no encode command yet (core/main.c must dispatch to sm_cmd_encode)"; finish
+  fail cli_encode "scalemix encode --help does not answer (core/main.c must dispatch to sm_cmd_encode)"; finish
 fi
 check_eq encode_known "$(printf 'hello world' | "$SCALEMIX" encode)" "31373 995"
 check_eq encode_eot_text "$(printf '<|endoftext|>' | "$SCALEMIX" encode)" "27 91 437 1659 5239 91 29"
