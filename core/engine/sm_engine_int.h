@@ -42,7 +42,7 @@ struct sm_stage_run {
     json_t *result, *outputs;
     f64_array *arrays;
     size_t narrays;
-    int log_lines;
+    int log_lines, log_dropped; /* stage_log events emitted, and those over the cap */
     double prog_done, prog_total, prog_rate, prog_last_t, prog_last_done;
     char prog_unit[16];
     struct sm_stage_run *next_queued;
@@ -111,6 +111,12 @@ void sm_ev_run_start(sm_engine *e);
 /* stage_start (with its input edges) and stage_end. */
 void sm_ev_stage_start(sm_engine *e, stage_run *sr, int reused);
 void sm_ev_stage_end(sm_engine *e, stage_run *sr, const char *status);
+/* A stage_log event for a line the stage logged (any thread): info and up (debug too with --verbose), even
+ * under --quiet, at most 2,000 per stage
+ * run; stage_end is preceded by one more saying how many were dropped. */
+void sm_ev_stage_log(stage_run *sr, int level, const char *msg);
+/* The executor as events name it: "local" for thread and process, else its name. */
+const char *sm_ev_executor(stage_run *sr);
 
 /* ---- host calls, the engine's side (sm_host_calls.c) ---- */
 /* Records a stored object as output `name` of sr and queues its lineage events (meta borrowed, may be NULL). */

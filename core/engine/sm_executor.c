@@ -55,6 +55,6 @@ int sm_run_record_job(sm_stage_run *r, const char *job_id, const char *out_path,
 
 void sm_run_state(sm_stage_run *r, const char *state, const char *job_id, const char *reason) {
     sm_ev_emit(r->eng, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "type", "stage_state", "stage_run_id", r->stage_run_id,
-                                 "state", state, "executor", r->x->remote ? r->x->name : "local", "job_id", job_id ? json_string(job_id) : json_null(),
+                                 "state", state, "executor", sm_ev_executor(r), "job_id", job_id ? json_string(job_id) : json_null(),
                                  "reason", reason ? json_string(reason) : json_null(), "at", sm_ev_now()));
 }

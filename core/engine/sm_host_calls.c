@@ -16,6 +16,7 @@ static int on_log(stage_run *sr, const json_t *m) {
     const char *msg = STR(m, "msg");
     char *line = strdup(msg ? msg : "");
     if (!line) return SM_ERR_NOMEM;
+    sm_ev_stage_log(sr, (int)NUM(m, "level"), line);
     sm_ev_push(sr->eng, sr, NULL, (int)NUM(m, "level"), line);
     return SM_OK;
 }

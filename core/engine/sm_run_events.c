@@ -108,15 +108,56 @@ static void emit_inputs(sm_engine *e, stage_run *sr, json_t *v, const char *name
         }
 }
 
+/* What a running stage was given: {threads, gpu, device_memory_bytes, isolate, executor}; null when reused. */
+static json_t *resources_of(stage_run *sr, int reused) {
+    if (reused) return json_null();
+    return json_pack("{s:i, s:i, s:I, s:i, s:s}", "threads", sr->granted_threads, "gpu", sr->res.gpu ? 1 : 0,
+                     "device_memory_bytes", (json_int_t)sr->res.device_memory_bytes, "isolate", sr->res.isolate ? 1 : 0,
+                     "executor", sm_ev_executor(sr));
+}
+
+const char *sm_ev_executor(stage_run *sr) { return sr->x->remote ? sr->x->name : "local"; }
+
 void sm_ev_stage_start(sm_engine *e, stage_run *sr, int reused) {
-    sm_ev_emit(e, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:b, s:i, s:o}", "type", "stage_start", "stage_run_id",
-                            sr->stage_run_id, "stage", sr->stage_name, "plugin", sr->plugin->name, "plugin_version",
-                            sr->plugin->desc->version, "plugin_sha256", sr->plugin->sha256, "cache_key", sr->key, "params",
-                            sr->params, "reused", reused, "attempt", 1, "started_at", sm_ev_now()));
+    sm_ev_emit(e, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:b, s:i, s:o, s:s, s:o}", "type", "stage_start",
+                            "stage_run_id", sr->stage_run_id, "stage", sr->stage_name, "plugin", sr->plugin->name,
+                            "plugin_version", sr->plugin->desc->version, "plugin_sha256", sr->plugin->sha256, "cache_key",
+                            sr->key, "params", sr->params, "reused", reused, "attempt", 1, "started_at", sm_ev_now(), "reason",
+                            sr->reason ? sr->reason : "", "resources", resources_of(sr, reused)));
     emit_inputs(e, sr, sr->inputs, "");
 }
 
+/* At most this many stage_log events per stage run; the rest are counted and said once at its end. */
+enum { STAGE_LOG_CAP = 2000 };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void sm_ev_stage_log(stage_run *sr, int level, const char *msg) {
+    int shown = sm_log_get_level();
+    if (level > (shown > SM_LOG_INFO ? shown : SM_LOG_INFO)) return; /* info and up, debug when --verbose */
+    if (level < SM_LOG_ERROR) level = SM_LOG_ERROR;
+    if (level > SM_LOG_DEBUG) level = SM_LOG_DEBUG;
+    pthread_mutex_lock(&sr->mu);
+    int keep = sr->log_lines < STAGE_LOG_CAP;
+    if (keep) sr->log_lines++;
+    else sr->log_dropped++;
+    pthread_mutex_unlock(&sr->mu);
+    if (!keep) return;
+    json_t *text = json_string(msg);
+    if (!text) text = json_string("(a log line that is not valid UTF-8)");
+    sm_ev_push(sr->eng, sr,
+               json_pack("{s:s, s:s, s:s, s:o, s:o}", "type", "stage_log", "stage_run_id", sr->stage_run_id, "level",
+                         level_names[level], "message", text, "at", sm_ev_now()),
+               0, NULL);
+}
+
 void sm_ev_stage_end(sm_engine *e, stage_run *sr, const char *status) {
+    if (sr->log_dropped) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%d more log lines of this stage run were not recorded (at most %d are)", sr->log_dropped,
+                 STAGE_LOG_CAP);
+        sm_ev_emit(e, json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "stage_log", "stage_run_id", sr->stage_run_id, "level",
+                                "warn", "message", msg, "at", sm_ev_now()));
+    }
     sm_ev_emit(e, json_pack("{s:s, s:s, s:s, s:o, s:o, s:O}", "type", "stage_end", "stage_run_id", sr->stage_run_id, "status",
                             status, "finished_at", sm_ev_now(), "error", sr->error_text ? json_string(sr->error_text) : json_null(),
                             "result", sr->result));

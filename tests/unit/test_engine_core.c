@@ -125,7 +125,7 @@ TEST(params_are_checked_and_completed) {
     json_t *in = json_loads("{\"value\": 2, \"sleep_ms\": 5.0, \"tags\": {}}", 0, NULL);
     CHECK_EQ_INT(sm_plugin_check_params(p, in, &canon, &err), SM_OK);
     char *s = sm_json_canonical(canon);
-    CHECK_EQ_STR(s, "{\"commit_twice\":false,\"crash\":false,\"fail\":false,\"gpu_mb\":0,\"isolate\":false,\"lib_log\":false,\"sleep_ms\":5,\"tags\":[],\"text\":null,\"use_scratch\":false,\"value\":2}");
+    CHECK_EQ_STR(s, "{\"commit_twice\":false,\"crash\":false,\"fail\":false,\"gpu_mb\":0,\"isolate\":false,\"lib_log\":false,\"log_lines\":0,\"sleep_ms\":5,\"tags\":[],\"text\":null,\"use_scratch\":false,\"value\":2}");
     free(s);
     json_decref(canon);
     json_decref(in);
