@@ -8,7 +8,8 @@ local ffi = require "ffi"
 local cjson = require "cjson"
 
 ffi.cdef [[
-int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json);
+int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json,
+                  const char *executor);
 int sm_api_wait(void);
 int sm_api_status(int handle);
 const char *sm_api_reason(int handle);
@@ -332,7 +333,8 @@ local function planning() return C.sm_api_planning() ~= 0 end
 M.planning = planning
 
 -- Submits a stage and returns a future (a Stage); :wait() returns the stage's result.
--- opts: name (stable name for `plan` explanations; default: plugin@file:line).
+-- opts: name (stable name for `plan` explanations; default: plugin@file:line); executor (where it runs:
+-- "local", the run's default, or an executor the run added, e.g. "slurm").
 function M.submit(plugin, params, inputs, opts)
   opts = opts or {}
   if type(plugin) ~= "string" then user_error("sm.stage: the first argument is the stage's plugin name") end
@@ -343,7 +345,8 @@ function M.submit(plugin, params, inputs, opts)
   end
   local pj = M.json_encode(params or {}, "parameters of " .. name)
   local ij = M.json_encode(inputs or {}, "inputs of " .. name)
-  local h = C.sm_api_submit(plugin, name, pj, ij)
+  if opts.executor ~= nil and type(opts.executor) ~= "string" then user_error("sm.stage: opts.executor must be a string") end
+  local h = C.sm_api_submit(plugin, name, pj, ij, opts.executor)
   if h < 0 then user_error(ffi.string(C.sm_api_error())) end
   local src, line = caller_position()
   local st = setmetatable({ handle = h, name = name, plugin = plugin, src = src, line = line }, Stage)

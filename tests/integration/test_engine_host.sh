@@ -51,6 +51,13 @@ sm stage-exec --spec bad.json --out bad.jsonl 2>/dev/null
 check "a broken spec is a failed stage, said in the out file" grep -q '"msg":"stage-exec: invalid stage spec in bad.json' bad.jsonl
 sm stage-exec --spec spec.json 2>/dev/null; check_eq "--spec without --out exits 2" $? 2
 
+# --- a stage names its executor; an unknown one is an error naming those the run has
+printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 1 }, nil, { executor = "nowhere" })\n' > nowhere.lua
+sm run --db none -q nowhere.lua 2>err.txt; check_eq "an unknown executor fails the run" $? 1
+check "the error names the executors known" grep -q "unknown executor 'nowhere' (this run has: local, thread, process)" err.txt
+printf 'local sm = require "scalemix"\nprint(sm.stage("sm_test_echo", { value = 5 }, nil, { executor = "process" }).result.double)\n' > proc.lua
+check_eq "a stage may name a built-in executor" "$(sm run --db none -q proc.lua)" 10
+
 # --- events: stage_start says why (the plan's words) and with what; stage_log per line, capped
 rm -rf "$SCALEMIX_HOME"
 printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = params.v, log_lines = params.n, isolate = params.iso }, nil, { name = "e" })\n' > ev.lua
