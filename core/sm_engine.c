@@ -106,6 +106,7 @@ struct sm_engine {
     char *last_input;
     int flushed;
     int lease; /* fd holding runs/<run_id>.lock while the process lives (-1: none) */
+    json_t *lua_modules; /* [{name, path, sha256}] the script loaded, for run_end */
 };
 
 static const sm_host_api host_api;
@@ -826,6 +827,7 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
     sm_uuid4(e->run_id);
     pthread_mutex_init(&e->inbox_mu, NULL);
     e->inputs_seen = json_object();
+    e->lua_modules = json_array();
     char script_key[65];
     sm_sha256_hex(o->script_path ? o->script_path : "-", o->script_path ? strlen(o->script_path) : 1, script_key);
     char abs[PATH_MAX];
@@ -896,6 +898,7 @@ fail_loop:
     uv_loop_close(&e->loop);
 fail:
     json_decref(e->inputs_seen);
+    json_decref(e->lua_modules);
     free(e->dsn);
     free(e);
     return rc;
@@ -935,26 +938,49 @@ static void load_cached_arrays(stage_run *sr, json_t *arrays) {
     }
 }
 
-int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, const char *params_json,
-                     const char *inputs_json, sm_error *err) {
-    sm_plugin *p = NULL;
-    int rc = load_plugin(e, plugin, &p, err);
+/* The plugin and the canonical parameters of a stage call, or SM_ERR_ARG when the schema refuses them. */
+static int stage_params(sm_engine *e, const char *plugin, const char *params_json, sm_plugin **p, json_t **canon,
+                        sm_error *err) {
+    int rc = load_plugin(e, plugin, p, err);
     if (rc != SM_OK) return rc;
     json_error_t je;
     json_t *params = json_loads(params_json && *params_json ? params_json : "{}", 0, &je);
     if (!params) return sm_error_set(err, SM_ERR_ARG, "stage %s: parameters are not valid JSON: %s", plugin, je.text);
+    rc = sm_plugin_check_params(*p, params, canon, err);
+    json_decref(params);
+    return rc;
+}
+
+int sm_engine_check_params(sm_engine *e, const char *plugin, const char *params_json, sm_error *err) {
+    sm_plugin *p;
+    json_t *canon = NULL;
+    int rc = stage_params(e, plugin, params_json, &p, &canon, err);
+    if (rc != SM_OK || !p->desc->resources) {
+        json_decref(canon);
+        return rc;
+    }
+    char *text = sm_json_canonical(canon);
+    sm_resources res = {.struct_size = sizeof(sm_resources), .threads = 1};
+    sm_error rerr = {0};
+    if (p->desc->resources(text, "{}", &res, &rerr) == SM_ERR_ARG)
+        rc = sm_error_set(err, SM_ERR_ARG, "stage %s: %s", plugin, rerr.msg);
+    free(text);
+    json_decref(canon);
+    return rc;
+}
+
+int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, const char *params_json,
+                     const char *inputs_json, sm_error *err) {
+    sm_plugin *p = NULL;
+    json_t *canon = NULL;
+    int rc = stage_params(e, plugin, params_json, &p, &canon, err);
+    if (rc != SM_OK) return rc;
+    json_error_t je;
     json_t *inputs = json_loads(inputs_json && *inputs_json ? inputs_json : "{}", 0, &je);
     if (!inputs || !json_is_object(inputs)) {
-        json_decref(params);
+        json_decref(canon);
         json_decref(inputs);
         return sm_error_set(err, SM_ERR_ARG, "stage %s: inputs must be a table of artifacts", plugin);
-    }
-    json_t *canon;
-    rc = sm_plugin_check_params(p, params, &canon, err);
-    json_decref(params);
-    if (rc != SM_OK) {
-        json_decref(inputs);
-        return rc;
     }
     stage_run *sr = new_stage(e);
     if (!sr) {
@@ -1012,7 +1038,7 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
     sm_error rerr = {0};
     int res_rc = p->desc->resources ? p->desc->resources(sr->params_text, sr->inputs_text, &sr->res, &rerr) : SM_OK;
     if (sr->res.threads < 1) sr->res.threads = 1;
-    if (e->o.plan) {
+    if (e->o.plan && res_rc != SM_ERR_ARG) { /* parameters that can never run are refused in plan too */
         /* what a stage that would run asks for (a GPU and its memory, several threads), or why it cannot */
         char needs[320] = "";
         if (res_rc != SM_OK) snprintf(needs, sizeof needs, " [cannot run: %.280s]", rerr.msg);
@@ -1155,6 +1181,10 @@ void sm_engine_log(sm_engine *e, int level, const char *msg) {
     sm_display_line(level, NULL, "%s", msg);
 }
 
+void sm_engine_note_module(sm_engine *e, const char *name, const char *path, const char *sha256) {
+    json_array_append_new(e->lua_modules, json_pack("{s:s, s:s, s:s}", "name", name, "path", path, "sha256", sha256));
+}
+
 static void on_flushed(void *arg) { ((sm_engine *)arg)->flushed = 1; }
 
 int sm_engine_finish(sm_engine *e, int status, const char *error) {
@@ -1168,8 +1198,8 @@ int sm_engine_finish(sm_engine *e, int status, const char *error) {
     sm_display_clear();
     if (e->o.plan) return SM_OK;
     const char *st = status == SM_STAGE_SUCCEEDED ? "succeeded" : status == SM_STAGE_CANCELLED ? "cancelled" : "failed";
-    emit_event(e, json_pack("{s:s, s:s, s:o, s:o}", "type", "run_end", "status", st, "finished_at", now_str(), "error",
-                            error ? json_string(error) : json_null()));
+    emit_event(e, json_pack("{s:s, s:s, s:o, s:o, s:O}", "type", "run_end", "status", st, "finished_at", now_str(), "error",
+                            error ? json_string(error) : json_null(), "lua_modules", e->lua_modules));
     if (e->sink) {
         e->flushed = 0;
         e->sink->flush(e->sink, on_flushed, e);
@@ -1180,6 +1210,7 @@ int sm_engine_finish(sm_engine *e, int status, const char *error) {
 
 void sm_engine_free(sm_engine *e) {
     if (!e) return;
+    json_decref(e->lua_modules);
     if (e->sink) e->sink->close(e->sink);
     if (e->events_file) fclose(e->events_file);
     sm_run_lease_release(e->ws.root, e->run_id, e->lease);
