@@ -62,4 +62,32 @@ D=$DPID
 wait_until 15 sql_is "SELECT state FROM schedule_fires WHERE schedule = 'edited' AND nominal_time = '2026-05-02T07:00:00Z'" succeeded
 stop_daemon $D
 check_eq "re-registered, the changed script runs" "$(sql "SELECT state FROM schedule_fires WHERE schedule = 'edited' AND nominal_time = '2026-05-02T07:00:00Z'")" succeeded
+
+# The daemon checks the digest, then the run reads the script: a script changed in between (here by the runner,
+# just before it starts the real `scalemix run`) is refused by the run itself, which runs only the bytes of the
+# registered digest (--expect-sha256). Its lineage lists the modules it loaded, which the digest does not cover.
+REAL="$TMP_WS/real-runner.sh"
+cat >"$REAL" <<EOF
+#!/bin/bash
+for a; do p=\$a; done # the pipeline is the last argument
+[ "\$(basename "\$p")" = swap.lua ] && echo 'io.open("$TMP_WS/swapped-ran", "w"):close()' >>"\$p"
+exec "$SCALEMIX" "\$@"
+EOF
+chmod +x "$REAL"
+echo 'require "scalemix"' >"$TMP_WS/swap.lua"
+echo 'require "scalemix"' >"$TMP_WS/same.lua"
+"$SCHED" schedule add swap --cron "0 7 * * *" "$TMP_WS/swap.lua" >/dev/null
+"$SCHED" schedule add same --cron "0 7 * * *" "$TMP_WS/same.lua" >/dev/null
+setclock 2026-05-03T06:59:58Z
+"$SCHED" daemon --runner "$REAL" --poll 0.3 --lease 1.5 >>"$TMP_WS/daemon.log" 2>&1 &
+D=$!
+at_exit "kill -9 $D"
+wait_until 40 sql_is "SELECT count(*) FROM schedule_fires WHERE schedule IN ('swap', 'same') AND state IN ('succeeded', 'failed')" 2
+stop_daemon $D
+check "script changed between the daemon's check and the run: the fire failed, with the run's reason" \
+  grep -q "^failed: run exited with code 1: scalemix run: refused: script $TMP_WS/swap.lua has sha256 .*, not the $(sql "SELECT script_sha256 FROM schedules WHERE name = 'swap'") it was started for; nothing ran" <<<"$(reason swap)"
+check "nothing of the changed script ran" test ! -e "$TMP_WS/swapped-ran"
+check_eq "the unchanged script ran" "$(sql "SELECT state FROM schedule_fires WHERE schedule = 'same'")" succeeded
+check "its run lists the modules it loaded, with their digests" grep -q "^scalemix $(realpath "$SM_BUILD/../lua/scalemix.lua") $(sha256sum "$SM_BUILD/../lua/scalemix.lua" | cut -c1-64)\$" \
+  <<<"$(sql "SELECT m->>'name' || ' ' || (m->>'path') || ' ' || (m->>'sha256') FROM runs, jsonb_array_elements(lua_modules) m WHERE schedule = 'same'")"
 finish

@@ -58,6 +58,19 @@ usage_case "a refused stage call in a task nobody waits for" 'sm.spawn(function(
 printf 'local sm = require "scalemix"\npcall(sm.stage, "sm_test_echo", { value = "x" })\nsm.stage("sm_test_echo", { value = 1, fail = true })\n' > work.lua
 sm run --db none -q work.lua >/dev/null 2>err.txt; check_eq "a stage that fails at work exits 1 (after a caught usage error)" $? 1
 
+# --- 1: every Lua module a run loads is in its lineage (run_end's lua_modules) with the digest of the bytes
+#     loaded: the script's own digest does not cover what it requires
+mkdir -p modsdir && printf 'return { v = 41 }\n' > modsdir/helper.lua
+printf 'local sm = require "scalemix"\nprint(require("helper").v + 1)\n' > modsdir/m.lua
+out=$(sm run --db none -q --events mods.jsonl modsdir/m.lua); check_eq "a script requiring a module from its folder runs" "$out" 42
+# "name path sha256" per module run_end lists
+mods=$(grep '"run_end"' mods.jsonl | python3 -c 'import json,sys
+for m in json.load(sys.stdin)["lua_modules"]: print(m["name"], m["path"], m["sha256"])')
+check "run_end lists the module with its absolute path and the sha256 of its bytes" \
+  grep -qx "helper $(realpath modsdir/helper.lua) $(sha256sum modsdir/helper.lua | cut -c1-64)" <<<"$mods"
+check "and the library's own modules" \
+  grep -qx "scalemix $(realpath "$SM_BUILD/../lua/scalemix.lua") $(sha256sum "$SM_BUILD/../lua/scalemix.lua" | cut -c1-64)" <<<"$mods"
+
 # --- 9: an error anywhere fails the run (exit 1, file:line, recorded failed)
 err_case() { # name, script body (after the require line), expected message
   printf 'local sm = require "scalemix"\n%s\n' "$2" > e9.lua
