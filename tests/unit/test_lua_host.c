@@ -20,12 +20,14 @@ static void write_script(const char *extra) {
 static int run_with_digest(const char *sha, sm_error *err) {
     char ws[320];
     snprintf(ws, sizeof ws, "%s/ws", tmpdir);
-    sm_engine_opts o = {.workspace = ws, .db = "none", .script_path = script, .script_sha256 = sha};
+    json_t *params = json_object();
+    sm_engine_opts o = {.workspace = ws, .db = "none", .script_path = script, .script_sha256 = sha, .params = params};
     sm_engine *e;
     if (sm_engine_create(&e, &o, err) != SM_OK) FAILF("engine: %s", err->msg);
-    int rc = sm_lua_run(e, script, sha, NULL, NULL, err);
+    int rc = sm_lua_run(e, script, sha, params, NULL, err);
     sm_engine_finish(e, rc == SM_OK ? SM_STAGE_SUCCEEDED : SM_STAGE_FAILED, err->msg);
     sm_engine_free(e);
+    json_decref(params);
     return rc;
 }
 
