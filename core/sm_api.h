@@ -25,6 +25,12 @@ const double *sm_api_result_f64(int handle, const char *name, size_t *n);
 const char *sm_api_input(const char *path, int is_dir);
 /* The message of the last failed call. */
 const char *sm_api_error(void);
+/* 1 if the last failed call was refused as a usage error (SM_ERR_ARG: a stage parameter of the wrong type,
+ * unknown, or out of range), which makes the run exit 2; 0 for any other failure. */
+int sm_api_error_is_usage(void);
+/* Checks a stage's parameters (JSON object) as submission would, without submitting it (for plan, when the
+ * stage's inputs come from stages that would run): 0, or a negative code with sm_api_error() set. */
+int sm_api_check(const char *plugin, const char *params_json);
 int sm_api_planning(void);
 int sm_api_cancelled(void);
 void sm_api_set_parallel(int n);

@@ -36,6 +36,7 @@ static const char run_usage[] =
     "  --events FILE         also append every lineage event as a JSON line to FILE\n"
     "  --trigger T, --nominal-time ISO8601, --schedule NAME, --pipeline NAME\n"
     "                        how the run was started (set by the scheduling daemon)\n"
+    "  --expect-sha256 HEX   run the script only if its bytes hash to HEX (set by the scheduling daemon)\n"
     "\n"
     "exit status: 0 success, 1 the pipeline failed or was cancelled, 2 usage error\n";
 
@@ -119,8 +120,9 @@ static int run_or_plan(int argc, char **argv, int plan) {
         {"quiet", no_argument, 0, 'q'},          {"verbose", no_argument, 0, 'v'},       {"events", required_argument, 0, 'e'},
         {"trigger", required_argument, 0, 'T'},  {"nominal-time", required_argument, 0, 'N'},
         {"schedule", required_argument, 0, 'S'}, {"pipeline", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
-        {"gpu", required_argument, 0, 'g'},
+        {"gpu", required_argument, 0, 'g'},      {"expect-sha256", required_argument, 0, 'X'},
         {0, 0, 0, 0}};
+    const char *expect_sha256 = NULL;
     sm_engine_opts o = {.plan = plan, .open_sink = open_lineage, .gpu_probe = probe_gpu};
     int log_mode = SM_DISPLAY_AUTO, verbosity = 1, c;
     json_t *params = json_object();
@@ -176,6 +178,7 @@ static int run_or_plan(int argc, char **argv, int plan) {
         case 'N': o.nominal_time = optarg; break;
         case 'S': o.schedule = optarg; break;
         case 'P': o.pipeline = optarg; break;
+        case 'X': expect_sha256 = optarg; break;
         case 'g':
             /* before the engine exists: the CUDA runtime reads the variable once, at its first call */
             if (!gpu_id_valid(optarg)) {
@@ -214,6 +217,12 @@ static int run_or_plan(int argc, char **argv, int plan) {
         json_decref(params);
         return 2;
     }
+    if (expect_sha256 && strcmp(sha, expect_sha256)) { /* the run loads only the bytes of this digest (sm_lua_run) */
+        fprintf(stderr, "scalemix %s: refused: script %s has sha256 %s, not the %s it was started for; nothing ran\n",
+                argv[0], script, sha, expect_sha256);
+        json_decref(params);
+        return 1;
+    }
     o.script_path = script;
     o.script_sha256 = sha;
     o.params = params;
@@ -226,7 +235,7 @@ static int run_or_plan(int argc, char **argv, int plan) {
     if (!plan) sm_display_line(SM_LOG_INFO, NULL, "run %s of %s (workspace %s%s%s)", sm_engine_run_id(e), script,
                                sm_engine_workspace(e)->root, sm_engine_dsn(e) ? "" : ", no database", "");
     int script_exit = -1;
-    int rc = sm_lua_run(e, script, params, &script_exit, &err);
+    int rc = sm_lua_run(e, script, sha, params, &script_exit, &err);
     conclude(e, rc, err.msg);
     sm_engine_free(e);
     json_decref(params);

@@ -8,7 +8,9 @@
  *  run_start   pipeline, script_path, script_sha256, params{}, trigger ("manual"|"schedule"|"backfill"),
  *              nominal_time|null, schedule|null, parent_run_id|null, started_at, host
  *  run_state   state ("running"|"cancelling"|...), at
- *  run_end     status ("succeeded"|"failed"|"cancelled"), finished_at, error|null
+ *  run_end     status ("succeeded"|"failed"|"cancelled"), finished_at, error|null,
+ *              lua_modules [{name, path, sha256}] (every module the script loaded with require, hashed as
+ *              loaded: the script's own sha256 in run_start does not cover them)
  *  stage_start stage_run_id, stage, plugin, plugin_version, plugin_sha256, cache_key, params{},
  *              reused (bool), attempt, started_at, reason (why it runs: the text `scalemix plan` prints for
  *              it; "cached result of stage run <id8>" when reused), resources {threads, gpu (0|1),

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
 
 static sm_engine *current;
 static int exit_code = -1; /* set by os.exit */
@@ -77,7 +78,78 @@ static int script_exit(lua_State *L) {
     return lua_error(L);
 }
 
-int sm_lua_run(sm_engine *e, const char *path, json_t *params, int *exit_code_out, sm_error *err) {
+/* The bytes of the file at path (NUL-terminated, *n without it), or NULL with err filled. */
+static char *read_whole(const char *path, size_t *n, sm_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        sm_error_set(err, SM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+    do {
+        if (len + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = 2 * cap + 8192);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                sm_error_set(err, SM_ERR_NOMEM, "out of memory reading %s", path);
+                return NULL;
+            }
+            buf = nb;
+        }
+        got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+    } while (got > 0);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        sm_error_set(err, SM_ERR_IO, "cannot read %s", path);
+        return NULL;
+    }
+    buf[len] = 0;
+    *n = len;
+    return buf;
+}
+
+/* Loads Lua source from the bytes given as chunk "@path", skipping a first line starting with '#' as
+ * luaL_loadfile does (its newline is kept, so line numbers stay right). */
+static int load_bytes(lua_State *L, const char *buf, size_t n, const char *path) {
+    size_t skip = 0;
+    if (n && buf[0] == '#')
+        while (skip < n && buf[skip] != '\n') skip++;
+    char chunk[PATH_MAX + 2];
+    snprintf(chunk, sizeof chunk, "@%s", path);
+    return luaL_loadbuffer(L, buf + skip, n - skip, chunk);
+}
+
+/* package.loaders' Lua-file searcher, replaced: finds the module on package.path as Lua's does, hashes the
+ * very bytes it loads, and notes the module in the run's lineage (the script's digest does not cover it). */
+static int module_loader(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushstring(L, name);
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2)) return 1; /* searchpath's "no file ..." list, as Lua's own searcher returns it */
+    const char *path = lua_tostring(L, -2);
+    sm_error err = {0};
+    size_t n;
+    char *buf = read_whole(path, &n, &err);
+    if (!buf) return luaL_error(L, "error loading module '%s': %s", name, err.msg);
+    char sha[65];
+    sm_sha256_hex(buf, n, sha);
+    int rc = load_bytes(L, buf, n, path);
+    free(buf);
+    if (rc != 0) return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, path, lua_tostring(L, -1));
+    char abs[PATH_MAX];
+    sm_engine_note_module(current, name, realpath(path, abs) ? abs : path, sha);
+    return 1;
+}
+
+int sm_lua_run(sm_engine *e, const char *path, const char *sha256, json_t *params, int *exit_code_out, sm_error *err) {
     lua_State *L = luaL_newstate();
     if (!L) return sm_error_set(err, SM_ERR_NOMEM, "cannot create a Lua state");
     luaL_openlibs(L);
@@ -106,7 +178,10 @@ int sm_lua_run(sm_engine *e, const char *path, json_t *params, int *exit_code_ou
     lua_pop(L, 1);
     lua_pushstring(L, dir);
     lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "loaders");
+    lua_pushcfunction(L, module_loader);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
 
     lua_newtable(L);
     const char *k;
@@ -120,15 +195,24 @@ int sm_lua_run(sm_engine *e, const char *path, json_t *params, int *exit_code_ou
     int rc = SM_OK;
     lua_pushcfunction(L, traceback);
     int tb = lua_gettop(L);
-    char chunk[PATH_MAX + 2];
-    snprintf(chunk, sizeof chunk, "@%s", path);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        rc = sm_error_set(err, SM_ERR_ARG, "cannot open script %s", path);
+    /* The bytes hashed are the bytes run: a script changed after its digest was taken is refused. */
+    size_t n;
+    char *src = read_whole(path, &n, err);
+    if (!src) {
+        rc = err ? err->code : SM_ERR_IO;
         goto out;
     }
-    fclose(f);
-    if (luaL_loadfile(L, path) != 0) {
+    char got[65];
+    sm_sha256_hex(src, n, got);
+    if (sha256 && strcmp(got, sha256)) {
+        free(src);
+        rc = sm_error_set(err, SM_ERR_PLUGIN, "refused: script %s changed while the run started (its sha256 is now %s, "
+                          "was %s); nothing of it ran", path, got, sha256);
+        goto out;
+    }
+    int loaded = load_bytes(L, src, n, path);
+    free(src);
+    if (loaded != 0) {
         rc = sm_error_set(err, SM_ERR_PLUGIN, "%s", lua_tostring(L, -1));
         goto out;
     }
@@ -140,11 +224,15 @@ int sm_lua_run(sm_engine *e, const char *path, json_t *params, int *exit_code_ou
                           lua_tostring(L, -1));
         goto out;
     }
-    lua_getfield(L, -1, "_main");
+    int lib = lua_gettop(L);
+    lua_getfield(L, lib, "_main");
     lua_pushvalue(L, script);
     if (lua_pcall(L, 1, 0, tb) != 0) {
         const char *msg = lua_tostring(L, -1);
-        rc = sm_error_set(err, sm_engine_cancelled(e) ? SM_ERR_CANCELLED : SM_ERR_PLUGIN, "%s", msg ? msg : "(no message)");
+        lua_getfield(L, lib, "_usage_error"); /* the library's verdict: the run ended on a refused stage call */
+        int usage = lua_toboolean(L, -1);
+        rc = sm_error_set(err, sm_engine_cancelled(e) ? SM_ERR_CANCELLED : usage ? SM_ERR_ARG : SM_ERR_PLUGIN, "%s",
+                          msg ? msg : "(no message)");
     } else if (sm_engine_cancelled(e)) {
         rc = sm_error_set(err, SM_ERR_CANCELLED, "the script finished after the run was cancelled (it caught the cancellation)");
     }

@@ -88,7 +88,9 @@ typedef struct sm_plugin_desc {
      * The host rejects unknown parameters and wrong types before run(), and fills defaults, so run()
      * receives canonical parameters (sorted keys, every parameter present). */
     const char *params_schema;
-    /* Optional (may be NULL): the resources a run with these parameters needs. */
+    /* Optional (may be NULL): the resources a run with these parameters needs. SM_ERR_ARG says that the
+     * parameters can never run (a usage error: the stage call is refused, in plan too, where it may be called
+     * with inputs_json "{}" to check the parameters alone). */
     int (*resources)(const char *params_json, const char *inputs_json, sm_resources *out, sm_error *err);
     /* The stage. inputs_json is an object whose values are artifact references
      * {"digest": "...", "path": "/abs/path", "kind": "...", "name": "..."} or arrays/objects of them.

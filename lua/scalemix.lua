@@ -20,6 +20,8 @@ const char *sm_api_outputs(int handle);
 const double *sm_api_result_f64(int handle, const char *name, size_t *n);
 const char *sm_api_input(const char *path, int is_dir);
 const char *sm_api_error(void);
+int sm_api_error_is_usage(void);
+int sm_api_check(const char *plugin, const char *params_json);
 int sm_api_planning(void);
 int sm_api_cancelled(void);
 void sm_api_set_parallel(int n);
@@ -62,6 +64,19 @@ local function user_error(msg)
   error(string.format("%s:%d: %s", src, line, msg), 0)
 end
 M.error = user_error
+
+-- Usage errors: a stage the engine refused at submission (a parameter of the wrong type, unknown, or out of
+-- range). The messages raised are remembered, so that a run ending on one exits 2 like a bad command-line
+-- option (M._usage_error, read by the host), whereas a stage that fails at work exits 1.
+local usage_errors = {}
+local function raise_usage(positioned_msg)
+  usage_errors[positioned_msg] = true
+  error(positioned_msg, 0)
+end
+local function usage_error(msg)
+  local src, line = caller_position()
+  raise_usage(string.format("%s:%d: %s", src, line, msg))
+end
 
 ---------------------------------------------------------------------------------------------------
 -- Plan mode: results of stages that would run are "pending" stand-ins that absorb any use.
@@ -295,22 +310,32 @@ function M._main(chunk)
     waiting[h] = nil
     if list then for _, co in ipairs(list) do wake(co) end end
   end
-  if main.failed then error(main.err, 0) end
+  if main.failed then
+    M._usage_error = usage_errors[main.err] == true
+    error(main.err, 0)
+  end
   -- Stages nobody waited for belong to the run too: let them finish, then fail the run on any error that
   -- nobody saw (a spawned task that raised, a stage that failed) rather than report success.
   while C.sm_api_wait() ~= 0 do end
-  local unseen = {}
+  local unseen, all_usage = {}, true
   for _, t in ipairs(all_tasks) do
-    if t.failed and not t.awaited then unseen[#unseen + 1] = t.err .. " (in a task nobody waited for)" end
+    if t.failed and not t.awaited then
+      unseen[#unseen + 1] = t.err .. " (in a task nobody waited for)"
+      all_usage = all_usage and usage_errors[t.err] == true
+    end
   end
   for _, st in ipairs(submitted) do
     local status = not st.status and STATUS[C.sm_api_status(st.handle)]
     if status == "failed" or status == "cancelled" then
+      all_usage = false
       unseen[#unseen + 1] = string.format("%s:%d: stage %s %s%s (nobody waited for it)", st.src, st.line, st.name, status,
         status == "failed" and ": " .. ffi.string(C.sm_api_stage_error(st.handle)) or "")
     end
   end
-  if #unseen > 0 then error(table.concat(unseen, "\n"), 0) end
+  if #unseen > 0 then
+    M._usage_error = all_usage
+    error(table.concat(unseen, "\n"), 0)
+  end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -339,15 +364,26 @@ function M.submit(plugin, params, inputs, opts)
   opts = opts or {}
   if type(plugin) ~= "string" then user_error("sm.stage: the first argument is the stage's plugin name") end
   local name = opts.name or default_name(plugin)
+  local function encode(v, what) -- a value JSON cannot carry is a usage error too
+    local ok, j = pcall(M.json_encode, v or {}, what .. name)
+    if not ok then raise_usage(j) end
+    return j
+  end
+  local function refused()
+    local msg = ffi.string(C.sm_api_error())
+    if C.sm_api_error_is_usage() ~= 0 then usage_error(msg) else user_error(msg) end
+  end
   if planning() and (contains_pending(params) or contains_pending(inputs)) then
+    -- the parameters are checked now when they are known, so that plan reports what run would refuse
+    if not contains_pending(params) and C.sm_api_check(plugin, encode(params, "parameters of ")) ~= 0 then refused() end
     io.stdout:write(string.format("run    %-36s an input or parameter comes from a stage that will run\n", name))
     return setmetatable({ name = name, planned = true, plugin = plugin }, Stage)
   end
-  local pj = M.json_encode(params or {}, "parameters of " .. name)
-  local ij = M.json_encode(inputs or {}, "inputs of " .. name)
+  local pj = encode(params, "parameters of ")
+  local ij = encode(inputs, "inputs of ")
   if opts.executor ~= nil and type(opts.executor) ~= "string" then user_error("sm.stage: opts.executor must be a string") end
   local h = C.sm_api_submit(plugin, name, pj, ij, opts.executor)
-  if h < 0 then user_error(ffi.string(C.sm_api_error())) end
+  if h < 0 then refused() end
   local src, line = caller_position()
   local st = setmetatable({ handle = h, name = name, plugin = plugin, src = src, line = line }, Stage)
   submitted[#submitted + 1] = st

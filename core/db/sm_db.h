@@ -54,6 +54,10 @@ int sm_db_server_start(const char *workspace, char **dsn_out, sm_error *err);
 
 /* Stops the embedded server of workspace (pg_ctl stop -m fast); SM_OK if it was not running. */
 int sm_db_server_stop(const char *workspace, sm_error *err);
+/* Stops the embedded server of workspace and deletes its cluster and credentials (<ws>/pg/data, log, run, auth,
+ * and the cluster folder under /var/lib/scalemix that belongs to this workspace); nothing of any other
+ * workspace. *removed lists what was deleted (space-separated, "" if there was nothing). */
+int sm_db_server_remove(const char *workspace, char *removed, size_t n, sm_error *err);
 
 /* *running = 1 if the embedded server of workspace answers; info gets a one-line description. */
 int sm_db_server_status(const char *workspace, int *running, char *info, size_t n, sm_error *err);

@@ -254,10 +254,12 @@ int sm_cmd_history(int argc, char **argv) {
 }
 
 static int db_usage(FILE *f) {
-    fprintf(f, "usage: scalemix db [--db DSN] [--workspace DIR] status|start|stop|migrate|dsn\n"
+    fprintf(f, "usage: scalemix db [--db DSN] [--workspace DIR] status|start|stop|remove --yes|migrate|dsn\n"
                "  status   the embedded server's state, or the given server's schema version\n"
                "  start    create and start the embedded server (Unix socket in the workspace), migrate\n"
                "  stop     stop the embedded server\n"
+               "  remove --yes  stop the embedded server and delete its cluster (the lineage) and credentials,\n"
+               "           also its folder under /var/lib/scalemix (root in a private home); nothing of another workspace\n"
                "  migrate  apply pending migrations\n"
                "  dsn      print the connection string in use (password masked)\n"
                "The workspace is --workspace, else $SCALEMIX_HOME, else ./.scalemix; --db, SCALEMIX_DB or the PG*\n"
@@ -276,7 +278,7 @@ int sm_cmd_db(int argc, char **argv) {
     if (workspace(ws, sizeof ws, &err)) return report("db", &err);
     const char *given = cli && *cli ? cli : getenv("SCALEMIX_DB");
     int external = (given && *given) || getenv("PGHOST") || getenv("PGDATABASE") || getenv("PGSERVICE");
-    if (!strcmp(sub, "start") || !strcmp(sub, "stop")) {
+    if (!strcmp(sub, "start") || !strcmp(sub, "stop") || !strcmp(sub, "remove")) {
         if (external) {
             fprintf(stderr, "scalemix db %s: a server is given (--db, SCALEMIX_DB or PG*): only the embedded "
                     "server is started and stopped by scalemix\n", sub);
@@ -285,6 +287,17 @@ int sm_cmd_db(int argc, char **argv) {
         if (!strcmp(sub, "stop")) {
             if (sm_db_server_stop(ws, &err)) return report("db", &err);
             printf("stopped\n");
+            return 0;
+        }
+        if (!strcmp(sub, "remove")) {
+            if (argc != 3 || strcmp(argv[2], "--yes")) {
+                fprintf(stderr, "scalemix db remove: deletes the lineage database of workspace %s for good; "
+                        "confirm with --yes\n", ws);
+                return 2;
+            }
+            char removed[8 * PATH_MAX];
+            if (sm_db_server_remove(ws, removed, sizeof removed, &err)) return report("db", &err);
+            printf("%s%s\n", removed[0] ? "removed " : "no embedded server to remove", removed);
             return 0;
         }
         char *dsn = NULL;

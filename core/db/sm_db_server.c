@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <glob.h>
 #include <grp.h>
 #include <limits.h>
@@ -666,6 +667,44 @@ int sm_db_server_stop(const char *workspace, sm_error *err) {
     close(lockfd);
     if (!rc && st != 0 && access(pid, F_OK) == 0)
         return sm_error_set(err, SM_ERR_DB, "pg_ctl stop failed (exit %d); see %s", st, p.log);
+    return rc;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+int sm_db_server_remove(const char *workspace, char *removed, size_t n, sm_error *err) {
+    removed[0] = 0;
+    int rc = sm_db_server_stop(workspace, err);
+    if (rc) return rc;
+    server_paths p;
+    if ((rc = paths_get(workspace, &p, 0, 0, err))) return rc;
+    int lockfd = lock_pg(&p, err);
+    if (lockfd < 0) return lockfd;
+    if (server_answers(&p)) {
+        close(lockfd);
+        return sm_error_set(err, SM_ERR_DB, "the embedded server at %s still answers after the stop: not removed", p.sock);
+    }
+    /* only paths derived from this workspace: its pg/ parts, its own folder under CLUSTERS_DIR, its socket */
+    char outside[PATH_MAX], sock[PATH_MAX + 16], paths[6][PATH_MAX + 16];
+    cluster_outside_dir(workspace, outside, sizeof outside);
+    const char *parts[] = {"data", "log", "run", "auth"};
+    for (int i = 0; i < 4; i++) snprintf(paths[i], sizeof paths[i], "%s/%s", p.pg, parts[i]);
+    snprintf(paths[4], sizeof paths[4], "%s", outside);
+    snprintf(sock, sizeof sock, "%s", p.sock);
+    snprintf(paths[5], sizeof paths[5], "%s", strncmp(sock, "/tmp/scalemix-", 14) ? "" : sock);
+    for (int i = 0; i < 6 && !rc; i++) {
+        struct stat st;
+        if (!paths[i][0] || lstat(paths[i], &st) != 0) continue;
+        if (nftw(paths[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+            rc = sm_error_set(err, SM_ERR_IO, "removing %s: %s", paths[i], strerror(errno));
+        else snprintf(removed + strlen(removed), n - strlen(removed), "%s%s", removed[0] ? " " : "", paths[i]);
+    }
+    close(lockfd);
     return rc;
 }
 

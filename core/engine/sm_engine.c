@@ -109,6 +109,7 @@ int sm_engine_create(sm_engine **out, const sm_engine_opts *o, sm_error *err) {
     sm_uuid4(e->run_id);
     pthread_mutex_init(&e->inbox_mu, NULL);
     e->inputs_seen = json_object();
+    e->lua_modules = json_array();
     char script_key[65];
     sm_sha256_hex(o->script_path ? o->script_path : "-", o->script_path ? strlen(o->script_path) : 1, script_key);
     char abs[PATH_MAX];
@@ -154,6 +155,7 @@ fail_loop:
 fail:
     free_executors(e);
     json_decref(e->inputs_seen);
+    json_decref(e->lua_modules);
     free(e->dsn);
     free(e);
     return rc;
@@ -274,6 +276,10 @@ void sm_engine_log(sm_engine *e, int level, const char *msg) {
     sm_display_line(level, NULL, "%s", msg);
 }
 
+void sm_engine_note_module(sm_engine *e, const char *name, const char *path, const char *sha256) {
+    json_array_append_new(e->lua_modules, json_pack("{s:s, s:s, s:s}", "name", name, "path", path, "sha256", sha256));
+}
+
 static void on_flushed(void *arg) { ((sm_engine *)arg)->flushed = 1; }
 
 int sm_engine_finish(sm_engine *e, int status, const char *error) {
@@ -287,8 +293,8 @@ int sm_engine_finish(sm_engine *e, int status, const char *error) {
     sm_display_clear();
     if (e->o.plan) return SM_OK;
     const char *st = status == SM_STAGE_SUCCEEDED ? "succeeded" : status == SM_STAGE_CANCELLED ? "cancelled" : "failed";
-    sm_ev_emit(e, json_pack("{s:s, s:s, s:o, s:o}", "type", "run_end", "status", st, "finished_at", sm_ev_now(), "error",
-                            error ? json_string(error) : json_null()));
+    sm_ev_emit(e, json_pack("{s:s, s:s, s:o, s:o, s:O}", "type", "run_end", "status", st, "finished_at", sm_ev_now(),
+                            "error", error ? json_string(error) : json_null(), "lua_modules", e->lua_modules));
     if (e->sink) {
         e->flushed = 0;
         e->sink->flush(e->sink, on_flushed, e);
@@ -310,6 +316,7 @@ void sm_engine_free(sm_engine *e) {
     free(e->stages);
     free(e->done_fifo);
     json_decref(e->inputs_seen);
+    json_decref(e->lua_modules);
     free(e->last_input);
     free(e->dsn);
     pthread_mutex_destroy(&e->inbox_mu);

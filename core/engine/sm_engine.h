@@ -64,6 +64,10 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
 int sm_engine_add_executor(sm_engine *e, sm_executor *x, sm_error *err);
 /* The engine's loop, for executors and sinks created after the engine. */
 uv_loop_t *sm_engine_loop(sm_engine *e);
+/* Checks a stage call's parameters as sm_engine_submit does, without submitting it: the schema, then the
+ * plugin's resources() with no inputs, whose SM_ERR_ARG means the parameters can never run. SM_OK or
+ * SM_ERR_ARG (usage) with err filled. */
+int sm_engine_check_params(sm_engine *e, const char *plugin, const char *params_json, sm_error *err);
 /* Runs the loop until a submitted stage completes and returns its handle (each handle once), or 0 when
  * nothing is pending. */
 int sm_engine_wait(sm_engine *e);
@@ -92,6 +96,9 @@ void sm_engine_cancel(sm_engine *e);
 void sm_engine_set_parallel(sm_engine *e, int n);
 /* Emits a log line from the script. */
 void sm_engine_log(sm_engine *e, int level, const char *msg);
+/* Notes a Lua module the script loaded (module name, file, sha256 of the bytes loaded): the run_end event
+ * lists them as lua_modules. */
+void sm_engine_note_module(sm_engine *e, const char *name, const char *path, const char *sha256);
 /* Records the run's end (status SM_STAGE_SUCCEEDED / FAILED / CANCELLED), flushes the lineage. */
 int sm_engine_finish(sm_engine *e, int status, const char *error);
 void sm_engine_free(sm_engine *e);

@@ -94,6 +94,7 @@ struct sm_engine {
     int gpu_probed, gpu_running;
     uint64_t gpu_budget, gpu_used; /* device memory the engine hands out to running GPU stages */
     json_t *inputs_seen;           /* path -> ref, so a folder is hashed once per run */
+    json_t *lua_modules;           /* [{name, path, sha256}] the script loaded, for run_end */
     char *last_input;
     int flushed;
     int lease; /* fd holding runs/<run_id>.lock while the process lives (-1: none) */

@@ -158,28 +158,51 @@ static int reuse(sm_engine *e, stage_run *sr, json_t *hit) {
     return sr->handle;
 }
 
+/* The plugin and the canonical parameters of a stage call, or SM_ERR_ARG when the schema refuses them. */
+static int stage_params(sm_engine *e, const char *plugin, const char *params_json, sm_plugin **p, json_t **canon,
+                        sm_error *err) {
+    int rc = load_plugin(e, plugin, p, err);
+    if (rc != SM_OK) return rc;
+    json_error_t je;
+    json_t *params = json_loads(params_json && *params_json ? params_json : "{}", 0, &je);
+    if (!params) return sm_error_set(err, SM_ERR_ARG, "stage %s: parameters are not valid JSON: %s", plugin, je.text);
+    rc = sm_plugin_check_params(*p, params, canon, err);
+    json_decref(params);
+    return rc;
+}
+
+int sm_engine_check_params(sm_engine *e, const char *plugin, const char *params_json, sm_error *err) {
+    sm_plugin *p;
+    json_t *canon = NULL;
+    int rc = stage_params(e, plugin, params_json, &p, &canon, err);
+    if (rc != SM_OK || !p->desc->resources) {
+        json_decref(canon);
+        return rc;
+    }
+    char *text = sm_json_canonical(canon);
+    sm_resources res = {.struct_size = sizeof(sm_resources), .threads = 1};
+    sm_error rerr = {0};
+    if (p->desc->resources(text, "{}", &res, &rerr) == SM_ERR_ARG)
+        rc = sm_error_set(err, SM_ERR_ARG, "stage %s: %s", plugin, rerr.msg);
+    free(text);
+    json_decref(canon);
+    return rc;
+}
+
 int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, const char *params_json,
                      const char *inputs_json, const char *executor, sm_error *err) {
     sm_plugin *p = NULL;
     sm_executor *named = NULL;
     int rc = find_executor(e, executor ? executor : e->o.executor, &named, err);
     if (rc != SM_OK) return rc;
-    if ((rc = load_plugin(e, plugin, &p, err)) != SM_OK) return rc;
+    json_t *canon = NULL;
+    if ((rc = stage_params(e, plugin, params_json, &p, &canon, err)) != SM_OK) return rc;
     json_error_t je;
-    json_t *params = json_loads(params_json && *params_json ? params_json : "{}", 0, &je);
-    if (!params) return sm_error_set(err, SM_ERR_ARG, "stage %s: parameters are not valid JSON: %s", plugin, je.text);
     json_t *inputs = json_loads(inputs_json && *inputs_json ? inputs_json : "{}", 0, &je);
     if (!inputs || !json_is_object(inputs)) {
-        json_decref(params);
+        json_decref(canon);
         json_decref(inputs);
         return sm_error_set(err, SM_ERR_ARG, "stage %s: inputs must be a table of artifacts", plugin);
-    }
-    json_t *canon;
-    rc = sm_plugin_check_params(p, params, &canon, err);
-    json_decref(params);
-    if (rc != SM_OK) {
-        json_decref(inputs);
-        return rc;
     }
     stage_run *sr = new_stage(e);
     if (!sr) {
@@ -214,7 +237,7 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
     int res_rc = p->desc->resources ? p->desc->resources(sr->params_text, sr->inputs_text, &sr->res, &rerr) : SM_OK;
     if (sr->res.threads < 1) sr->res.threads = 1;
     sr->x = named ? named : e->executors[sr->res.isolate ? 1 : 0];
-    if (e->o.plan) {
+    if (e->o.plan && res_rc != SM_ERR_ARG) { /* parameters that can never run are refused in plan too */
         /* what a stage that would run asks for (a GPU and its memory, several threads), or why it cannot */
         char needs[320] = "";
         if (res_rc != SM_OK) snprintf(needs, sizeof needs, " [cannot run: %.280s]", rerr.msg);

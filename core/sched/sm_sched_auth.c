@@ -75,14 +75,58 @@ int sm_sched_auth_tag(const sm_sched_auth_fields *f, char hex[65], sm_error *err
     return msg ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
 }
 
+/* Appends s to out as one single-quoted shell word. */
+static void shell_word(char *out, size_t cap, const char *s) {
+    size_t l = strlen(out);
+    if (l + 2 >= cap) return;
+    out[l++] = ' ';
+    out[l++] = '\'';
+    for (; *s && l + 5 < cap; s++) {
+        if (*s == '\'') {
+            memcpy(out + l, "'\\''", 4);
+            l += 4;
+        } else out[l++] = *s;
+    }
+    if (l + 1 < cap) out[l++] = '\'';
+    out[l] = 0;
+}
+
+/* The `schedule add --replace` command that registers f again as the row has it (params and when_changed as
+ * stored), for a schedule stored before tags existed. */
+static void register_again(const sm_sched_auth_fields *f, char *out, size_t cap) {
+    snprintf(out, cap, "scalemix schedule add %s --replace --cron", f->name);
+    shell_word(out, cap, f->cron ? f->cron : "");
+    snprintf(out + strlen(out), cap - strlen(out), " --tz");
+    shell_word(out, cap, f->tz && *f->tz ? f->tz : "UTC");
+    json_t *wc = json_loads(f->when_changed ? f->when_changed : "[]", 0, NULL), *v;
+    size_t i;
+    if (json_array_size(wc)) snprintf(out + strlen(out), cap - strlen(out), " --when-changed");
+    json_array_foreach(wc, i, v) if (json_is_string(v)) shell_word(out, cap, json_string_value(v));
+    json_decref(wc);
+    shell_word(out, cap, f->pipeline ? f->pipeline : "");
+    json_t *params = json_loads(f->params ? f->params : "{}", 0, NULL);
+    const char *k;
+    json_object_foreach(params, k, v) {
+        char kv[1024];
+        snprintf(kv, sizeof kv, "%s=%s", k, json_string_value(v) ? json_string_value(v) : "");
+        snprintf(out + strlen(out), cap - strlen(out), " --param");
+        shell_word(out, cap, kv);
+    }
+    json_decref(params);
+}
+
 int sm_sched_auth_check(const sm_sched_auth_fields *f, const char *tag, int check_script, sm_error *err) {
     if (!sm_sched_valid_name(f->name))
         return sm_error_set(err, SM_ERR_ARG, "refused: the schedule name read from the database is not a valid name "
                             "(1-64 characters of A-Z a-z 0-9 _ . -, not starting with . or -)");
-    if (!tag || !*tag || !f->script_sha256 || !*f->script_sha256)
-        return sm_error_set(err, SM_ERR_ARG, "refused: schedule '%s' has no authentication tag (it was not registered "
-                            "by `scalemix schedule add` of this version): register it again with `scalemix schedule "
-                            "add --replace`", f->name);
+    if (!tag || !*tag || !f->script_sha256 || !*f->script_sha256) {
+        char cmd[2048];
+        register_again(f, cmd, sizeof cmd);
+        return sm_error_set(err, SM_ERR_ARG, "refused: schedule '%s' has no authentication tag (it was stored before "
+                            "tags existed, or not by `scalemix schedule add`): if its pipeline and parameters are yours, "
+                            "register it again, adding the --overlap/--catchup options `scalemix schedule list` shows "
+                            "for it: %s", f->name, cmd);
+    }
     char want[65];
     if (sm_sched_auth_tag(f, want, err)) return sm_error_wrap(err, "refused: schedule '%s'", f->name);
     if (strlen(tag) != 64 || CRYPTO_memcmp(want, tag, 64) != 0)

@@ -48,6 +48,7 @@ typedef struct {
     int64_t exit_status;
     int term_signal;
     sched_daemon *d;
+    char log[PATH_MAX + 64]; /* the run's output: a failed run's own error line becomes the fire's reason */
 } slot;
 
 struct sched_daemon {
@@ -99,6 +100,21 @@ static void interrupt_slot(slot *s, int why, double grace) {
                                                                                : "its lease was taken over");
 }
 
+/* The last error line a failed `scalemix run` printed (its "scalemix ...: why" line; not the "scalemix: run ID
+ * failed" summary) from the tail of its log, or "" when there is none. */
+static void run_error_line(const char *log, char *out, size_t cap) {
+    out[0] = 0;
+    FILE *f = fopen(log, "rb");
+    if (!f) return;
+    char tail[4097];
+    if (fseek(f, -4096, SEEK_END) != 0) rewind(f);
+    size_t n = fread(tail, 1, sizeof tail - 1, f);
+    fclose(f);
+    tail[n] = 0;
+    for (char *line = strtok(tail, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strncmp(line, "scalemix", 8) && strncmp(line, "scalemix: run ", 14)) snprintf(out, cap, "%s", line);
+}
+
 /* Writes a finished child's outcome; kept pending (and retried each tick) while the database is away. */
 static void record_result(sched_daemon *d, slot *s) {
     if (s->recorded || !s->exited) return;
@@ -107,7 +123,7 @@ static void record_result(sched_daemon *d, slot *s) {
         return;
     }
     const char *state;
-    char reason[256];
+    char reason[1024], why[900];
     if (s->exit_status == 0 && s->term_signal == 0) {
         state = "succeeded"; /* it completed before the interrupt took effect */
         reason[0] = 0;
@@ -121,8 +137,10 @@ static void record_result(sched_daemon *d, slot *s) {
         state = "failed";
         if (s->term_signal)
             snprintf(reason, sizeof reason, "run killed by signal %d", s->term_signal);
-        else
-            snprintf(reason, sizeof reason, "run exited with code %lld", (long long)s->exit_status);
+        else {
+            run_error_line(s->log, why, sizeof why);
+            snprintf(reason, sizeof reason, "run exited with code %lld%s%s", (long long)s->exit_status, why[0] ? ": " : "", why);
+        }
     }
     char fid[32], code[32], sig[16];
     snprintf(fid, sizeof fid, "%lld", (long long)s->fire_id);
@@ -195,7 +213,7 @@ static void spawn_fire(sched_daemon *d, PGresult *r) {
 
     json_t *pj = json_loads(params, 0, NULL);
     size_t np = json_object_size(pj);
-    char **args = calloc(16 + 2 * np, sizeof *args), **kv = calloc(np + 1, sizeof *kv);
+    char **args = calloc(18 + 2 * np, sizeof *args), **kv = calloc(np + 1, sizeof *kv);
     char ppid[16];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());
     int a = 0;
@@ -212,6 +230,8 @@ static void spawn_fire(sched_daemon *d, PGresult *r) {
     args[a++] = (char *)name;
     args[a++] = "--nominal-time";
     args[a++] = nominal;
+    args[a++] = "--expect-sha256"; /* the run loads only the bytes the registration's digest names */
+    args[a++] = PQgetvalue(r, 0, 8);
     const char *key;
     json_t *val;
     size_t k = 0;
@@ -247,6 +267,7 @@ static void spawn_fire(sched_daemon *d, PGresult *r) {
         if (*p == '/') *p = 0, mkdir(tmp, 0755), *p = '/';
     mkdir(tmp, 0755);
     snprintf(logpath, sizeof logpath, "%s/%s-a%s.log", logdir, nominal, attempt);
+    snprintf(s->log, sizeof s->log, "%s", logpath);
     int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 
     uv_stdio_container_t stdio[3];

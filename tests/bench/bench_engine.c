@@ -39,7 +39,7 @@ static double run_script(const char *script, int plan, const char *events, doubl
         fprintf(stderr, "bench_engine: %s\n", err.msg);
         exit(1);
     }
-    int rc = sm_lua_run(e, script, params, NULL, &err);
+    int rc = sm_lua_run(e, script, NULL, params, NULL, &err);
     sm_engine_finish(e, rc == SM_OK ? SM_STAGE_SUCCEEDED : SM_STAGE_FAILED, NULL);
     sm_engine_free(e);
     double dt = sm_monotonic() - t0;

@@ -33,7 +33,7 @@ sm plan --param v=3 p.lua | grep -c '^reuse' | grep -q 2; check_eq "plan marks c
 
 # --- errors name file and line
 printf 'local sm = require "scalemix"\n\nsm.stage("sm_test_echo", { value = "x" })\n' > bad.lua
-sm run --db none -q bad.lua 2>err.txt; check_eq "bad parameter type exits 1" $? 1
+sm run --db none -q bad.lua 2>err.txt; check_eq "bad parameter type exits 2 (a usage error)" $? 2
 grep -q "bad.lua:3: stage sm_test_echo: parameter 'value' must be a number" err.txt; check_eq "bad parameter names line" $? 0
 printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 1, fail = true })\n' > fail.lua
 sm run --db none -q fail.lua 2>err.txt; check_eq "failed stage exits 1" $? 1

@@ -24,11 +24,20 @@ for a in abc 0 -3 2x ''; do
   grep -q -- "--parallel wants a positive whole number" err.txt; check_eq "--parallel '$a' says why" $? 0
 done
 sm run --db none -q --threads 1.5 px.lua >/dev/null 2>err.txt; check_eq "--threads 1.5 exits 2" $? 2
+# A stage parameter refused at submission is a usage error: exit 2 in run and in plan, also when plan cannot
+# submit the stage because its input comes from a stage that would run; a stage that fails at work exits 1.
 model_case() { # model table, expected message
   printf 'local sm = require "scalemix"\nsm.stage("train", { domains = { "a" }, tokens = { a = 1000 }, model = %s })\n' "$1" > model.lua
+  printf 'local sm = require "scalemix"\nlocal a = sm.stage("sm_test_echo", { value = 1 })\nsm.stage("train", { domains = { "a" }, tokens = { a = 1000 }, model = %s }, { x = a.outputs.out })\n' "$1" > pend.lua
   SCALEMIX_PLUGIN_PATH="$SM_BUILD/plugins" sm run --db none -q model.lua >/dev/null 2>err.txt; local rc=$?
-  check_eq "model = $1 fails" "$rc" 1
+  check_eq "model = $1 exits 2 (usage)" "$rc" 2
   grep -q "model.lua:2: .*$2" err.txt; check_eq "model = $1: '$2' on the script's line" $? 0
+  SCALEMIX_PLUGIN_PATH="$SM_BUILD/plugins" sm plan --db none -q model.lua >/dev/null 2>err.txt; rc=$?
+  check_eq "plan with model = $1 exits 2" "$rc" 2
+  grep -q "model.lua:2: .*$2" err.txt; check_eq "plan with model = $1 says '$2' on the line" $? 0
+  SCALEMIX_PLUGIN_PATH="$SM_BUILD/plugins:$SCALEMIX_PLUGIN_PATH" sm plan --workspace "$TMP_WS/pend-ws" --db none -q pend.lua >/dev/null 2>err.txt; rc=$?
+  check_eq "plan with model = $1 behind a stage that would run exits 2" "$rc" 2
+  grep -q "pend.lua:3: .*$2" err.txt; check_eq "and says '$2' on the line" $? 0
 }
 model_case '{ layers = "two" }' "model.layers must be a whole number"
 model_case '{ layers = 1.5 }' "model.layers must be a whole number"
@@ -36,6 +45,31 @@ model_case '{ layers = 2, depth = 3 }' "model: unknown key 'depth'"
 model_case '{ seq = 0 }' "model.seq is 0; it must be between 2 and"
 model_case '{ heads = 3, channels = 64 }' "model.channels (64) must divide by model.heads (3)"
 model_case '"big"' "parameter 'model' must be an object"
+usage_case() { # what, script body: each is refused at submission and exits 2, whether or not it is awaited
+  printf 'local sm = require "scalemix"\n%s\n' "$2" > usage.lua
+  sm run --db none -q usage.lua >/dev/null 2>err.txt; check_eq "$1 exits 2" $? 2
+  grep -q "usage.lua:2: " err.txt; check_eq "$1 names the line" $? 0
+}
+usage_case "a parameter of the wrong type" 'sm.stage("sm_test_echo", { value = "x" })'
+usage_case "an unknown parameter" 'sm.stage("sm_test_echo", { value = 1, colour = 2 })'
+usage_case "a parameter JSON cannot carry (nan)" 'sm.stage("sm_test_echo", { value = 0/0 })'
+usage_case "a refused stage call in an awaited task" 'sm.spawn(function() sm.stage("sm_test_echo", { value = "x" }) end):wait()'
+usage_case "a refused stage call in a task nobody waits for" 'sm.spawn(function() sm.stage("sm_test_echo", { value = "x" }) end)'
+printf 'local sm = require "scalemix"\npcall(sm.stage, "sm_test_echo", { value = "x" })\nsm.stage("sm_test_echo", { value = 1, fail = true })\n' > work.lua
+sm run --db none -q work.lua >/dev/null 2>err.txt; check_eq "a stage that fails at work exits 1 (after a caught usage error)" $? 1
+
+# --- 1: every Lua module a run loads is in its lineage (run_end's lua_modules) with the digest of the bytes
+#     loaded: the script's own digest does not cover what it requires
+mkdir -p modsdir && printf 'return { v = 41 }\n' > modsdir/helper.lua
+printf 'local sm = require "scalemix"\nprint(require("helper").v + 1)\n' > modsdir/m.lua
+out=$(sm run --db none -q --events mods.jsonl modsdir/m.lua); check_eq "a script requiring a module from its folder runs" "$out" 42
+# "name path sha256" per module run_end lists
+mods=$(grep '"run_end"' mods.jsonl | python3 -c 'import json,sys
+for m in json.load(sys.stdin)["lua_modules"]: print(m["name"], m["path"], m["sha256"])')
+check "run_end lists the module with its absolute path and the sha256 of its bytes" \
+  grep -qx "helper $(realpath modsdir/helper.lua) $(sha256sum modsdir/helper.lua | cut -c1-64)" <<<"$mods"
+check "and the library's own modules" \
+  grep -qx "scalemix $(realpath "$SM_BUILD/../lua/scalemix.lua") $(sha256sum "$SM_BUILD/../lua/scalemix.lua" | cut -c1-64)" <<<"$mods"
 
 # --- 9: an error anywhere fails the run (exit 1, file:line, recorded failed)
 err_case() { # name, script body (after the require line), expected message

@@ -38,4 +38,25 @@ fi
 # Stopped and started again, the same cluster is found (its lineage is still there).
 "$SCALEMIX" db stop >/dev/null
 check_eq "after a restart the lineage is still there" "$("$SCALEMIX" sql -XAt -c "select count(*) from runs")" 1
+
+# `scalemix db remove --yes` deletes this workspace's cluster (outside it too) and nothing of another workspace.
+"$SCALEMIX" db remove >/dev/null 2>&1; check_eq "db remove without --yes exits 2" $? 2
+check "... and removes nothing" test -e "$data/PG_VERSION"
+other=$(mktemp -d /tmp/sm-other-ws.XXXXXX)
+at_exit "rm -rf '$other'"
+(cd "$other" && "$SCALEMIX" db start >/dev/null 2>&1)
+at_exit "cd '$other' && '$SCALEMIX' db stop"
+odata=$(cd "$other" && "$SCALEMIX" db status | sed -n 's/^running: data \([^,]*\),.*/\1/p')
+at_exit "rm -rf '$(dirname "$odata")'"
+out=$("$SCALEMIX" db remove --yes); rc=$?
+check_eq "db remove --yes exits 0" "$rc" 0
+check "it says what it removed" grep -q "^removed .*$(dirname "$data")" <<<"$out"
+check "the cluster is gone" test ! -e "$data"
+[ "$(id -u)" = 0 ] && check "as root, its folder under /var/lib/scalemix too" test ! -e "$(dirname "$data")"
+check "the credentials are gone" test ! -e "$ws/pg/auth"
+check "another workspace's cluster is untouched and running" bash -c "cd '$other' && '$SCALEMIX' db status | grep -q '^running: data $odata'"
+(cd "$other" && "$SCALEMIX" db stop >/dev/null)
+out=$("$SCALEMIX" db remove --yes); check_eq "removing again: nothing to remove" "$out" "no embedded server to remove"
+out=$("$SCALEMIX" run p.lua 2>/dev/null); check_eq "the next run makes a fresh cluster" "$out" "double	6"
+check_eq "... with only its own run" "$("$SCALEMIX" sql -XAt -c "select count(*) from runs")" 1
 finish
