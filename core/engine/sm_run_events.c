@@ -79,9 +79,10 @@ void sm_ev_run_start(sm_engine *e) {
     snprintf(pipeline, sizeof pipeline, "%s", o->pipeline ? o->pipeline : base);
     char *dot = o->pipeline ? NULL : strrchr(pipeline, '.');
     if (dot && !strcmp(dot, ".lua")) *dot = 0;
-    sm_ev_emit(e, json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:o, s:o, s:n, s:o, s:s}", "type", "run_start", "pipeline", pipeline,
+    sm_ev_emit(e, json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:n, s:o, s:s}", "type", "run_start", "pipeline", pipeline,
                             "script_path", o->script_path ? o->script_path : "", "script_sha256",
-                            o->script_sha256 ? o->script_sha256 : "", "params", o->params ? o->params : json_object(), "trigger",
+                            o->script_sha256 ? o->script_sha256 : "", "params",
+                            o->params ? json_incref(o->params) : json_object(), "trigger",
                             o->trigger ? o->trigger : "manual", "nominal_time",
                             o->nominal_time ? json_string(o->nominal_time) : json_null(), "schedule",
                             o->schedule ? json_string(o->schedule) : json_null(), "parent_run_id", "started_at", sm_ev_now(),

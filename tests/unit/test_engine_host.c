@@ -89,7 +89,7 @@ TEST(host_table_answers_locally_and_sends_the_rest) {
     CHECK_EQ_INT(n, 4);
     json_t *out = json_array_get(s.msgs, 0);
     CHECK_EQ_STR(json_string_value(json_object_get(out, "t")), "output");
-    CHECK(json_equal(json_object_get(out, "meta"), json_object()) || json_object_size(json_object_get(out, "meta")) == 0);
+    CHECK(json_is_object(json_object_get(out, "meta")) && json_object_size(json_object_get(out, "meta")) == 0);
     CHECK(strstr(json_string_value(json_object_get(json_array_get(s.msgs, 1), "msg")), "committed twice") != NULL);
     CHECK(strstr(json_string_value(json_object_get(json_array_get(s.msgs, 2), "msg")), "not a JSON object") != NULL);
     CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(s.msgs, 3), "t")), "result");
