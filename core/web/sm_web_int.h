@@ -19,6 +19,8 @@ void sm_wbuf_puts(sm_wbuf *b, const char *s);
 void sm_wbuf_printf(sm_wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s HTML-escaped (& < > " '); NULL appends nothing. */
 void sm_wbuf_esc(sm_wbuf *b, const char *s);
+/* Appends before, then text HTML-escaped, then after (markup around one escaped value). */
+void sm_wbuf_wrap(sm_wbuf *b, const char *before, const char *text, const char *after);
 /* Appends s percent-encoded for a URL query value or path segment. */
 void sm_wbuf_url(sm_wbuf *b, const char *s);
 

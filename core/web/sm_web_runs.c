@@ -228,13 +228,11 @@ static void log_row(sm_wbuf *b, json_t *st) {
         sm_wbuf_puts(b, "<span class=\"muted\">no log lines recorded</span></td></tr>");
         return;
     }
-    sm_wbuf_printf(b, "<details%s><summary>log: <span id=\"ln-", running || (status && !strcmp(status, "failed")) ? " open" : "");
-    sm_wbuf_esc(b, sid);
-    sm_wbuf_printf(b, "\">%lld</span> lines, the last 50 here; ", n);
+    sm_wbuf_puts(b, running || (status && !strcmp(status, "failed")) ? "<details open>" : "<details>");
+    sm_wbuf_wrap(b, "<summary>log: <span id=\"ln-", sid, "\">");
+    sm_wbuf_printf(b, "%lld</span> lines, the last 50 here; ", n);
     sm_whtml_link(b, "/log/", sid, "the whole log");
-    sm_wbuf_puts(b, "</summary><div class=\"logbox\"><pre class=\"log\" id=\"lt-");
-    sm_wbuf_esc(b, sid);
-    sm_wbuf_puts(b, "\">");
+    sm_wbuf_wrap(b, "</summary><div class=\"logbox\"><pre class=\"log\" id=\"lt-", sid, "\">");
     sm_whtml_log_lines(b, json_object_get(st, "log_tail"));
     sm_wbuf_puts(b, "</pre></div></details></td></tr>");
 }
@@ -319,9 +317,7 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
         if (sp && strlen(sp) > 300) strcpy(sp + 297, "...");
         sm_wbuf_esc(b, sp);
         free(sp);
-        sm_wbuf_puts(b, "</td><td>");
-        sm_wbuf_esc(b, sm_wstr(st, "resources_text"));
-        sm_wbuf_puts(b, "</td><td>");
+        sm_wbuf_wrap(b, "</td><td>", sm_wstr(st, "resources_text"), "</td><td>");
         size_t k;
         json_t *o;
         json_array_foreach(json_object_get(st, "outputs"), k, o) {
@@ -338,13 +334,9 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
             sm_wbuf_esc(b, json_string_value(o));
             sm_wbuf_puts(b, "</a> ");
         }
-        sm_wbuf_puts(b, "</td><td><div class=\"state\" id=\"sx-");
-        sm_wbuf_esc(b, sid);
-        sm_wbuf_puts(b, "\">");
-        sm_wbuf_esc(b, sm_wstr(st, "state_text"));
-        sm_wbuf_puts(b, "</div><span id=\"pr-");
-        sm_wbuf_esc(b, sid);
-        sm_wbuf_puts(b, "\">");
+        sm_wbuf_wrap(b, "</td><td><div class=\"state\" id=\"sx-", sid, "\">");
+        sm_wbuf_wrap(b, "", sm_wstr(st, "state_text"), "</div>");
+        sm_wbuf_wrap(b, "<span id=\"pr-", sid, "\">");
         json_array_foreach(json_object_get(st, "progress"), k, o) {
             sm_wbuf_printf(b, "%s", k ? ", " : "");
             sm_wbuf_esc(b, sm_wstr(o, "name"));

@@ -67,15 +67,10 @@ void sm_whtml_log_lines(sm_wbuf *b, json_t *lines) {
     json_t *l;
     json_array_foreach(lines, i, l) {
         const char *at = sm_wstr(l, "at"), *lv = sm_wstr(l, "level");
-        sm_wbuf_puts(b, "<span class=\"lv-");
-        sm_wbuf_esc(b, lv);
-        sm_wbuf_puts(b, "\">");
+        sm_wbuf_wrap(b, "<span class=\"lv-", lv, "\">");
         if (at && strlen(at) >= 19) sm_wbuf_put(b, at + 11, 8); /* HH:MM:SS of the ISO time */
-        sm_wbuf_puts(b, " ");
-        sm_wbuf_esc(b, lv);
-        sm_wbuf_puts(b, " ");
-        sm_wbuf_esc(b, sm_wstr(l, "message"));
-        sm_wbuf_puts(b, "</span>\n");
+        sm_wbuf_wrap(b, " ", lv, " ");
+        sm_wbuf_wrap(b, "", sm_wstr(l, "message"), "</span>\n");
     }
 }
 

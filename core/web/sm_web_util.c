@@ -60,6 +60,12 @@ void sm_wbuf_esc(sm_wbuf *b, const char *s) {
     sm_wbuf_put(b, run, (size_t)(s - run));
 }
 
+void sm_wbuf_wrap(sm_wbuf *b, const char *before, const char *text, const char *after) {
+    sm_wbuf_puts(b, before);
+    sm_wbuf_esc(b, text);
+    sm_wbuf_puts(b, after);
+}
+
 void sm_wbuf_url(sm_wbuf *b, const char *s) {
     static const char hex[] = "0123456789ABCDEF";
     for (; s && *s; s++) {
