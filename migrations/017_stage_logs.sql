@@ -54,10 +54,10 @@ BEGIN
     -- which. An unchanged value is not rewritten, so a replay writes nothing.
     IF types && ARRAY['stage_start'] THEN
         UPDATE stage_runs s
-           SET reason = e->>'reason', resources = CASE WHEN jsonb_typeof(e->'resources') = 'object' THEN e->'resources' END
+           SET reason = nullif(e->>'reason', ''), resources = CASE WHEN jsonb_typeof(e->'resources') = 'object' THEN e->'resources' END
           FROM jsonb_array_elements(batch) e
          WHERE e->>'type' = 'stage_start' AND s.event_id = e->>'event_id'
-           AND (s.reason IS DISTINCT FROM e->>'reason' OR
+           AND (s.reason IS DISTINCT FROM nullif(e->>'reason', '') OR
                 s.resources IS DISTINCT FROM CASE WHEN jsonb_typeof(e->'resources') = 'object' THEN e->'resources' END);
         GET DIAGNOSTICS k = ROW_COUNT; n := n + k;
     END IF;

@@ -38,9 +38,8 @@ html=$(get "$URL/runs/$fail_id")
 check "run page: the failure names the script line" grep -q 'Failed in stage sm_test_echo@fail.lua:2 at fail.lua:2' <<<"$html"
 check_eq "run JSON: failure" "$(get "$URL/runs/$fail_id?format=json" | jq 'm["failure"]["script_line"].split("/")[-1]')" "fail.lua:2"
 reuse_id=$(get "$URL/api/runs?pipeline=p" | jq 'm["runs"][0]["run_id"]')
-check "run page: reused stages say so, without inventing a reason" grep -q '<td class="why">reused (reason not recorded)</td>' <<<"$(get "$URL/runs/$reuse_id")"
-first_id=$(get "$URL/api/runs?pipeline=p" | jq 'm["runs"][1]["run_id"]')
-check_eq "run JSON: a run recorded without reasons says so" "$(get "$URL/api/runs/$first_id" | jq '"%s|%s|%s" % (m["stages"][0]["reason"], m["stages"][0]["why"], m["stages"][0]["resources_text"])')" \
+check "run page: reused stages say where their result came from" grep -q '<td class="why">cached result of stage run [0-9a-f]\{8\}</td>' <<<"$(get "$URL/runs/$reuse_id")"
+check_eq "run JSON: stages recorded without reasons say so, nothing inferred" "$(get "$URL/api/runs/as-run" | jq '"%s|%s|%s" % (m["stages"][0]["reason"], m["stages"][0]["why"], m["stages"][0]["resources_text"])')" \
   "None|ran (reason not recorded)|not recorded"
 check_eq "run JSON: stage parameters" "$(get "$URL/api/runs/$reuse_id" | jq 'm["stages"][0]["params"]["value"]')" 1
 html=$(get "$URL/runs/xss-run")
@@ -174,6 +173,19 @@ wait "${pids[@]}"
 check_eq "144 concurrent requests all answered" "$(ls "$TMP_WS"/c.* | wc -l)" 144
 check_eq "and all with 200" "$(grep -L '^200$' "$TMP_WS"/c.* | wc -l)" 0
 check "the server survived concurrency" kill -0 "$WEB_PID"
+
+# ---- end to end: the engine records a stage's log and why it ran again ----
+printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 1, log_lines = 3 })\n' >e2e.lua
+"$SCALEMIX" run --quiet e2e.lua >e2e1.out 2>&1 || echo "FAIL: e2e.lua did not run ($(tail -3 e2e1.out))"
+sed -i 's/value = 1/value = 2/' e2e.lua
+"$SCALEMIX" run --quiet e2e.lua >e2e2.out 2>&1 || echo "FAIL: e2e.lua did not run twice ($(tail -3 e2e2.out))"
+e2e=$(get "$URL/api/runs?pipeline=e2e" | jq 'm["runs"][0]["run_id"]')
+html=$(get "$URL/runs/$e2e")
+check "e2e: the re-run says which parameter changed" grep -q '<td class="why">parameter &#39;value&#39; changed (1 -&gt; 2)</td>' <<<"$html"
+check "e2e: the stage's log lines on the page" grep -q '<span class="lv-info">[0-9:]\{8\} info line 2</span>' <<<"$html"
+check "e2e: the resources the engine gave it" grep -q '<td>1 thread, local</td>' <<<"$html"
+check_eq "e2e: JSON of the first run" "$(get "$URL/api/runs/$(get "$URL/api/runs?pipeline=e2e" | jq 'm["runs"][1]["run_id"]')" | jq '"%s|%d|%s" % (m["stages"][0]["reason"], m["stages"][0]["log_lines"], m["stages"][0]["log_tail"][0]["message"])')" \
+  "no previous run of this stage|3|line 0"
 
 # ---- the token rule ----
 kill "$WEB_PID"; wait "$WEB_PID" 2>/dev/null

@@ -391,6 +391,8 @@ TEST(test_stage_reason_logs_and_states) {
                                                       "device_memory_bytes", (json_int_t)2147483648LL, "isolate", 0,
                                                       "executor", "slurm"));
     ev_stage_start(&r, "sr-logs-old", "tokenize"); /* as an older engine sends it: neither field */
+    ev_stage_start(&r, "sr-logs-empty", "shard");  /* an empty reason is no reason */
+    json_object_set_new(json_array_get(r.events, json_array_size(r.events) - 1), "reason", json_string(""));
     const char *states[][3] = {{"submitted", NULL, NULL}, {"pending", "Resources", "123_4"}, {"running", NULL, "123_4"}};
     for (int i = 0; i < 3; i++)
         ev_add(&r, "stage_state", json_pack("{s:s,s:s,s:s,s:o,s:o,s:s}", "stage_run_id", "sr-logs", "state", states[i][0],
@@ -406,6 +408,7 @@ TEST(test_stage_reason_logs_and_states) {
                                       "37 more log lines dropped (at most 2000 per stage run)", "at", T));
     ev_stage_end(&r, "sr-logs", "succeeded");
     ev_stage_end(&r, "sr-logs-old", "succeeded");
+    ev_stage_end(&r, "sr-logs-empty", "succeeded");
     ev_run_end(&r, "succeeded");
     long nev = (long)json_array_size(r.events);
     sm_pg_sink_stats s = send_events(&r.events, 1);
@@ -418,6 +421,7 @@ TEST(test_stage_reason_logs_and_states) {
                     "(resources->>'threads')::int = 8", NULL), 2048);
     CHECK_EQ_INT(q1("SELECT count(*) FROM stage_runs WHERE stage_run_id = 'sr-logs-old' AND reason IS NULL AND "
                     "resources IS NULL AND status = 'succeeded'", NULL), 1);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_runs WHERE stage_run_id = 'sr-logs-empty' AND reason IS NULL", NULL), 1);
     CHECK_EQ_INT(q1("SELECT count(*) FROM stage_logs WHERE stage_run_id = 'sr-logs'", NULL), 2001);
     CHECK_EQ_INT(q1("SELECT count(*) FROM stage_logs WHERE stage_run_id = 'sr-logs' AND level = 'warn'", NULL), 21);
     CHECK_EQ_INT(q1("SELECT count(*) FROM stage_logs WHERE message = $1", "line 1999 <b>'quoted'</b>\ttab"), 1);
