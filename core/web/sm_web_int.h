@@ -19,6 +19,8 @@ void sm_wbuf_puts(sm_wbuf *b, const char *s);
 void sm_wbuf_printf(sm_wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s HTML-escaped (& < > " '); NULL appends nothing. */
 void sm_wbuf_esc(sm_wbuf *b, const char *s);
+/* Appends before, then text HTML-escaped, then after (markup around one escaped value). */
+void sm_wbuf_wrap(sm_wbuf *b, const char *before, const char *text, const char *after);
 /* Appends s percent-encoded for a URL query value or path segment. */
 void sm_wbuf_url(sm_wbuf *b, const char *s);
 
@@ -83,8 +85,19 @@ void sm_wpage_autoscale(sm_wctx *c, const sm_wreq *q, sm_wresp *r);
 void sm_wpage_lineage(sm_wctx *c, const sm_wreq *q, const char *kind, const char *id, sm_wresp *r);
 void sm_wpage_schedules(sm_wctx *c, const sm_wreq *q, sm_wresp *r);
 void sm_wpage_metrics(sm_wctx *c, const sm_wreq *q, sm_wresp *r);
+/* A stage run's full log, paged by seq (?after=SEQ&limit=N). */
+void sm_wpage_log(sm_wctx *c, const sm_wreq *q, const char *stage_run_id, sm_wresp *r);
 /* Dispatches a request to its page by path. */
 void sm_wroute(sm_wctx *c, const sm_wreq *q, sm_wresp *r);
+
+/* The stages of a run, oldest first, as the run page shows them: stage_runs' columns, duration_s, outputs,
+ * metric names, progress (latest metrics of a running stage), reason, resources, state (the latest executor
+ * state), job_id, log_lines, log_tail (the last 50 lines, oldest first), and the texts why (the recorded
+ * reason, or that none was recorded), resources_text, state_text (a running stage's executor state, else
+ * null). NULL with err on failure. */
+json_t *sm_wstages(PGconn *db, sm_error *err, const char *run_id);
+/* Log lines (seq, level, message, at) as escaped text lines "HH:MM:SS level message", one span per line. */
+void sm_whtml_log_lines(sm_wbuf *b, json_t *lines);
 
 /* An SVG figure drawn by the plot stage (kind fit | weights | loss, data as the stage takes it): the SVG
  * text (malloc'd) or NULL with err set. The same code as a pipeline's plot stage. */

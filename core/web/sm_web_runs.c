@@ -23,7 +23,8 @@ static int args_only(const sm_wreq *q, sm_wresp *r, const char *const *ok) {
 void sm_wroute(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
     const char *p = q->path;
     static const char *const none[] = {NULL}, *const runs[] = {"status", "pipeline", "before", "limit", NULL},
-                             *const as[] = {"run", NULL}, *const met[] = {"stage_run", "name", "domain", "points", NULL};
+                             *const as[] = {"run", NULL}, *const met[] = {"stage_run", "name", "domain", "points", NULL},
+                             *const logs[] = {"after", "limit", NULL};
     if (!strcmp(p, "/") || !strcmp(p, "/runs")) {
         if (!args_only(q, r, runs)) sm_wpage_runs(c, q, r);
     } else if (!strncmp(p, "/runs/", 6)) {
@@ -37,12 +38,15 @@ void sm_wroute(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
         if (art ? !sm_wsha_ok(id) : !sm_wid_ok(id))
             sm_wresp_error(q, r, 400, art ? "an artifact id is 64 lowercase hex characters" : "malformed stage run id");
         else if (!args_only(q, r, none)) sm_wpage_lineage(c, q, art ? "artifact" : "stage", id, r);
+    } else if (!strncmp(p, "/log/", 5)) {
+        if (!sm_wid_ok(p + 5)) sm_wresp_error(q, r, 400, "malformed stage run id");
+        else if (!args_only(q, r, logs)) sm_wpage_log(c, q, p + 5, r);
     } else if (!strcmp(p, "/schedules")) {
         if (!args_only(q, r, none)) sm_wpage_schedules(c, q, r);
     } else if (!strcmp(p, "/metrics")) {
         if (!args_only(q, r, met)) sm_wpage_metrics(c, q, r);
     } else {
-        sm_wresp_error(q, r, 404, "no such page (see /runs, /autoscale, /schedules, /metrics, /lineage/...)");
+        sm_wresp_error(q, r, 404, "no such page (see /runs, /autoscale, /schedules, /metrics, /lineage/..., /log/...)");
     }
 }
 
@@ -207,8 +211,31 @@ static const char run_script[] =
     "var n=0;m.stages.forEach(function(st){var e=document.getElementById('st-'+st.stage_run_id);if(!e){n++;return}"
     "e.textContent=st.status;var d=document.getElementById('du-'+st.stage_run_id);if(d)d.textContent=dur(st.duration_s);"
     "var p=document.getElementById('pr-'+st.stage_run_id);if(p)p.textContent=(st.progress||[]).map(function(x){return x.name+"
-    "(x.domain?'['+x.domain+']':'')+' '+x.value.toPrecision(4)+' @ '+x.step}).join(', ')});if(n)location.reload();"
+    "(x.domain?'['+x.domain+']':'')+' '+x.value.toPrecision(4)+' @ '+x.step}).join(', ');"
+    "var x=document.getElementById('sx-'+st.stage_run_id);if(x)x.textContent=st.state_text||'';"
+    "var c=document.getElementById('ln-'+st.stage_run_id),l=document.getElementById('lt-'+st.stage_run_id);"
+    "if(c&&l&&c.textContent!=String(st.log_lines)){c.textContent=st.log_lines;l.textContent=st.log_tail.map(function(y){"
+    "return y.at.substr(11,8)+' '+y.level+' '+y.message+'\\n'}).join('')}});if(n)location.reload();"
     "setTimeout(tick,2000)}).catch(function(){setTimeout(tick,5000)})}setTimeout(tick,2000)})();</script>";
+
+/* The row under a stage's: its log tail, open for stages that failed or still run, and a link to the whole log. */
+static void log_row(sm_wbuf *b, json_t *st) {
+    const char *sid = sm_wstr(st, "stage_run_id"), *status = sm_wstr(st, "status");
+    long long n = (long long)json_integer_value(json_object_get(st, "log_lines"));
+    int running = status && !strcmp(status, "running");
+    sm_wbuf_puts(b, "<tr class=\"logrow\"><td></td><td colspan=\"9\">");
+    if (!n && !running) {
+        sm_wbuf_puts(b, "<span class=\"muted\">no log lines recorded</span></td></tr>");
+        return;
+    }
+    sm_wbuf_puts(b, running || (status && !strcmp(status, "failed")) ? "<details open>" : "<details>");
+    sm_wbuf_wrap(b, "<summary>log: <span id=\"ln-", sid, "\">");
+    sm_wbuf_printf(b, "%lld</span> lines, the last 50 here; ", n);
+    sm_whtml_link(b, "/log/", sid, "the whole log");
+    sm_wbuf_wrap(b, "</summary><div class=\"logbox\"><pre class=\"log\" id=\"lt-", sid, "\">");
+    sm_whtml_log_lines(b, json_object_get(st, "log_tail"));
+    sm_wbuf_puts(b, "</pre></div></details></td></tr>");
+}
 
 void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r) {
     sm_error err = {0};
@@ -219,30 +246,13 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
         "  FROM runs WHERE run_id = $1", 1, &run_id);
     if (!run) { sm_wresp_error(q, r, 500, "%s", err.msg); return; }
     if (json_is_null(run)) { sm_wresp_error(q, r, 404, "no run '%.80s'", run_id); return; }
-    json_t *stages = sm_wq(c->db, &err,
-        "SELECT s.stage_run_id, s.stage, s.plugin, s.plugin_version, s.status, s.reused, s.attempt, s.cache_key,"
-        "       s.params, s.result, s.error, s.started_at, s.finished_at,"
-        "       extract(epoch FROM coalesce(s.finished_at, now()) - s.started_at)::float8 AS duration_s,"
-        "       (SELECT coalesce(jsonb_agg(jsonb_build_object('artifact_id', a.artifact_id, 'name', io.name, 'kind', a.kind)"
-        "                 ORDER BY io.name), '[]') FROM stage_io io LEFT JOIN artifacts a USING (artifact_id)"
-        "         WHERE io.stage_run_id = s.stage_run_id AND io.direction = 'out') AS outputs,"
-        "       (WITH RECURSIVE t(n) AS (SELECT min(name) FROM metrics WHERE stage_run_id = s.stage_run_id"
-        "         UNION ALL SELECT (SELECT min(name) FROM metrics WHERE stage_run_id = s.stage_run_id AND name > t.n)"
-        "         FROM t WHERE t.n IS NOT NULL) SELECT coalesce(jsonb_agg(n), '[]') FROM t WHERE n IS NOT NULL) AS metrics,"
-        "       CASE WHEN s.status = 'running' THEN (SELECT coalesce(jsonb_agg(x), '[]') FROM ("
-        "            SELECT DISTINCT ON (name, domain) name, domain, step, value FROM metrics m"
-        "             WHERE m.stage_run_id = s.stage_run_id ORDER BY name, domain, step DESC NULLS LAST) x) END AS progress"
-        "  FROM stage_runs s WHERE s.run_id = $1 ORDER BY s.started_at NULLS LAST, s.stage", 1, &run_id);
+    json_t *stages = sm_wstages(c->db, &err, run_id);
     if (!stages) { json_decref(run); sm_wresp_error(q, r, 500, "%s", err.msg); return; }
     /* The failure: the first failed stage (else the run's own error) and the script line it names. */
     json_t *failure = json_null();
     size_t i;
     json_t *st;
     json_array_foreach(stages, i, st) {
-        const char *why = json_is_true(json_object_get(st, "reused")) ? "reused: a stage run with the same cache key succeeded before"
-                          : json_integer_value(json_object_get(st, "attempt")) > 1 ? "ran again: an earlier attempt failed"
-                                                                                   : "ran: no earlier result for its cache key";
-        json_object_set_new(st, "why", json_string(why));
         if (json_is_null(failure) && !strcmp(sm_wstr(st, "status") ? sm_wstr(st, "status") : "", "failed")) {
             const char *e = sm_wstr(st, "error");
             json_t *line = script_line(e);
@@ -284,14 +294,15 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
         sm_wbuf_puts(b, "</pre></div>");
     }
     sm_wbuf_puts(b, "<h2>Stages</h2><table id=\"stages\"><tr><th>stage</th><th>status</th><th>reused or why it ran</th>"
-                    "<th>duration</th><th>plugin</th><th>parameters</th><th>outputs</th><th>metrics</th><th>progress / error</th></tr>");
+                    "<th>duration</th><th>plugin</th><th>parameters</th><th>resources</th><th>outputs</th><th>metrics</th>"
+                    "<th>state, progress, error</th></tr>");
     json_array_foreach(stages, i, st) {
         const char *sid = sm_wstr(st, "stage_run_id");
         sm_wbuf_puts(b, "<tr><td>");
         sm_whtml_link(b, "/lineage/stage/", sid, sm_wstr(st, "stage"));
         sm_wbuf_puts(b, "</td>");
         status_cell(b, sm_wstr(st, "status"), sid);
-        sm_wbuf_puts(b, "<td>");
+        sm_wbuf_puts(b, "<td class=\"why\">");
         sm_wbuf_esc(b, sm_wstr(st, "why"));
         sm_wbuf_puts(b, "</td><td id=\"du-");
         sm_wbuf_esc(b, sid);
@@ -302,11 +313,11 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
         sm_wbuf_puts(b, " ");
         sm_wbuf_esc(b, sm_wstr(st, "plugin_version"));
         char *sp = sm_wjson_text(json_object_get(st, "params"));
-        sm_wbuf_puts(b, "</td><td class=\"mono\">");
+        sm_wbuf_puts(b, "</td><td class=\"mono params\">");
         if (sp && strlen(sp) > 300) strcpy(sp + 297, "...");
         sm_wbuf_esc(b, sp);
         free(sp);
-        sm_wbuf_puts(b, "</td><td>");
+        sm_wbuf_wrap(b, "</td><td>", sm_wstr(st, "resources_text"), "</td><td>");
         size_t k;
         json_t *o;
         json_array_foreach(json_object_get(st, "outputs"), k, o) {
@@ -323,21 +334,23 @@ void sm_wpage_run(sm_wctx *c, const sm_wreq *q, const char *run_id, sm_wresp *r)
             sm_wbuf_esc(b, json_string_value(o));
             sm_wbuf_puts(b, "</a> ");
         }
-        sm_wbuf_puts(b, "</td><td id=\"pr-");
-        sm_wbuf_esc(b, sid);
-        sm_wbuf_puts(b, "\">");
+        sm_wbuf_wrap(b, "</td><td><div class=\"state\" id=\"sx-", sid, "\">");
+        sm_wbuf_wrap(b, "", sm_wstr(st, "state_text"), "</div>");
+        sm_wbuf_wrap(b, "<span id=\"pr-", sid, "\">");
         json_array_foreach(json_object_get(st, "progress"), k, o) {
             sm_wbuf_printf(b, "%s", k ? ", " : "");
             sm_wbuf_esc(b, sm_wstr(o, "name"));
             sm_wbuf_printf(b, " %.4g @ %lld", json_number_value(json_object_get(o, "value")),
                            (long long)json_integer_value(json_object_get(o, "step")));
         }
+        sm_wbuf_puts(b, "</span>");
         if (sm_wstr(st, "error")) {
             sm_wbuf_puts(b, "<pre>");
             sm_wbuf_esc(b, sm_wstr(st, "error"));
             sm_wbuf_puts(b, "</pre>");
         }
         sm_wbuf_puts(b, "</td></tr>");
+        log_row(b, st);
     }
     sm_wbuf_puts(b, "</table>");
     if (rs && (!strcmp(rs, "running") || !strcmp(rs, "cancelling"))) sm_wbuf_puts(b, run_script);

@@ -60,6 +60,12 @@ void sm_wbuf_esc(sm_wbuf *b, const char *s) {
     sm_wbuf_put(b, run, (size_t)(s - run));
 }
 
+void sm_wbuf_wrap(sm_wbuf *b, const char *before, const char *text, const char *after) {
+    sm_wbuf_puts(b, before);
+    sm_wbuf_esc(b, text);
+    sm_wbuf_puts(b, after);
+}
+
 void sm_wbuf_url(sm_wbuf *b, const char *s) {
     static const char hex[] = "0123456789ABCDEF";
     for (; s && *s; s++) {
@@ -191,6 +197,9 @@ void sm_whtml_begin(sm_wresp *r, const char *title) {
                     ".st-running{color:#1a4fa0}.mono{font-family:monospace;font-size:12px}"
                     "pre{background:#f6f6f6;padding:6px;max-height:240px;overflow:auto;white-space:pre-wrap}"
                     ".err{background:#fde8ea;padding:6px 10px;border-left:4px solid #b00020}"
+                    ".logbox{max-height:240px;overflow:auto;display:flex;flex-direction:column-reverse}"
+                    ".logbox pre,pre.full{max-height:none;margin:0;font-size:12px;flex:none}.lv-warn{color:#8a5a00}.lv-error{color:#b00020}"
+                    "td.params{max-width:28em;overflow-wrap:anywhere}td.why{min-width:12em}.lv-debug{color:#777}.muted{color:#777}.state{color:#1a4fa0}summary{cursor:pointer;color:#444}"
                     "svg{max-width:100%;height:auto}</style></head><body><nav>"
                     "<a href=\"/runs\">Runs</a><a href=\"/autoscale\">AutoScale</a><a href=\"/schedules\">Schedules</a>"
                     "<a href=\"/metrics\">Metrics</a></nav><main><h1>");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench_web.sh - `scalemix serve` on a large lineage database: 10,000 runs (3 stage runs each, one in ten
-# failed), an AutoScale run, and one stage run with a 1,000,000-point metric. Prints, per page, the time to
+# failed, each stage run with its reason, resources and 30 log lines; the newest run's stages with 2,001
+# lines each, the most a stage run keeps), an AutoScale run, and one stage run with a 1,000,000-point metric. Prints, per page, the time to
 # first byte and to the last byte (the whole HTML with its inline SVG; median of 5 requests, curl), the
 # time headless chromium takes to load and lay out the metric and runs pages (minus its own start-up,
 # measured on about:blank), and the server's memory (VmRSS, VmHWM). Usage: bash tests/bench/bench_web.sh
@@ -50,9 +51,19 @@ VALUES ('sr-fit', 'run-10000', 'fit', 'fit', 'succeeded', now(), now(), 'ev-fit'
           "rmse":{"web":0.01,"code":0.02},"weights":{"web":0.7,"code":0.3},"budget":1e9}');
 INSERT INTO mixtures (event_id, stage_run_id, method, budget_tokens, domain, weight, tokens)
 VALUES ('mx1', 'sr-fit', 'ddo', 1000000000, 'web', 0.7, 1), ('mx1', 'sr-fit', 'ddo', 1000000000, 'code', 0.3, 1);
-ANALYZE runs, stage_runs, artifacts, stage_io, metrics, mixtures;
+UPDATE stage_runs SET reason = 'parameter ''k'' changed (0 -> 1)',
+       resources = '{"threads": 4, "gpu": 1, "device_memory_bytes": 2147483648, "isolate": 0, "executor": "local"}';
+INSERT INTO stage_logs (event_id, stage_run_id, seq, level, message, at)
+SELECT 'l-' || g || '-' || k || '-' || n, 'sr-' || g || '-' || k, n, 'info', 'step ' || n || ' of stage ' || k,
+       timestamptz '2026-01-01' + g * interval '1 minute'
+  FROM generate_series(1, 9999) g, generate_series(1, 3) k, generate_series(1, 30) n;
+INSERT INTO stage_logs (event_id, stage_run_id, seq, level, message, at)
+SELECT 'l-10000-' || k || '-' || n, 'sr-10000-' || k, n, CASE WHEN n = 2001 THEN 'warn' ELSE 'info' END,
+       CASE WHEN n = 2001 THEN '512 more log lines dropped' ELSE 'step ' || n || ': loss ' || (4 - n / 1000.0) END, now()
+  FROM generate_series(1, 3) k, generate_series(1, 2001) n;
+ANALYZE runs, stage_runs, artifacts, stage_io, metrics, mixtures, stage_logs;
 EOF
-printf 'loaded 10,000 runs, 30,001 stage runs, 1,000,000 metric points in %.1f s\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
+printf 'loaded 10,000 runs, 30,001 stage runs, 905,913 log lines, 1,000,000 metric points in %.1f s\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
 "$SM" serve --listen 127.0.0.1:0 >"$WS/serve.out" 2>"$WS/serve.err" &
 SPID=$!
 for _ in $(seq 1 100); do grep -q "^serving on port" "$WS/serve.out" 2>/dev/null && break; sleep 0.1; done
@@ -72,8 +83,10 @@ page "runs, page at depth 9,950 (keyset)" "/runs?before=run-51"
 page "runs, failed only" "/runs?status=failed"
 page "runs, pipeline filter + 500 per page" "/runs?pipeline=pipe-3&limit=500"
 page "runs JSON (500)" "/api/runs?limit=500"
-page "a run (failed, 3 stages)" /runs/run-10000
+page "a run (failed, 3 stages, log tails of 2,001)" /runs/run-10000
 page "a run JSON" /api/runs/run-10000
+page "a stage's log, 500 lines after 1,000" "/log/sr-10000-3?after=1000"
+page "a stage's log JSON, 2,000 lines" "/api/log/sr-10000-3?limit=2000"
 page "AutoScale (fit, weights)" "/autoscale?run=run-10000"
 page "lineage of a stage run" /lineage/stage/sr-10000-3
 page "schedules" /schedules

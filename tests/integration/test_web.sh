@@ -11,7 +11,7 @@ web_start
 check "server started" grep -q "^serving on port [0-9]" "$TMP_WS/serve.out"
 jq() { python3 -c "import json,sys; m=json.load(sys.stdin); print($1)"; }
 sql() { "$SCALEMIX" sql -At -F ' ' -c "$1" 2>&1; }
-counts="select (select count(*) from runs), (select count(*) from stage_runs), (select count(*) from metrics), (select count(*) from schedule_fires)"
+counts="select (select count(*) from runs), (select count(*) from stage_runs), (select count(*) from metrics), (select count(*) from schedule_fires), (select count(*) from stage_logs)"
 before=$(sql "$counts")
 
 # ---- 1. runs ----
@@ -38,7 +38,9 @@ html=$(get "$URL/runs/$fail_id")
 check "run page: the failure names the script line" grep -q 'Failed in stage sm_test_echo@fail.lua:2 at fail.lua:2' <<<"$html"
 check_eq "run JSON: failure" "$(get "$URL/runs/$fail_id?format=json" | jq 'm["failure"]["script_line"].split("/")[-1]')" "fail.lua:2"
 reuse_id=$(get "$URL/api/runs?pipeline=p" | jq 'm["runs"][0]["run_id"]')
-check "run page: reused stages say so" grep -q 'reused: a stage run with the same cache key' <<<"$(get "$URL/runs/$reuse_id")"
+check "run page: reused stages say where their result came from" grep -q '<td class="why">cached result of stage run [0-9a-f]\{8\}</td>' <<<"$(get "$URL/runs/$reuse_id")"
+check_eq "run JSON: stages recorded without reasons say so, nothing inferred" "$(get "$URL/api/runs/as-run" | jq '"%s|%s|%s" % (m["stages"][0]["reason"], m["stages"][0]["why"], m["stages"][0]["resources_text"])')" \
+  "None|ran (reason not recorded)|not recorded"
 check_eq "run JSON: stage parameters" "$(get "$URL/api/runs/$reuse_id" | jq 'm["stages"][0]["params"]["value"]')" 1
 html=$(get "$URL/runs/xss-run")
 check "stage names and errors escaped" grep -q '&lt;img src=x onerror=alert(2)&gt;' <<<"$html"
@@ -47,6 +49,31 @@ html=$(get "$URL/runs/live-run")
 check "a running run polls for live progress" grep -q "setTimeout(tick" <<<"$html"
 check "a running stage shows its latest metric" grep -q 'train_loss 3.25 @ 40' <<<"$html"
 check_eq "run JSON: progress of the running stage" "$(get "$URL/api/runs/live-run" | jq 'm["stages"][0]["progress"][0]["value"]')" 3.25
+check "the recorded reason, escaped" grep -q '<td class="why">parameter &#39;budget&#39; changed (1000000 -&gt; 2000000)</td>' <<<"$html"
+check "resources: threads, GPU, device memory, executor, Slurm job" grep -q '<td>4 threads, GPU with 2.0 GiB device memory, slurm, Slurm job 4242_1</td>' <<<"$html"
+check "a stage pending on Slurm says so and why" grep -q 'id="sx-live-train">pending on slurm (Resources), job 4242_1</div>' <<<"$html"
+tail_html=$(sed -n '/<pre class="log" id="lt-live-train">/,/<\/pre>/p' <<<"$html")
+check_eq "the log tail: the last 50 lines" "$(grep -c '<span class="lv-' <<<"$tail_html")" 50
+check "the log tail starts at line 71 of 121" grep -q '<pre class="log" id="lt-live-train"><span class="lv-info">09:01:11 info step 71 loss 3.290</span>$' <<<"$tail_html"
+check "the log tail ends with the last line, escaped" grep -q '09:02:00 error &lt;script&gt;alert(3)&lt;/script&gt; &amp; &#39;last&#39;</span>$' <<<"$tail_html"
+check "the log tail counts the lines and links the whole log" grep -q '<span id="ln-live-train">121</span> lines, the last 50 here; <a href="/log/live-train">the whole log</a>' <<<"$html"
+check_eq "run JSON: reason, resources, state, log" "$(get "$URL/api/runs/live-run" | jq '"%s|%d|%s|%s|%d|%d|%s" % (m["stages"][0]["reason"][:20], m["stages"][0]["resources"]["threads"], m["stages"][0]["state"]["state"], m["stages"][0]["job_id"], m["stages"][0]["log_lines"], len(m["stages"][0]["log_tail"]), m["stages"][0]["log_tail"][-1]["at"])')" \
+  "parameter 'budget' c|4|pending|4242_1|121|50|2026-12-02T09:02:00.000Z"
+check "stages without log lines say so" grep -q 'no log lines recorded' <<<"$(get "$URL/runs/$fail_id")"
+html=$(get "$URL/log/live-train?limit=50")
+check_eq "the whole log, paged: 50 lines" "$(grep -c '<span class="lv-' <<<"$html")" 50
+check "the log page links the next lines" grep -q '<a id="next" href="/log/live-train?after=[0-9]*&amp;limit=50">' <<<"$html"
+check "the log page is escaped" bash -c "! grep -q '<script>alert(3)' <<<\"\$(curl -s '$URL/log/live-train?limit=2000')\""
+check_eq "log JSON: paging by seq reads every line once" "$(python3 - "$URL" <<'PY'
+import json, sys, urllib.request
+seen, after = [], 0
+while after is not None:
+    m = json.load(urllib.request.urlopen("%s/api/log/live-train?limit=40&after=%d" % (sys.argv[1], after)))
+    seen += [l["seq"] for l in m["lines"]]
+    after = m["next_after"]
+print(len(seen), len(set(seen)), seen == sorted(seen), m["stage_run"]["log_lines"])
+PY
+)" "121 121 True 121"
 check "finished runs do not poll" bash -c "! curl -s '$URL/runs/$fail_id' | grep -q setTimeout"
 
 # ---- 3. AutoScale ----
@@ -121,6 +148,13 @@ bad 400 "/metrics?stage_run=as-cmp&name=val_loss&points=99999999999999999999"
 bad 400 "/metrics?stage_run=a&stage_run=b&stage_run=c&stage_run=d&stage_run=e&stage_run=f&stage_run=g&stage_run=h&stage_run=i&name=x"
 bad 400 "/runs?$(printf 'a%d=1&' $(seq 1 40))"
 bad 400 "/schedules?x=%00"
+bad 404 "/log/nope"
+bad 400 "/log/%27%3B--"
+bad 400 "/log/live-train?after=-1"
+bad 400 "/log/live-train?after=1e3"
+bad 400 "/log/live-train?limit=0"
+bad 400 "/log/live-train?limit=2001"
+bad 400 "/log/live-train?level=x"
 bad 405 /runs -X POST -d 'x=1'
 bad 405 /runs -X DELETE
 check_eq "errors as JSON for JSON requests" "$(get "$URL/api/runs/no-such-run" | jq 'm["status"]')" 404
@@ -139,6 +173,19 @@ wait "${pids[@]}"
 check_eq "144 concurrent requests all answered" "$(ls "$TMP_WS"/c.* | wc -l)" 144
 check_eq "and all with 200" "$(grep -L '^200$' "$TMP_WS"/c.* | wc -l)" 0
 check "the server survived concurrency" kill -0 "$WEB_PID"
+
+# ---- end to end: the engine records a stage's log and why it ran again ----
+printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 1, log_lines = 3 })\n' >e2e.lua
+"$SCALEMIX" run --quiet e2e.lua >e2e1.out 2>&1 || echo "FAIL: e2e.lua did not run ($(tail -3 e2e1.out))"
+sed -i 's/value = 1/value = 2/' e2e.lua
+"$SCALEMIX" run --quiet e2e.lua >e2e2.out 2>&1 || echo "FAIL: e2e.lua did not run twice ($(tail -3 e2e2.out))"
+e2e=$(get "$URL/api/runs?pipeline=e2e" | jq 'm["runs"][0]["run_id"]')
+html=$(get "$URL/runs/$e2e")
+check "e2e: the re-run says which parameter changed" grep -q '<td class="why">parameter &#39;value&#39; changed (1 -&gt; 2)</td>' <<<"$html"
+check "e2e: the stage's log lines on the page" grep -q '<span class="lv-info">[0-9:]\{8\} info line 2</span>' <<<"$html"
+check "e2e: the resources the engine gave it" grep -q '<td>1 thread, local</td>' <<<"$html"
+check_eq "e2e: JSON of the first run" "$(get "$URL/api/runs/$(get "$URL/api/runs?pipeline=e2e" | jq 'm["runs"][1]["run_id"]')" | jq '"%s|%d|%s" % (m["stages"][0]["reason"], m["stages"][0]["log_lines"], m["stages"][0]["log_tail"][0]["message"])')" \
+  "no previous run of this stage|3|line 0"
 
 # ---- the token rule ----
 kill "$WEB_PID"; wait "$WEB_PID" 2>/dev/null

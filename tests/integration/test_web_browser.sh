@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The pages in a real browser: Debian's headless chromium loads the runs page, a failed run's page and the
-# AutoScale page from `scalemix serve`, the test checks what the DOM shows (--dump-dom) and keeps PNG
+# The pages in a real browser: Debian's headless chromium loads the runs page, a failed run's page, a running
+# run's page (Slurm state, log tail, after its polling script ran), a stage's log and the AutoScale page from `scalemix serve`, the test checks what the DOM shows (--dump-dom) and keeps PNG
 # screenshots under $SM_BUILD/web-screenshots. Chromium is installed (as root) when missing; a test that
 # cannot get it fails.
 source "$(dirname "$0")/../lib.sh"
@@ -41,6 +41,12 @@ check "browser: run screenshot" png_ok "$shots/run.png"
 
 browse live "$URL/runs/live-run"
 check "browser: the live run's script ran without reloading into an error" grep -q 'id="st-run">running' "$TMP_WS/live.html"
+check "browser: the live run's Slurm state after the script's update" grep -q 'id="sx-live-train">pending on slurm (Resources), job 4242_1</div>' "$TMP_WS/live.html"
+check_eq "browser: the live run's log tail, 50 lines" "$(sed -n '/id="lt-live-train"/,/<\/pre>/p' "$TMP_WS/live.html" | grep -c 'step [0-9]* loss\|alert(3)')" 50
+check "browser: the log's markup stayed text" grep -q '&lt;script&gt;alert(3)&lt;/script&gt;' "$TMP_WS/live.html"
+check "browser: live run screenshot" png_ok "$shots/live.png"
+browse log "$URL/log/live-train?limit=60"
+check "browser: the whole log page" grep -q '<a id="next" href="/log/live-train?after=' "$TMP_WS/log.html"
 
 browse autoscale "$URL/autoscale"
 check_eq "browser: AutoScale figures drawn inline" "$(grep -o '<figure id="[a-z0-9-]*"><svg' "$TMP_WS/autoscale.html" | wc -l)" 4
@@ -56,5 +62,5 @@ browse denied "$URL/runs"
 check "browser: without the token the page is refused" grep -q '401: a token is required' "$TMP_WS/denied.html"
 browse granted "$URL/runs?token=0123456789abcdef-browser"
 check "browser: with the token the page shows" grep -q '<table id="runs">' "$TMP_WS/granted.html"
-echo "screenshots: $shots/runs.png $shots/run.png $shots/autoscale.png"
+echo "screenshots: $shots/runs.png $shots/run.png $shots/live.png $shots/log.png $shots/autoscale.png"
 finish

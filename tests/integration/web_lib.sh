@@ -2,7 +2,8 @@
 # PostgreSQL of the test's workspace and starts `scalemix serve` on a free loopback port.
 #   web_record     real engine runs (tests/plugins/sm_test_echo: a two-stage pipeline run twice, so that the
 #                  second reuses, and a failing one) and, through the sink's ingest driver, an AutoScale run
-#                  (fit per budget, mixtures, compare), a run still running, a 5,000-point metric, hostile text
+#                  (fit per budget, mixtures, compare), a run still running (reason, resources, Slurm state, 121
+#                  log lines), a 5,000-point metric, hostile text
 #                  (markup, quotes) in names and errors, and a schedule with a backfill.
 #   web_start      starts the server (extra arguments passed on); sets WEB_PID and URL.
 #   get URL        prints the body; code URL prints the HTTP status.
@@ -26,9 +27,9 @@ def ev(run, typ, **f):
     f.update(type=typ, run_id=run, seq=seq[run], event_id="%s/%d" % (run, seq[run]))
     print(json.dumps(f))
 t0 = "2026-12-01T10:00:00Z"
-def stage(run, sid, name, plugin, params=None, status="succeeded", result=None, error=None, end=True):
+def stage(run, sid, name, plugin, params=None, status="succeeded", result=None, error=None, end=True, **new):
     ev(run, "stage_start", stage_run_id=sid, stage=name, plugin=plugin, plugin_version="1.0.0", plugin_sha256="x",
-       cache_key="k-" + sid, params=params or {}, reused=False, attempt=1, started_at=t0)
+       cache_key="k-" + sid, params=params or {}, reused=False, attempt=1, started_at=t0, **new)
     if end:
         ev(run, "stage_end", stage_run_id=sid, status=status, finished_at="2026-12-01T10:05:00Z", error=error, result=result)
 def run_start(run, pipeline, started, trigger="manual", **k):
@@ -60,11 +61,19 @@ for k in range(5000):
     ev(r, "metric", stage_run_id="as-cmp", name="val_loss", step=k, domain="web", value=4 - k / 5000 + (0.3 if k % 997 == 0 else 0),
        recorded_at=t0)
 ev(r, "run_end", status="succeeded", finished_at="2026-12-01T11:00:00Z", error=None)
-# Still running, with a running stage that reports a metric.
+# Still running, with a running stage that reports a metric, says why it ran and what it needs, waits on
+# Slurm and has logged 121 lines (markup in one).
 r = "live-run"
 run_start(r, "autoscale", "2026-12-02T09:00:00Z")
-stage(r, "live-train", "train", "train", end=False)
+stage(r, "live-train", "train", "train", end=False, reason="parameter 'budget' changed (1000000 -> 2000000)",
+      resources={"threads": 4, "gpu": 1, "device_memory_bytes": 2147483648, "isolate": 0, "executor": "slurm"})
 ev(r, "metric", stage_run_id="live-train", name="train_loss", step=40, domain=None, value=3.25, recorded_at=t0)
+ev(r, "stage_state", stage_run_id="live-train", state="submitted", executor="slurm", job_id="4242_1", reason=None, at=t0)
+ev(r, "stage_state", stage_run_id="live-train", state="pending", executor="slurm", job_id="4242_1", reason="Resources", at=t0)
+for k in range(120):
+    ev(r, "stage_log", stage_run_id="live-train", level="warn" if k == 7 else "info", message="step %d loss %.3f" % (k, 4 - k / 100),
+       at="2026-12-02T09:%02d:%02dZ" % (k // 60, k % 60))
+ev(r, "stage_log", stage_run_id="live-train", level="error", message="<script>alert(3)</script> & 'last'", at="2026-12-02T09:02:00Z")
 # Hostile text everywhere it can come from the database.
 r = "xss-run"
 run_start(r, "<script>alert(1)</script>", "2026-11-30T09:00:00Z")

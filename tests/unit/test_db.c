@@ -278,7 +278,10 @@ TEST(test_contract_columns) {
         {"runs", "run_id,pipeline,script_sha256,params,status,trigger,nominal_time,started_at,finished_at,error,"
                  "parent_run_id,schedule"},
         {"stage_runs", "stage_run_id,run_id,stage,plugin,plugin_version,cache_key,reused,status,attempt,started_at,"
-                       "finished_at,error"},
+                       "finished_at,error,reason,resources"},
+        {"stage_logs", "stage_run_id,seq,level,message,at"},
+        {"stage_states", "stage_run_id,seq,state,executor,job_id,reason,at"},
+        {"latest_stage_states", "stage_run_id,state,executor,job_id,reason,at"},
         {"artifacts", "artifact_id,kind,path,bytes,produced_by,created_at,meta"},
         {"stage_io", "stage_run_id,artifact_id,direction"},
         {"metrics", "stage_run_id,name,step,domain,value,recorded_at"},
@@ -372,6 +375,122 @@ TEST(test_ingest_and_idempotent_replay) {
         PQclear(res);
     }
     json_decref(r.events);
+}
+
+/* Migration 017: a stage's reason and resources, its log lines (2,000 and the drop notice) and a remote
+ * executor's states land once each; replaying every event writes nothing; the read-only role reads them. */
+TEST(test_stage_reason_logs_and_states) {
+    NEED_SERVER();
+    run_ctx r;
+    run_init(&r, "run-logs");
+    ev_run_start(&r, "logs");
+    ev_stage_start(&r, "sr-logs", "train");
+    json_t *start = json_array_get(r.events, json_array_size(r.events) - 1);
+    json_object_set_new(start, "reason", json_string("parameter 'budget' changed (1000000 -> 2000000)"));
+    json_object_set_new(start, "resources", json_pack("{s:i,s:i,s:I,s:i,s:s}", "threads", 8, "gpu", 1,
+                                                      "device_memory_bytes", (json_int_t)2147483648LL, "isolate", 0,
+                                                      "executor", "slurm"));
+    ev_stage_start(&r, "sr-logs-old", "tokenize"); /* as an older engine sends it: neither field */
+    ev_stage_start(&r, "sr-logs-empty", "shard");  /* an empty reason is no reason */
+    json_object_set_new(json_array_get(r.events, json_array_size(r.events) - 1), "reason", json_string(""));
+    const char *states[][3] = {{"submitted", NULL, NULL}, {"pending", "Resources", "123_4"}, {"running", NULL, "123_4"}};
+    for (int i = 0; i < 3; i++)
+        ev_add(&r, "stage_state", json_pack("{s:s,s:s,s:s,s:o,s:o,s:s}", "stage_run_id", "sr-logs", "state", states[i][0],
+                                            "executor", "slurm", "job_id", states[i][2] ? json_string(states[i][2]) : json_null(),
+                                            "reason", states[i][1] ? json_string(states[i][1]) : json_null(), "at", T));
+    for (int i = 0; i < 2000; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "line %d <b>'quoted'</b>\ttab", i);
+        ev_add(&r, "stage_log", json_pack("{s:s,s:s,s:s,s:s}", "stage_run_id", "sr-logs", "level",
+                                          i % 100 ? "info" : "warn", "message", msg, "at", T));
+    }
+    ev_add(&r, "stage_log", json_pack("{s:s,s:s,s:s,s:s}", "stage_run_id", "sr-logs", "level", "warn", "message",
+                                      "37 more log lines dropped (at most 2000 per stage run)", "at", T));
+    ev_stage_end(&r, "sr-logs", "succeeded");
+    ev_stage_end(&r, "sr-logs-old", "succeeded");
+    ev_stage_end(&r, "sr-logs-empty", "succeeded");
+    ev_run_end(&r, "succeeded");
+    long nev = (long)json_array_size(r.events);
+    sm_pg_sink_stats s = send_events(&r.events, 1);
+    CHECK_EQ_INT(s.committed, nev);
+    CHECK_EQ_INT(s.rejected, 0);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_runs WHERE stage_run_id = 'sr-logs' AND reason = $1",
+                    "parameter 'budget' changed (1000000 -> 2000000)"), 1);
+    CHECK_EQ_INT(q1("SELECT (resources->>'device_memory_bytes')::bigint / 1048576 FROM stage_runs "
+                    "WHERE stage_run_id = 'sr-logs' AND resources->>'executor' = 'slurm' AND "
+                    "(resources->>'threads')::int = 8", NULL), 2048);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_runs WHERE stage_run_id = 'sr-logs-old' AND reason IS NULL AND "
+                    "resources IS NULL AND status = 'succeeded'", NULL), 1);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_runs WHERE stage_run_id = 'sr-logs-empty' AND reason IS NULL", NULL), 1);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_logs WHERE stage_run_id = 'sr-logs'", NULL), 2001);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_logs WHERE stage_run_id = 'sr-logs' AND level = 'warn'", NULL), 21);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_logs WHERE message = $1", "line 1999 <b>'quoted'</b>\ttab"), 1);
+    /* The tail: the last 50 lines in order, the drop notice last, through the index. */
+    CHECK_EQ_INT(q1("SELECT count(*) FROM (SELECT message FROM stage_logs WHERE stage_run_id = 'sr-logs' "
+                    "ORDER BY seq DESC LIMIT 50) t WHERE message LIKE 'line 19%'", NULL), 49);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM (SELECT message FROM stage_logs WHERE stage_run_id = 'sr-logs' "
+                    "ORDER BY seq DESC LIMIT 1) t WHERE message LIKE '37 more log lines dropped%'", NULL), 1);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM latest_stage_states WHERE stage_run_id = 'sr-logs' AND state = 'running' "
+                    "AND job_id = '123_4' AND executor = 'slurm'", NULL), 1);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_states WHERE stage_run_id = 'sr-logs' AND state = 'pending' "
+                    "AND reason = 'Resources'", NULL), 1);
+    /* Replayed twice more: not a row more, not a row version changed. */
+    const char *fp_sql =
+        "SELECT (SELECT count(*) FROM stage_logs) + (SELECT count(*) FROM stage_states) * 100000 + "
+        "(SELECT coalesce(sum(xmin::text::bigint), 0) FROM stage_runs WHERE run_id = $1) + "
+        "(SELECT coalesce(sum(xmin::text::bigint), 0) FROM stage_logs WHERE stage_run_id = 'sr-logs') + "
+        "(SELECT coalesce(sum(xmin::text::bigint), 0) FROM stage_states WHERE stage_run_id = 'sr-logs')";
+    long before = q1(fp_sql, r.run_id);
+    json_t *twice[] = {r.events, r.events};
+    s = send_events(twice, 2);
+    CHECK_EQ_INT(s.committed, 2 * nev);
+    CHECK_EQ_INT(q1(fp_sql, r.run_id), before);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_logs WHERE stage_run_id = 'sr-logs'", NULL), 2001);
+    /* A retry of the stage under the same stage_run_id: its own reason wins. */
+    run_ctx r2;
+    run_init(&r2, "run-logs-retry");
+    ev_run_start(&r2, "logs");
+    ev_stage_start(&r2, "sr-logs-retry", "train");
+    json_object_set_new(json_array_get(r2.events, 1), "reason", json_string("no previous run of this stage"));
+    ev_stage_end(&r2, "sr-logs-retry", "failed");
+    ev_stage_start(&r2, "sr-logs-retry", "train");
+    json_t *retry = json_array_get(r2.events, 3);
+    json_object_set_new(retry, "attempt", json_integer(2));
+    json_object_set_new(retry, "reason", json_string("the previous run of this stage failed"));
+    ev_stage_end(&r2, "sr-logs-retry", "succeeded");
+    json_t *first = json_array(), *second = json_array(); /* the retry in a later batch, as the engine sends it */
+    for (size_t i = 0; i < json_array_size(r2.events); i++)
+        json_array_append(i < 3 ? first : second, json_array_get(r2.events, i));
+    json_t *halves[] = {first, second};
+    s = send_events(&halves[0], 1);
+    CHECK_EQ_INT(s.committed, 3);
+    s = send_events(&halves[1], 1);
+    CHECK_EQ_INT(s.committed, 2);
+    json_decref(first);
+    json_decref(second);
+    CHECK_EQ_INT(q1("SELECT count(*) FROM stage_runs WHERE stage_run_id = 'sr-logs-retry' AND attempt = 2 AND "
+                    "reason = 'the previous run of this stage failed'", NULL), 1);
+    /* The read-only role reads the new tables and may not write them. */
+    char *ro = NULL;
+    sm_error err = {0};
+    CHECK_EQ_INT(sm_db_ro_dsn(dsn, &ro, &err), 0);
+    PGconn *c = PQconnectdb(ro);
+    free(ro);
+    CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    const char *reads[] = {"SELECT count(*) FROM stage_logs", "SELECT count(*) FROM stage_states",
+                           "SELECT count(*) FROM latest_stage_states", "SELECT reason, resources FROM stage_runs"};
+    for (size_t i = 0; i < SM_ARRAY_LEN(reads); i++) {
+        PGresult *res = PQexec(c, reads[i]);
+        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", reads[i], PQresultErrorMessage(res));
+        PQclear(res);
+    }
+    PQclear(PQexec(c, "SET default_transaction_read_only = off"));
+    PGresult *res = PQexec(c, "DELETE FROM stage_logs");
+    CHECK_EQ_STR(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42501");
+    PQclear(res);
+    PQfinish(c);
+    json_decref(r.events);
+    json_decref(r2.events);
 }
 
 /* raw -> tokenize -> shard -> two proxy runs -> models -> fit -> mixture -> final training -> model. */
@@ -660,6 +779,7 @@ int main(void) {
     RUN(test_concurrent_migrators);
     RUN(test_contract_columns);
     RUN(test_ingest_and_idempotent_replay);
+    RUN(test_stage_reason_logs_and_states);
     RUN(test_lineage_walks);
     RUN(test_readonly_role);
     RUN(test_bad_event_rejected_others_kept);
