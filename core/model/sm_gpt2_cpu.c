@@ -676,11 +676,13 @@ static int cpu_adamw(sm_gpt2_backend *b, float lr, float beta1, float beta2, flo
                      float grad_mult, int t, sm_error *err) {
     if (t < 1) return sm_error_set(err, SM_ERR_ARG, "AdamW step must be >= 1 (got %d)", t);
     float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
+    /* one parallel region for all 16 tensors (no barrier between them: each element is independent) */
+#pragma omp parallel num_threads(thr(b->threads, b->nparams))
     for (int k = 0; k < 16; k++) {
         float wd = decay_tensor[k] ? weight_decay : 0.0f;
         float *p = b->params + b->off[k], *g = b->grads + b->off[k], *m = b->m + b->off[k], *v = b->v + b->off[k];
         size_t n = b->sizes[k];
-#pragma omp parallel for num_threads(thr(b->threads, n)) schedule(static)
+#pragma omp for schedule(static) nowait
         for (size_t i = 0; i < n; i++) {
             float gr = g[i] * grad_mult;
             float mi = beta1 * m[i] + (1.0f - beta1) * gr;
