@@ -88,7 +88,7 @@ size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T, int threa
     size_t per_layer = BT * (C + 2 + 3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + (size_t)B * NH * T * T;
     size_t head = BT * C + L * per_layer + BT * (C + 2) + 2 * BT + BT * (C + 4 * C + C + 3 * C);
     int units = seq_units(cfg, threads, B);
-    return ((head + 15) & ~(size_t)15) + (size_t)threads * sm_gpt2_cls_scratch_floats(BT, C) +
+    return ((head + 15) & ~(size_t)15) + sm_gpt2_cls_scratch_floats(threads, BT, C, (size_t)cfg->vocab_size) +
            sm_gpt2_cls_keep_floats(BT, (size_t)cfg->vocab_size) + (units > 1 ? units * layer_param_floats(cfg) : 0);
 }
 
@@ -199,7 +199,7 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     TAKE(dmid, BT * C);
     TAKE(dqkv, BT * 3 * C);
     p = b->arena + (((size_t)(p - b->arena) + 15) & ~(size_t)15);
-    TAKE(cls, (size_t)b->threads * sm_gpt2_cls_scratch_floats(BT, C));
+    TAKE(cls, sm_gpt2_cls_scratch_floats(b->threads, BT, C, (size_t)cfg->vocab_size));
     TAKE(keep, sm_gpt2_cls_keep_floats(BT, (size_t)cfg->vocab_size));
     int units = seq_units(cfg, b->threads, max_B);
     TAKE(gpart, units > 1 ? units * layer_param_floats(cfg) : 0);
