@@ -12,9 +12,11 @@
  * backward (one more K=C product) at all three shapes of issue 13: measured in tokens per CPU second on
  * one thread, C64 +5-20%, C256 +15% (recomputing was 4-8% slower than the old unfused code at C256/C768).
  * exp is a Cephes-style polynomial in plain C that the compiler vectorises; the hot loops are cloned for
- * AVX-512, AVX2 and baseline x86-64 and picked at load time. The clones run the same operations in the
- * same order (no contraction into FMA under -std=c11), so results depend only on the inputs and the
- * thread count (through the chunk count), not on the CPU or on which thread ran which chunk. */
+ * AVX-512, AVX2 and baseline x86-64 and picked at load time. The file is built with -ffp-contract=fast: the
+ * AVX-512/AVX2 clones fuse the polynomial's multiply-adds (fewer operations per exp, which the evaluation
+ * of a C64 proxy spends a third of its time in), so the exps differ in the last bit from the baseline
+ * clone's, as OpenBLAS's sgemm kernels already differ between CPUs. For a CPU, results depend only on the
+ * inputs and the thread count (through the chunk count), not on which thread ran which chunk. */
 #include "sm_gpt2_internal.h"
 
 #include <cblas.h>
