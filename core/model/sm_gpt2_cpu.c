@@ -478,8 +478,8 @@ static int check_batch(sm_gpt2_backend *b, const int32_t *tok, const int32_t *tg
 #define PAR(i) (b->params + b->off[i])
 #define GRD(i) (b->grads + b->off[i])
 
-/* Embeddings, the layer stack and the final LayerNorm for sequences [s0, s1) of the batch in b->inputs (B x T as set by the
- * forward), on nt threads per op. */
+/* Embeddings, the layer stack and the final LayerNorm for sequences [s0, s1) of the batch in b->inputs
+ * (B x T as set by the forward), on nt threads per op. */
 static void layers_fwd(sm_gpt2_backend *b, int nt, int s0, int s1) {
     size_t T = (size_t)b->T, C = b->cfg.channels, L = b->cfg.num_layers, NH = b->cfg.num_heads;
     size_t r0 = (size_t)s0 * T, N = (size_t)(s1 - s0) * T;
