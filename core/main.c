@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "model/sm_omp_env.h"
 #include "sm_commands.h"
 #include "sm_plugins.h"
 #include "sm_version.h"
@@ -78,6 +79,7 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    sm_omp_env_reexec(argv); /* returns unless it restarted the program with passive OpenMP waits */
     if (argc < 2) {
         usage(stderr);
         return 2;

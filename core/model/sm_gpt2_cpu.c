@@ -27,6 +27,7 @@ struct sm_gpt2_backend {
     float *fch, *fch_gelu, *res3, *lnf, *lnf_mean, *lnf_rstd, *lse, *losses;
     float *cls; /* the fused classifier's per-thread scratch */
     float *keep; /* a training forward's logits, tile by tile, for backward */
+    float *gpart; /* per unit of sequences, the layers' parameter gradients (seq_units) */
     /* backward scratch */
     float *dres, *dbig, *dmid, *dqkv;
     int32_t *inputs, *targets;
@@ -59,14 +60,36 @@ size_t sm_gpt2_param_sizes(const sm_gpt2_config *cfg, size_t sizes[16]) {
     return n;
 }
 
+/* Largest per-layer weights (bytes) for which the layer stack is split by sequences (seq_units). */
+#define SEQ_SPLIT_WEIGHT_BYTES (1u << 20)
+
+/* Work units (groups of whole sequences) the layer stack is split into: one parallel region for all of it
+ * instead of a fork and join per op (~70 per step at the demo proxy's shape), units taken dynamically (a
+ * thread the machine holds up does fewer; a sequence computes the same whichever thread runs it), each
+ * unit's parameter gradients in its own partial summed in unit order (deterministic). 1: split each op over
+ * the threads instead. Only small models: each unit reads all the layer weights and backward keeps a
+ * partial of them per unit, which for large C costs more memory traffic than the joins. */
+static int seq_units(const sm_gpt2_config *cfg, int nt, int B) {
+    size_t C = (size_t)cfg->channels;
+    if (nt < 2 || B < nt || 12 * C * C * sizeof(float) > SEQ_SPLIT_WEIGHT_BYTES) return 1;
+    return B < 4 * nt ? B : 4 * nt;
+}
+
+/* Floats of the layers' parameter gradients (tensors 2..15). */
+static size_t layer_param_floats(const sm_gpt2_config *cfg) {
+    size_t sizes[16];
+    return sm_gpt2_param_sizes(cfg, sizes) - sizes[0] - sizes[1];
+}
+
 /* Floats of activations and backward scratch for B x T on threads threads; shared with sm_gpt2_memory_need. */
 size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T, int threads) {
     size_t BT = (size_t)B * T, C = (size_t)cfg->channels, L = (size_t)cfg->num_layers;
     size_t NH = (size_t)cfg->num_heads;
     size_t per_layer = BT * (C + 2 + 3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + (size_t)B * NH * T * T;
     size_t head = BT * C + L * per_layer + BT * (C + 2) + 2 * BT + BT * (C + 4 * C + C + 3 * C);
-    return ((head + 15) & ~(size_t)15) + (size_t)threads * sm_gpt2_cls_scratch_floats(BT, C) +
-           sm_gpt2_cls_keep_floats(BT, (size_t)cfg->vocab_size);
+    int units = seq_units(cfg, threads, B);
+    return ((head + 15) & ~(size_t)15) + sm_gpt2_cls_scratch_floats(threads, BT, C, (size_t)cfg->vocab_size) +
+           sm_gpt2_cls_keep_floats(BT, (size_t)cfg->vocab_size) + (units > 1 ? units * layer_param_floats(cfg) : 0);
 }
 
 static int cpu_destroy_internal(sm_gpt2_backend *b) {
@@ -176,8 +199,10 @@ static int cpu_create(sm_gpt2_backend **out, const sm_gpt2_config *cfg, const fl
     TAKE(dmid, BT * C);
     TAKE(dqkv, BT * 3 * C);
     p = b->arena + (((size_t)(p - b->arena) + 15) & ~(size_t)15);
-    TAKE(cls, (size_t)b->threads * sm_gpt2_cls_scratch_floats(BT, C));
+    TAKE(cls, sm_gpt2_cls_scratch_floats(b->threads, BT, C, (size_t)cfg->vocab_size));
     TAKE(keep, sm_gpt2_cls_keep_floats(BT, (size_t)cfg->vocab_size));
+    int units = seq_units(cfg, b->threads, max_B);
+    TAKE(gpart, units > 1 ? units * layer_param_floats(cfg) : 0);
 #undef TAKE
     if ((size_t)(p - b->arena) != nact) {
         cpu_destroy_internal(b);
@@ -197,7 +222,8 @@ static inline int thr(int nt, size_t work) { return work >= 32768 ? nt : 1; }
  * each block one single-threaded OpenBLAS call. One thread pool (OpenMP) does all the work: OpenBLAS's
  * own pthread pool would spin against OpenMP's between calls. Each output element is computed by one
  * call with a fixed partition, so results are deterministic for a thread count. */
-/* totals for benchmarks (sm_gpt2_cpu_gemm_stats); per thread, as models may train on several threads */
+/* totals for benchmarks (sm_gpt2_cpu_gemm_stats); per thread, as models may train on several threads (a
+ * forward split by sequences counts the calling thread's own units: its share of the wall time) */
 static _Thread_local double gemm_seconds, gemm_flops;
 
 void sm_gpt2_cpu_gemm_stats(double *seconds, double *flops) {
@@ -452,6 +478,42 @@ static int check_batch(sm_gpt2_backend *b, const int32_t *tok, const int32_t *tg
 #define PAR(i) (b->params + b->off[i])
 #define GRD(i) (b->grads + b->off[i])
 
+/* Embeddings, the layer stack and the final LayerNorm for sequences [s0, s1) of the batch in b->inputs
+ * (B x T as set by the forward), on nt threads per op. */
+static void layers_fwd(sm_gpt2_backend *b, int nt, int s0, int s1) {
+    size_t T = (size_t)b->T, C = b->cfg.channels, L = b->cfg.num_layers, NH = b->cfg.num_heads;
+    size_t r0 = (size_t)s0 * T, N = (size_t)(s1 - s0) * T;
+    size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
+    const float *wte = PAR(0), *wpe = PAR(1);
+    const int32_t *inputs = b->inputs + r0;
+    float *enc = b->encoded + r0 * C;
+#pragma omp parallel for num_threads(thr(nt, N * C)) schedule(static)
+    for (size_t i = 0; i < N; i++) {
+        const float *e = wte + (size_t)inputs[i] * C, *p = wpe + (i % T) * C;
+        float *o = enc + i * C;
+        for (size_t c = 0; c < C; c++) o[c] = e[c] + p[c];
+    }
+    for (size_t l = 0; l < L; l++) {
+        size_t ro = l * mBT + r0; /* this layer's rows of the stacked activations */
+        const float *res = l == 0 ? enc : b->res3 + (ro - mBT) * C;
+        float *ln1 = b->ln1 + ro * C, *qkv = b->qkv + ro * 3 * C, *att = b->att + l * attsz + (size_t)s0 * NH * T * T;
+        float *atty = b->atty + ro * C, *res2 = b->res2 + ro * C, *ln2 = b->ln2 + ro * C;
+        float *fch = b->fch + ro * 4 * C, *gel = b->fch_gelu + ro * 4 * C, *res3 = b->res3 + ro * C;
+        layernorm_fwd(nt, ln1, b->ln1_mean + ro, b->ln1_rstd + ro, res, PAR(2) + l * C, PAR(3) + l * C, N, C);
+        matmul_fwd(nt, qkv, ln1, PAR(4) + l * 3 * C * C, PAR(5) + l * 3 * C, N, C, 3 * C, 0);
+        attention_fwd(nt, atty, att, qkv, s1 - s0, (int)T, (int)C, (int)NH);
+        memcpy(res2, res, N * C * sizeof(float));
+        matmul_fwd(nt, res2, atty, PAR(6) + l * C * C, PAR(7) + l * C, N, C, C, 1);
+        layernorm_fwd(nt, ln2, b->ln2_mean + ro, b->ln2_rstd + ro, res2, PAR(8) + l * C, PAR(9) + l * C, N, C);
+        matmul_fwd(nt, fch, ln2, PAR(10) + l * 4 * C * C, PAR(11) + l * 4 * C, N, C, 4 * C, 0);
+        gelu_fwd(nt, gel, fch, N * 4 * C);
+        memcpy(res3, res2, N * C * sizeof(float));
+        matmul_fwd(nt, res3, gel, PAR(12) + l * 4 * C * C, PAR(13) + l * C, N, 4 * C, C, 1);
+    }
+    const float *last = (L ? b->res3 + (L - 1) * mBT * C : b->encoded) + r0 * C;
+    layernorm_fwd(nt, b->lnf + r0 * C, b->lnf_mean + r0, b->lnf_rstd + r0, last, PAR(14), PAR(15), N, C);
+}
+
 /* train: keep the logits for backward (forward); otherwise only the losses (evaluate). */
 static int cpu_run_forward(sm_gpt2_backend *b, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
                            float *losses, int train, sm_error *err) {
@@ -459,39 +521,19 @@ static int cpu_run_forward(sm_gpt2_backend *b, const int32_t *inputs, const int3
     if (rc) return rc;
     int nt = b->threads;
     openblas_set_num_threads(1);
-    size_t BT = (size_t)B * T, C = b->cfg.channels, L = b->cfg.num_layers, V = b->cfg.vocab_size;
-    size_t NH = b->cfg.num_heads;
-    size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
+    size_t BT = (size_t)B * T, C = b->cfg.channels, V = b->cfg.vocab_size;
     memcpy(b->inputs, inputs, BT * sizeof(int32_t));
     if (targets) memcpy(b->targets, targets, BT * sizeof(int32_t));
     b->B = B;
     b->T = T;
     b->have_targets = train && targets != NULL;
-    const float *wte = PAR(0), *wpe = PAR(1);
-#pragma omp parallel for num_threads(thr(nt, BT * C)) schedule(static)
-    for (size_t i = 0; i < BT; i++) {
-        const float *e = wte + (size_t)inputs[i] * C, *p = wpe + (i % T) * C;
-        float *o = b->encoded + i * C;
-        for (size_t c = 0; c < C; c++) o[c] = e[c] + p[c];
-    }
-    for (size_t l = 0; l < L; l++) {
-        const float *res = l == 0 ? b->encoded : b->res3 + (l - 1) * mBT * C;
-        float *ln1 = b->ln1 + l * mBT * C, *qkv = b->qkv + l * mBT * 3 * C, *att = b->att + l * attsz;
-        float *atty = b->atty + l * mBT * C, *res2 = b->res2 + l * mBT * C, *ln2 = b->ln2 + l * mBT * C;
-        float *fch = b->fch + l * mBT * 4 * C, *gel = b->fch_gelu + l * mBT * 4 * C, *res3 = b->res3 + l * mBT * C;
-        layernorm_fwd(nt, ln1, b->ln1_mean + l * mBT, b->ln1_rstd + l * mBT, res, PAR(2) + l * C, PAR(3) + l * C, BT, C);
-        matmul_fwd(nt, qkv, ln1, PAR(4) + l * 3 * C * C, PAR(5) + l * 3 * C, BT, C, 3 * C, 0);
-        attention_fwd(nt, atty, att, qkv, B, T, (int)C, (int)NH);
-        memcpy(res2, res, BT * C * sizeof(float));
-        matmul_fwd(nt, res2, atty, PAR(6) + l * C * C, PAR(7) + l * C, BT, C, C, 1);
-        layernorm_fwd(nt, ln2, b->ln2_mean + l * mBT, b->ln2_rstd + l * mBT, res2, PAR(8) + l * C, PAR(9) + l * C, BT, C);
-        matmul_fwd(nt, fch, ln2, PAR(10) + l * 4 * C * C, PAR(11) + l * 4 * C, BT, C, 4 * C, 0);
-        gelu_fwd(nt, gel, fch, BT * 4 * C);
-        memcpy(res3, res2, BT * C * sizeof(float));
-        matmul_fwd(nt, res3, gel, PAR(12) + l * 4 * C * C, PAR(13) + l * C, BT, 4 * C, C, 1);
-    }
-    const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
-    layernorm_fwd(nt, b->lnf, b->lnf_mean, b->lnf_rstd, last, PAR(14), PAR(15), BT, C);
+    int units = seq_units(&b->cfg, nt, B);
+    if (units > 1) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic)
+        for (int u = 0; u < units; u++) layers_fwd(b, 1, B * u / units, B * (u + 1) / units);
+    } else
+        layers_fwd(b, nt, 0, B);
+    const float *wte = PAR(0);
     if (!targets) return SM_OK; /* nothing reads logits without targets: the classifier is skipped */
     /* Logits over the first V rows of wte only (padded rows are never predicted), fused with the
      * softmax and cross-entropy per tile; a training forward keeps the raw logits (written once, tile by
@@ -517,6 +559,53 @@ static int cpu_evaluate(sm_gpt2_backend *b, const int32_t *inputs, const int32_t
     return cpu_run_forward(b, inputs, targets, B, T, loss, losses, 0, err);
 }
 
+/* Backward through the final LayerNorm and the layer stack for sequences [s0, s1), from dlogits' dx in
+ * b->dmid to the embeddings' gradient in b->dres (these rows); tensor k's parameter gradients are added at
+ * g + off[k] - base (b->grads with base 0, or a unit's partial of tensors 2..15 with base off[2]). */
+static void layers_bwd(sm_gpt2_backend *b, int nt, int s0, int s1, float *g, size_t base) {
+    size_t T = (size_t)b->T, C = b->cfg.channels, L = b->cfg.num_layers, NH = b->cfg.num_heads;
+    size_t r0 = (size_t)s0 * T, N = (size_t)(s1 - s0) * T;
+    size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
+    float *dres = b->dres + r0 * C, *dmid = b->dmid + r0 * C, *dbig = b->dbig + r0 * 4 * C, *dqkv = b->dqkv + r0 * 3 * C;
+#define G(i) (g + (b->off[i] - base))
+    memset(dres, 0, N * C * sizeof(float));
+    const float *last = (L ? b->res3 + (L - 1) * mBT * C : b->encoded) + r0 * C;
+    layernorm_bwd(nt, dres, G(14), G(15), dmid, last, PAR(14), b->lnf_mean + r0, b->lnf_rstd + r0, N, C);
+    for (size_t l = L; l-- > 0;) {
+        size_t ro = l * mBT + r0;
+        const float *res = l == 0 ? b->encoded + r0 * C : b->res3 + (ro - mBT) * C;
+        float *ln1 = b->ln1 + ro * C, *qkv = b->qkv + ro * 3 * C, *att = b->att + l * attsz + (size_t)s0 * NH * T * T;
+        float *atty = b->atty + ro * C, *res2 = b->res2 + ro * C, *ln2 = b->ln2 + ro * C;
+        float *fch = b->fch + ro * 4 * C, *gel = b->fch_gelu + ro * 4 * C;
+        /* MLP */
+        matmul_bwd(nt, dbig, 0, G(12) + l * 4 * C * C, G(13) + l * C, dres, gel, PAR(12) + l * 4 * C * C, N, 4 * C, C);
+        gelu_bwd(nt, dbig, fch, N * 4 * C);
+        matmul_bwd(nt, dmid, 0, G(10) + l * 4 * C * C, G(11) + l * 4 * C, dbig, ln2, PAR(10) + l * 4 * C * C, N, C, 4 * C);
+        layernorm_bwd(nt, dres, G(8) + l * C, G(9) + l * C, dmid, res2, PAR(8) + l * C, b->ln2_mean + ro, b->ln2_rstd + ro,
+                      N, C);
+        /* attention */
+        matmul_bwd(nt, dmid, 0, G(6) + l * C * C, G(7) + l * C, dres, atty, PAR(6) + l * C * C, N, C, C);
+        attention_bwd(nt, dqkv, dmid, qkv, att, s1 - s0, (int)T, (int)C, (int)NH);
+        matmul_bwd(nt, dmid, 0, G(4) + l * 3 * C * C, G(5) + l * 3 * C, dqkv, ln1, PAR(4) + l * 3 * C * C, N, C, 3 * C);
+        layernorm_bwd(nt, dres, G(2) + l * C, G(3) + l * C, dmid, res, PAR(2) + l * C, b->ln1_mean + ro, b->ln1_rstd + ro,
+                      N, C);
+    }
+#undef G
+}
+
+/* The embeddings' gradients from b->dres, thread t of n: threads own channel ranges and walk the rows in
+ * order (deterministic, race free). */
+static void embed_bwd(sm_gpt2_backend *b, int t, int n) {
+    size_t BT = (size_t)b->B * b->T, C = b->cfg.channels, T = (size_t)b->T;
+    size_t c0 = C * t / n, c1 = C * (t + 1) / n;
+    float *dwte = GRD(0), *dwpe = GRD(1);
+    for (size_t i = 0; i < BT; i++) {
+        const float *g = b->dres + i * C;
+        float *de = dwte + (size_t)b->inputs[i] * C, *dp = dwpe + (i % T) * C;
+        for (size_t c = c0; c < c1; c++) { de[c] += g[c]; dp[c] += g[c]; }
+    }
+}
+
 static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     if (!b->have_targets)
         return sm_error_set(err, SM_ERR_ARG, "backward needs a preceding forward pass with targets");
@@ -524,49 +613,35 @@ static int cpu_backward(sm_gpt2_backend *b, float grad_scale, sm_error *err) {
     int nt = b->threads;
     openblas_set_num_threads(1);
     int B = b->B, T = b->T;
-    size_t BT = (size_t)B * T, C = b->cfg.channels, L = b->cfg.num_layers, V = b->cfg.vocab_size;
-    size_t NH = b->cfg.num_heads;
-    size_t mBT = (size_t)b->maxB * b->maxT, attsz = (size_t)b->maxB * NH * b->maxT * b->maxT;
+    size_t BT = (size_t)B * T, C = b->cfg.channels, V = b->cfg.vocab_size;
     float dscale = grad_scale / (float)BT;
     double tc = sm_monotonic();
     sm_gpt2_cls_backward(nt, b->cls, b->keep, b->lnf, PAR(0), b->targets, b->lse, dscale, BT, C, V, GRD(0), b->dmid);
     cls_stat(sm_monotonic() - tc, 4.0 * BT * V * C);
-    memset(b->dres, 0, BT * C * sizeof(float));
-    const float *last = L ? b->res3 + (L - 1) * mBT * C : b->encoded;
-    layernorm_bwd(nt, b->dres, GRD(14), GRD(15), b->dmid, last, PAR(14), b->lnf_mean, b->lnf_rstd, BT, C);
-    for (size_t li = L; li-- > 0;) {
-        size_t l = li;
-        const float *res = l == 0 ? b->encoded : b->res3 + (l - 1) * mBT * C;
-        float *ln1 = b->ln1 + l * mBT * C, *qkv = b->qkv + l * mBT * 3 * C, *att = b->att + l * attsz;
-        float *atty = b->atty + l * mBT * C, *res2 = b->res2 + l * mBT * C, *ln2 = b->ln2 + l * mBT * C;
-        float *fch = b->fch + l * mBT * 4 * C, *gel = b->fch_gelu + l * mBT * 4 * C;
-        /* MLP */
-        matmul_bwd(nt, b->dbig, 0, GRD(12) + l * 4 * C * C, GRD(13) + l * C, b->dres, gel, PAR(12) + l * 4 * C * C, BT,
-                   4 * C, C);
-        gelu_bwd(nt, b->dbig, fch, BT * 4 * C);
-        matmul_bwd(nt, b->dmid, 0, GRD(10) + l * 4 * C * C, GRD(11) + l * 4 * C, b->dbig, ln2, PAR(10) + l * 4 * C * C,
-                   BT, C, 4 * C);
-        layernorm_bwd(nt, b->dres, GRD(8) + l * C, GRD(9) + l * C, b->dmid, res2, PAR(8) + l * C, b->ln2_mean + l * mBT,
-                      b->ln2_rstd + l * mBT, BT, C);
-        /* attention */
-        matmul_bwd(nt, b->dmid, 0, GRD(6) + l * C * C, GRD(7) + l * C, b->dres, atty, PAR(6) + l * C * C, BT, C, C);
-        attention_bwd(nt, b->dqkv, b->dmid, qkv, att, B, T, (int)C, (int)NH);
-        matmul_bwd(nt, b->dmid, 0, GRD(4) + l * 3 * C * C, GRD(5) + l * 3 * C, b->dqkv, ln1, PAR(4) + l * 3 * C * C, BT,
-                   C, 3 * C);
-        layernorm_bwd(nt, b->dres, GRD(2) + l * C, GRD(3) + l * C, b->dmid, res, PAR(2) + l * C, b->ln1_mean + l * mBT,
-                      b->ln1_rstd + l * mBT, BT, C);
-    }
-    /* Embeddings: threads own channel ranges, rows in order (deterministic, race free). */
-    float *dwte = GRD(0), *dwpe = GRD(1);
-#pragma omp parallel num_threads(thr(nt, BT * C))
-    {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        size_t c0 = C * t / n, c1 = C * (t + 1) / n;
-        for (size_t i = 0; i < BT; i++) {
-            const float *g = b->dres + i * C;
-            float *de = dwte + (size_t)b->inputs[i] * C, *dp = dwpe + (i % T) * C;
-            for (size_t c = c0; c < c1; c++) { de[c] += g[c]; dp[c] += g[c]; }
+    int units = seq_units(&b->cfg, nt, B);
+    if (units > 1) {
+        /* each unit of sequences adds its layers' gradients to its own partial, summed in unit order */
+        size_t lo = b->off[2], nl = b->off[15] + b->sizes[15] - lo;
+#pragma omp parallel num_threads(nt)
+        {
+#pragma omp for schedule(dynamic)
+            for (int u = 0; u < units; u++) {
+                float *part = b->gpart + (size_t)u * nl;
+                memset(part, 0, nl * sizeof(float));
+                layers_bwd(b, 1, B * u / units, B * (u + 1) / units, part, lo);
+            }
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < nl; i++) {
+                float g = 0.0f;
+                for (int u = 0; u < units; u++) g += b->gpart[(size_t)u * nl + i];
+                b->grads[lo + i] += g;
+            }
+            embed_bwd(b, omp_get_thread_num(), omp_get_num_threads());
         }
+    } else {
+        layers_bwd(b, nt, 0, B, b->grads, 0);
+#pragma omp parallel num_threads(thr(nt, BT * C))
+        embed_bwd(b, omp_get_thread_num(), omp_get_num_threads());
     }
     return SM_OK;
 }
@@ -601,11 +676,13 @@ static int cpu_adamw(sm_gpt2_backend *b, float lr, float beta1, float beta2, flo
                      float grad_mult, int t, sm_error *err) {
     if (t < 1) return sm_error_set(err, SM_ERR_ARG, "AdamW step must be >= 1 (got %d)", t);
     float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
+    /* one parallel region for all 16 tensors (no barrier between them: each element is independent) */
+#pragma omp parallel num_threads(thr(b->threads, b->nparams))
     for (int k = 0; k < 16; k++) {
         float wd = decay_tensor[k] ? weight_decay : 0.0f;
         float *p = b->params + b->off[k], *g = b->grads + b->off[k], *m = b->m + b->off[k], *v = b->v + b->off[k];
         size_t n = b->sizes[k];
-#pragma omp parallel for num_threads(thr(b->threads, n)) schedule(static)
+#pragma omp for schedule(static) nowait
         for (size_t i = 0; i < n; i++) {
             float gr = g[i] * grad_mult;
             float mi = beta1 * m[i] + (1.0f - beta1) * gr;

@@ -12,9 +12,9 @@ int sm_gpt2_config_check(const sm_gpt2_config *cfg, sm_error *err);
 size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T, int threads);
 
 /* The fused classifier (sm_gpt2_classifier.c); x is the final LayerNorm's output (BT x C), wte the token
- * embedding (its first V rows are the classifier). Scratch: nt x sm_gpt2_cls_scratch_floats(BT, C) floats,
- * 64-byte aligned. */
-size_t sm_gpt2_cls_scratch_floats(size_t BT, size_t C);
+ * embedding (its first V rows are the classifier). Scratch: sm_gpt2_cls_scratch_floats(nt, BT, C, V) floats,
+ * 64-byte aligned, for nt threads. */
+size_t sm_gpt2_cls_scratch_floats(int nt, size_t BT, size_t C, size_t V);
 /* Floats to keep a training forward's logits for backward (tile by tile). */
 size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V);
 /* lse[i] = log-sum-exp of row i's logits, losses[i] = lse[i] - logit of targets[i]; the logits are kept

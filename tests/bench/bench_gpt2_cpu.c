@@ -8,9 +8,12 @@
  * evaluation = the forward pass with targets (what per-domain evaluation runs). The sgemm bound is the
  * FLOPs per token (6N + 6LCT) at OpenBLAS's own threaded 2048^3 sgemm on the same threads (best of 3,
  * measured right before and after each shape). --concurrent K also runs K models at once, one thread each
- * (what a job training proxies side by side does), and compares them with one K-thread run. */
+ * (what a job training proxies side by side does), and compares them with one K-thread run. Like scalemix, it
+ * restarts itself with passive OpenMP waits unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set
+ * (GOMP_SPINCOUNT=300000 measures libgomp's default). */
 #include "model/sm_gpt2.h"
 #include "model/sm_gpt2_internal.h"
+#include "model/sm_omp_env.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -192,6 +195,7 @@ static int usage(void) {
 }
 
 int main(int argc, char **argv) {
+    sm_omp_env_reexec(argv); /* the OpenMP wait policy scalemix itself runs with */
     int L = 0, H = 0, C = 0, T = 0, B = 0, maxT = 0, steps = 5, threads = omp_get_max_threads(), concurrent = 0;
     for (int i = 1; i < argc; i++) {
         int *dst = NULL;
@@ -216,9 +220,10 @@ int main(int argc, char **argv) {
         return usage();
     }
     if (steps < 1 || threads < 1) return usage();
-    const char *wait = getenv("OMP_WAIT_POLICY");
-    printf("OpenBLAS %s; %d threads, %d timed steps after 1 warmup; OMP_WAIT_POLICY %s; load average %.2f\n",
-           openblas_get_config(), threads, steps, wait ? wait : "(unset)", loadavg1());
+    const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    printf("OpenBLAS %s; %d threads, %d timed steps after 1 warmup; OMP_WAIT_POLICY %s, GOMP_SPINCOUNT %s; load "
+           "average %.2f\n", openblas_get_config(), threads, steps, wait ? wait : "(unset)", spin ? spin : "(unset)",
+           loadavg1());
     const sm_gpt2_config gpt = {.vocab_size = 50257, .padded_vocab_size = 50304};
     shape shapes[3] = {
         {"demo-proxy", gpt, 8, 64}, {"L4-C256", gpt, 4, 128}, {"gpt2-124M", gpt, 4, 64}};

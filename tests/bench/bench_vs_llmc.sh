@@ -7,6 +7,8 @@
 #             committed). Its train_gpt2.c is built with -Ofast -march=native -fopenmp; a small harness
 #             written to a temporary folder includes it (with TESTING defined, so its main is left out),
 #             fills the parameters with random numbers and times forward, zero_grad, backward and update.
+# Both programs run with the OpenMP wait policy scalemix picks for itself (OMP_WAIT_POLICY=passive) unless
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT is set (GOMP_SPINCOUNT=300000: libgomp's default spinning for both).
 # Needs build/bench/bench_gpt2_cpu (make build/bench/bench_gpt2_cpu; BUILD=... for another build folder).
 set -euo pipefail
 if [[ $# -lt 1 || ! -f "$1/train_gpt2.c" ]]; then
@@ -19,6 +21,7 @@ steps=${3:-5}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench="$root/${BUILD:-build}/bench/bench_gpt2_cpu"
 [[ -x "$bench" ]] || { echo "$0: $bench not built (make ${BUILD:-build}/bench/bench_gpt2_cpu)" >&2; exit 2; }
+[[ -n ${OMP_WAIT_POLICY+set} || -n ${GOMP_SPINCOUNT+set} ]] || export OMP_WAIT_POLICY=passive
 tmp=$(mktemp -d /tmp/sm-llmc.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -80,7 +83,7 @@ EOF
 gcc -Ofast -march=native -fopenmp -DOMP -I"$llmc" -o "$tmp/harness" "$tmp/harness.c" -lm 2> "$tmp/cc.log" ||
     { cat "$tmp/cc.log" >&2; echo "$0: building llm.c's train_gpt2.c failed" >&2; exit 1; }
 
-echo "scalemix vs llm.c, $threads threads, $steps timed steps after 1 warmup; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "scalemix vs llm.c, $threads threads, $steps timed steps after 1 warmup; OMP_WAIT_POLICY ${OMP_WAIT_POLICY:-(unset)}, GOMP_SPINCOUNT ${GOMP_SPINCOUNT:-(unset)}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # name L H C maxT T B (124M keeps GPT-2's 1024 positions)
 shapes=("demo-proxy 2 2 64 64 64 8" "L4-C256 4 4 256 128 128 4" "gpt2-124M 12 12 768 1024 64 4")
 printf '%-12s %14s %14s %7s\n' shape scalemix llm.c ratio

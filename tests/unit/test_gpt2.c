@@ -713,6 +713,40 @@ TEST(eval_domains_per_domain_mean) {
     sm_loader_free(ld);
 }
 
+/* Two threads split the layer stack by sequences (units taken dynamically) and the classifier's vocabulary
+ * into chunks taken dynamically: whichever thread ran which unit or chunk, two runs give bitwise the same
+ * loss and gradients, within float rounding of one thread's, also for a batch of 3 sequences (3 units). */
+TEST(dynamic_split_is_deterministic) {
+    sm_gpt2_config c = {.max_seq_len = 16, .vocab_size = 3000, .padded_vocab_size = 3008, .num_layers = 2, .num_heads = 2, .channels = 32};
+    size_t n;
+    float *p = random_params(&c, &n, 0.1);
+    int B = 3, T = 16;
+    int32_t in[48], tg[48];
+    for (int i = 0; i < B * T; i++) { in[i] = (int32_t)(urand() * 3000); tg[i] = (int32_t)(urand() * 3000); }
+    const sm_gpt2_backend_ops *ops = sm_gpt2_cpu_backend();
+    float *g[3], loss[3];
+    sm_error e = {0};
+    for (int k = 0; k < 3; k++) {
+        sm_gpt2_backend *be;
+        CHECK_MSG(ops->create(&be, &c, p, SM_DTYPE_FP32, B, T, k == 0 ? 1 : 2, &e) == 0, "%s", e.msg);
+        CHECK(ops->forward(be, in, tg, B, T, &loss[k], NULL, &e) == 0);
+        CHECK(ops->backward(be, 1.0f, &e) == 0);
+        g[k] = malloc(n * 4);
+        CHECK(ops->get_grads(be, g[k], &e) == 0);
+        ops->destroy(be);
+    }
+    CHECK(loss[1] == loss[2]);
+    CHECK(memcmp(g[1], g[2], n * 4) == 0);
+    CHECK_NEAR(loss[1], loss[0], 1e-6 * loss[0]);
+    double maxg = 0, maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(g[0][i]) > maxg) maxg = fabs(g[0][i]);
+        if (fabs(g[0][i] - g[1][i]) > maxd) maxd = fabs(g[0][i] - g[1][i]);
+    }
+    CHECK_MSG(maxd <= 1e-5 * maxg, "gradients on 1 and 2 threads differ by %g (max %g)", maxd, maxg);
+    free(g[0]); free(g[1]); free(g[2]); free(p);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/sm-test-gpt2.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
@@ -729,6 +763,7 @@ int main(void) {
     RUN(resume_equals_uninterrupted);
     RUN(eval_domains_per_domain_mean);
     RUN(evaluate_matches_forward_and_keeps_nothing);
+    RUN(dynamic_split_is_deterministic);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
