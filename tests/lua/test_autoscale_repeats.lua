@@ -14,8 +14,12 @@ local function fake(plugin, params, inputs, opts)
   for d, t in pairs(params.tokens or {}) do served[d] = t end
   -- a metric that depends on the seed and the mixture, so lists can be checked
   local metric = 100 + (params.seed or 1) + (params.tokens and params.tokens.a or 0) / 1000
+  -- per-batch losses of the shared validation sample: batch 2 moves with the mixture, the others do not
+  local shift = (params.tokens and params.tokens.a or 0) / 1e5
+  local bl = { a = { 4, 4.5 + shift, 5 }, b = { 3, 3.5, 4 } }
   local s = { name = opts.name, plugin = plugin, params = params, stage_run_id = "sr-" .. #submitted,
-              result = { metric = metric, mean_loss = math.log(metric), tokens = served, val_ppl = {}, metric_se = 0.5, epochs = {} },
+              result = { metric = metric, mean_loss = math.log(metric), tokens = served, val_ppl = { a = 90, b = 30 },
+                         val_loss = { a = 4.5, b = 3.5 }, val_batch_loss = bl, metric_se = 0.5, epochs = {} },
               outputs = { result = { path = "/x" }, model = { path = "/m" } } }
   function s.wait(self) return self end
   submitted[#submitted + 1] = s
@@ -51,6 +55,11 @@ test("ablate repeat = all repeats every run; metric = loss reports the mean loss
   assert(#submitted == 2 * 5, "5 runs x 2 seeds, got " .. #submitted)
   for _, r in ipairs(ab.runs) do assert(type(r.metric) == "table" and #r.metric == 2, "a list per run") end
   assert(math.abs(ab.base.metric[1] - math.log(103)) < 1e-12, "mean loss of seed 1")
+  -- the evaluation error of a's contrasts: x0.2 and x3 move batch 2 by -0.016 and +0.04 (a = 2000 tokens at base),
+  -- so each contrast's per-batch differences are (0, d, 0), se = |d| / 3; log mean loss weights 1 / (4.5 + 3.5)
+  local se2 = ((0.016 / 3) ^ 2 + (0.04 / 3) ^ 2) / 2 / 8 ^ 2
+  assert(math.abs(ab.eval_noise.a - math.sqrt(se2)) < 1e-12, "eval noise of a: " .. tostring(ab.eval_noise.a))
+  assert(ab.eval_noise.b == 0, "b's runs do not move a's batches: " .. tostring(ab.eval_noise.b))
 end)
 
 test("ablate refuses bad repeats, repeat and metric", function()
