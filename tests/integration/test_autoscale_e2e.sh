@@ -67,6 +67,8 @@ sql() { "$SCALEMIX" sql -At -c "$1" 2>/dev/null; }
 check_eq "the run is recorded as succeeded" "$(sql "select status from runs where pipeline = 'autoscale'")" "succeeded"
 check_eq "DDO ran 2m+1 proxy runs per budget and a second seed of each base run (8 x 3 budgets with the validation)" \
   "$(sql "select count(*) from stage_runs where plugin = 'ablate' and status = 'succeeded'")" "24"
+check_eq "every proxy run stores its per-batch validation losses (eval_batches per domain), for paired evaluation errors" \
+  "$(sql "select distinct jsonb_array_length(v) from stage_runs, jsonb_each(result->'val_batch_loss') e(k, v) where plugin = 'ablate'")" "4"
 check_eq "two seeds of each target run, of both validation mixtures and of the n2 optimum" \
   "$(sql "select count(*) from stage_runs where plugin = 'train' and status = 'succeeded' and stage like '%/seed%'")" "12"
 check_eq "mixtures by method and budget: ddo at three budgets, autoscale at two" \
