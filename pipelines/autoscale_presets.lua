@@ -8,7 +8,7 @@
 -- n2^2/n1, and 3 seeds of the base and target runs: with 2, the fit's noise had one degree of freedom (a
 -- contrast had to be 12.7 noise sd away to count; 6 of 8 domains were held as within noise at n2) and the
 -- verdict's t quantile was 6.31. 3 seeds were NOT timed (2 seeds: 20 min 11 s). The validation sample is 8 x
--- 8 rows per domain: its error in a DDO contrast is about 0.55 of the contrast's training sd (measured).
+-- 8 rows per domain: its error in a DDO contrast is 0.33 to 0.55 of the contrast's training sd (measured).
 return {
   cpu = {
     layers = 2, heads = 2, channels = 64, seq = 64, batch = 8, lr = 2e-3, device = "auto", threads = 1,
