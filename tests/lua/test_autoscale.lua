@@ -2,11 +2,10 @@
 -- do): the measurements below are the demo's DDO runs at 50k tokens, where one domain (docs) came out
 -- non-monotone and its fitted curve diverges at the lower bound.
 local sm = require "scalemix"
-local failures = 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then print("PASS: " .. name) else print("FAIL: " .. name .. ": " .. tostring(err)); failures = failures + 1 end
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local H = require "harness"
+local test = H.test
 local function near(a, b, tol, what)
   if not (math.abs(a - b) <= tol) then error(string.format("%s: got %.17g, want %.17g", what, a, b), 2) end
 end
@@ -140,4 +139,4 @@ test("the evaluation error of a contrast pairs the two runs batch by batch on th
   assert(not ok and tostring(msg):find("not the same validation sample"), tostring(msg))
 end)
 
-if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
+H.finish()

@@ -2,11 +2,10 @@
 -- seed..seed+k-1, paired: the same parameters but the seed), the unrepeated stage names kept for seed 1
 -- of DDO, lists of metrics where the fit takes them, and train's contract ({repeats, metric}).
 local sm = require "scalemix"
-local failures = 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then print("PASS: " .. name) else print("FAIL: " .. name .. ": " .. tostring(err)); failures = failures + 1 end
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local H = require "harness"
+local test = H.test
 
 local submitted
 local function fake(plugin, params, inputs, opts)
@@ -84,4 +83,4 @@ test("train repeats: k ordinary results and the list of metrics, seeds 1..k", fu
   assert(one.metric == 101 and submitted[1].name == "train/uniform", "without repeats: one run, as before")
 end)
 
-if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
+H.finish()

@@ -6,11 +6,9 @@
 local sm = require "scalemix"
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 package.path = here .. "/../../pipelines/?.lua;" .. package.path
-local failures = 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then print("PASS: " .. name) else print("FAIL: " .. name .. ": " .. tostring(err)); failures = failures + 1 end
-end
+package.path = here .. "/?.lua;" .. package.path
+local H = require "harness"
+local test = H.test
 
 local seed_effect = { 0, 0.1 }
 local effect = { a = { [0.2] = 0.1, [3] = -0.1 }, b = { [0.2] = 0.02, [3] = -0.03 } }
@@ -60,4 +58,4 @@ test("the demo configuration's figures, pooled and per domain", function()
   assert(text:find("| b | ppl | 0.0141 | 0.1421 | 0.0050 | +0.0200 | -0.0300 | -0.0500 | no |", 1, true), "domain b:\n" .. text)
 end)
 
-if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
+H.finish()
