@@ -18,27 +18,8 @@
 local sm = require "scalemix"
 local P = sm.params
 
--- The defaults, one place, per preset. The cpu preset follows pipelines/noise_study.lua (README, "Noise
--- study": at 20k tokens the L2/C64 proxy's domain contrasts stood 3x above their paired noise for mean
--- perplexity, 1.6x for mean loss) and the 30-minute limit of `make demo` on 2 cores: n2 = 4 n1 as in the
--- paper, a target of 2 n2 (continuous form) rather than the paper's full step to n2^2/n1, 2 seeds, and a
--- validation sample of 8 x 8 rows per domain (the final evaluation of a 20k-token proxy on 16 x 8 rows took
--- longer than its training on this machine, so the sample was halved for the time limit).
-local PRESETS = {
-  cpu = {
-    layers = 2, heads = 2, channels = 64, seq = 64, batch = 8, lr = 2e-3, device = "auto", threads = 1,
-    n1 = 20e3, ratio = 4, target = 160e3, repeats = 2, ["repeat"] = "base", train_repeats = 2, metric = "ppl",
-    eval_batches = 8, curve_eval_batches = 1, parallel = 2, val_fraction = 0.05,
-  },
-  -- GPT-2 124M. With validate=true about 125M tokens in all (DDO 19.2 N per budget at 0.5M, 2M and 1M; 3
-  -- target mixtures x 2 seeds at ~8M; the validation and optimum runs): ~10 min at an assumed 200k
-  -- tokens/s (about 17% of an H200's bf16 peak). Not yet run on a GPU: the throughput is an assumption.
-  gpu = {
-    layers = 12, heads = 12, channels = 768, seq = 1024, batch = 16, lr = 6e-4, device = "cuda", threads = 1,
-    n1 = 0.5e6, ratio = 4, repeats = 2, ["repeat"] = "base", train_repeats = 2, metric = "ppl",
-    eval_batches = 2, curve_eval_batches = 1, parallel = 2, val_fraction = 0.05,
-  },
-}
+-- The defaults, one place per preset: pipelines/autoscale_presets.lua (the noise study starts from them too).
+local PRESETS = require "autoscale_presets"
 local preset_name = P.preset or "cpu"
 local D = PRESETS[preset_name]
 if not D then sm.error(string.format("unknown preset '%s' (cpu or gpu)", tostring(preset_name))) end

@@ -3,11 +3,7 @@
 local sm = require "scalemix"
 local R = {}
 
--- Two-sided 90% Student t quantiles by degrees of freedom (1..30; beyond: the normal's 1.645).
-local T90 = { 6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761, 1.753,
-              1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701, 1.699, 1.697 }
-
--- mean, sample sd (nil with one value) and the 90% t interval of the mean of a list
+-- mean and sample sd (nil with one value) of a list
 local function summary(xs)
   local n, s = #xs, 0
   for _, x in ipairs(xs) do s = s + x end
@@ -15,11 +11,8 @@ local function summary(xs)
   if n < 2 then return mean end
   local ss = 0
   for _, x in ipairs(xs) do ss = ss + (x - mean) ^ 2 end
-  local sd = math.sqrt(ss / (n - 1))
-  local h = (T90[n - 1] or 1.645) * sd / math.sqrt(n)
-  return mean, sd, mean - h, mean + h
+  return mean, math.sqrt(ss / (n - 1))
 end
-R.summary = summary
 
 -- A train result, repeated or not, as its list of single-seed results.
 local function seeds(r) return r.repeats or { r } end
@@ -62,29 +55,28 @@ function R.write(o)
   out("AutoScale on %s (preset %s): %d domains, model L=%d H=%d C=%d T=%d (%s); budgets n1 %.3g, n2 %.3g, target %.3g tokens",
       o.corpus_dir, o.preset, #domains, o.model.layers, o.model.heads, o.model.channels, o.model.seq, first.device, o.n1, o.n2, o.target)
 
-  -- Noise: training noise from the repeated base runs, evaluation noise from the fixed sample's standard error.
+  -- Noise: training noise from the repeated base runs; the evaluation error of the DDO contrasts, paired on
+  -- the fixed validation sample (sm.eval_contrast_se); per domain the fit's noise and signal-to-noise.
   out("")
-  out("Noise of the DDO runs (base run repeated with seeds; log-metric units, i.e. relative)")
+  out("Noise of the DDO runs (log-metric units, i.e. relative)")
   for i, a in ipairs(o.ab) do
     local ms = type(a.base.metric) == "table" and a.base.metric or { a.base.metric }
     local logs = {}
     for k, m in ipairs(ms) do logs[k] = math.log(m) end
     local _, sd = summary(logs)
-    local se = a.base.metric_se and a.base.metric_se / ms[1]
-    out("  n%d (%.3g tokens): %d seeds, training sd %s; evaluation se %s (the fixed validation sample)", i, a.budget, #ms,
-        sd and string.format("%.4f", sd) or "(one seed)", se and string.format("%.4f", se) or "(one batch)")
+    out("  n%d (%.3g tokens): base run over %d seeds: training sd %s", i, a.budget, #ms, sd and string.format("%.4f", sd) or "(one seed)")
   end
-  local function fitline(f, tag)
-    local parts = {}
+  local function fitline(f, a, tag)
+    out("  per domain at %s: training noise (the fit's sd of one run) / evaluation error of its contrasts (paired, the same sample) / signal-to-noise", tag)
     for _, d in ipairs(domains) do
-      local fl = (f.flags or {})[d] or {}
-      parts[#parts + 1] = string.format("%s %s%s", d, f.snr and f.snr[d] and string.format("%.2f", f.snr[d]) or "-",
-                                        table.concat(fl, ","):find("within_noise") and " (within noise)" or "")
+      local fl = table.concat((f.flags or {})[d] or {}, ",")
+      local function num(t, fmt) return t and t[d] and string.format(fmt, t[d]) or "-" end
+      out("    %-13s %s / %s / %s%s", d, num(f.noise, "%.4f"), num(a.eval_noise, "%.4f"), num(f.snr, "%.2f"),
+          fl:find("within_noise") and "  (within noise)" or "")
     end
-    out("  signal-to-noise at %s: %s", tag, table.concat(parts, "; "))
   end
-  fitline(o.fit1, "n1")
-  fitline(o.fit2, "n2")
+  fitline(o.fit1, o.ab[1], "n1")
+  fitline(o.fit2, o.ab[2], "n2")
 
   local flagged = {}
   for _, f in ipairs { o.fit1, o.fit2 } do
@@ -143,18 +135,16 @@ function R.write(o)
     out("  %-14s %s", n, table.concat(parts, "  "))
   end
   out("")
+  -- the verdict is compare's (one figure: the final evaluations on the fixed validation sample, paired seeds)
   out("Verdict at the target: AutoScale minus each baseline, mean validation perplexity (paired by seed, 90%% t interval)")
-  local ma = metrics(runs.autoscale)
   for i = 2, #names do
-    local mb = metrics(runs[names[i]])
-    local diff = {}
-    for k = 1, math.min(#ma, #mb) do diff[k] = ma[k] - mb[k] end
-    local mean, _, lo, hi = summary(diff)
-    local sig = lo and ((hi < 0 and "AutoScale better") or (lo > 0 and "AutoScale worse") or "not significant") or "one seed: no interval"
-    out("  vs %-14s %+.2f%s  %s", names[i], mean, lo and string.format(" [%+.2f, %+.2f]", lo, hi) or "", sig)
+    local f = cmp.final_diff[names[i]]
+    local sig = f.significant == nil and "one seed: no interval" or not f.significant and "not significant"
+      or f.value < 0 and "AutoScale better" or "AutoScale worse"
+    out("  vs %-14s %+.2f%s  %s", names[i], f.value, f.significant ~= nil and string.format(" [%+.2f, %+.2f]", f.lo, f.hi) or "", sig)
   end
   out("")
-  out("Speed-up of AutoScale (1 - steps to reach the baseline's final perplexity / baseline's steps)")
+  out("Speed-up of AutoScale on the validation curves (1 - steps to reach the end of the baseline's curve / baseline's steps)")
   for i = 2, #names do out("  vs %-14s %s", names[i], cmp.summary[names[i]]) end
   local v = o.validation
   if v then

@@ -2,13 +2,16 @@
  * baseline, from validation perplexity (or loss) curves, and the difference of the final values. See
  * core/autoscale/sm_speedup.h for the rule.
  *
- * A mixture is one curve {steps, values, tokens_per_step} or repeated runs {repeats: [curve, ...]} (seeds).
- * Point estimates are read off the mean curve of the repeats. Intervals (90%) need repeats on both sides:
- * seed i of every mixture shares its initialisation, so the seeds are paired, and the interval is Student's
- * t on the per-seed differences (final values) and per-seed speed-ups. A per-seed speed-up is signed: when the
- * target never reaches the baseline's final value, it is minus the baseline's speed-up over the target (the
- * two definitions meet at 0, where both runs end at the same value). An interval that includes zero is
- * reported as "not significant". */
+ * A mixture is one run {steps, values, tokens_per_step, final} or repeated runs {repeats: [run, ...]} (seeds).
+ * The speed-up is read off the curves (the mean curve of the repeats for the point estimate). The final
+ * difference -- the verdict -- is taken from `final`, each run's final evaluation on the fixed validation
+ * sample, not from the curve's last point: the curve is measured on a smaller sample (curve_eval_batches),
+ * so its end is a noisier figure of the same quantity, and the report and the status page print this one.
+ * Intervals (90%) need repeats on both sides: seed i of every mixture shares its initialisation, so the
+ * seeds are paired, and the interval is Student's t on the per-seed differences (final values) and per-seed
+ * speed-ups. A per-seed speed-up is signed: when the target never reaches the baseline's final curve value, it
+ * is minus the baseline's speed-up over the target (the two definitions meet at 0, where both runs end at the
+ * same value). An interval that includes zero is reported as "not significant". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +26,10 @@
 
 static const char schema[] =
     "{\"curves\": {\"type\": \"object\", \"required\": true,"
-    "   \"doc\": \"{name: {steps: [...], values: [...], tokens_per_step: n} or {repeats: [{steps, values, tokens_per_step}, "
-    "...]} (seeds, paired across mixtures by position)}: validation curves, lower is better. From Lua, sm.compare{runs = "
+    "   \"doc\": \"{name: {steps: [...], values: [...], tokens_per_step: n, final: x} or {repeats: [{steps, values, "
+    "tokens_per_step, final}, ...]} (seeds, paired across mixtures by position)}: validation curves, lower is better, and "
+    "final, the run's final evaluation on the fixed validation sample (the final difference is taken from it, not from the "
+    "curve's last point). From Lua, sm.compare{runs = "
     "{name = sm.train result}} passes either an ordinary result or one of sm.train{..., repeats = k} (its .repeats); "
     "90% intervals (Student t over paired seeds) need repeats of both mixtures; 'not significant' when one includes 0\"},"
     " \"target\": {\"type\": \"string\", \"default\": \"autoscale\", \"doc\": \"the curve compared against all others\"},"
@@ -32,10 +37,11 @@ static const char schema[] =
 
 typedef struct curve_buf {
     double *steps, *values;
+    double final; /* the final evaluation on the fixed validation sample */
     sm_curve c;
 } curve_buf;
 
-/* one mixture: its repeats and their mean curve */
+/* one mixture: its repeats, their mean curve and mean final evaluation */
 typedef struct mix {
     curve_buf *rep;
     size_t k;
@@ -68,6 +74,11 @@ static int read_curve(json_t *cj, const char *name, curve_buf *cb, sm_error *err
     double tps = 0;
     int has = sm_asj_opt_number(cj, "tokens_per_step", STAGE, &tps, err);
     if (has < 0) return has;
+    json_t *fj = json_object_get(cj, "final");
+    if (!json_is_number(fj) || !isfinite(json_number_value(fj)) || !(json_number_value(fj) > 0))
+        return sm_error_set(err, SM_ERR_ARG, STAGE ": curve '%s' needs 'final', the run's final evaluation on the fixed "
+                                            "validation sample (a positive number; a train result's .metric)", name);
+    cb->final = json_number_value(fj);
     cb->c = (sm_curve){cb->steps, cb->values, ns, has ? tps : 0};
     return sm_curve_check(&cb->c, name, err);
 }
@@ -94,8 +105,10 @@ static int read_mix(json_t *mj, const char *name, mix *mx, sm_error *err) {
     mx->mean.values = calloc(n, sizeof(double));
     if (!mx->mean.steps || !mx->mean.values) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
     memcpy(mx->mean.steps, mx->rep[0].steps, n * sizeof(double));
-    for (size_t r = 0; r < k; r++)
+    for (size_t r = 0; r < k; r++) {
         for (size_t j = 0; j < n; j++) mx->mean.values[j] += mx->rep[r].values[j] / (double)k;
+        mx->mean.final += mx->rep[r].final / (double)k;
+    }
     mx->mean.c = (sm_curve){mx->mean.steps, mx->mean.values, n, mx->rep[0].c.tokens_per_step};
     return SM_OK;
 }
@@ -106,8 +119,6 @@ static void mix_free(mix *mx) {
     free(mx->mean.steps);
     free(mx->mean.values);
 }
-
-static double final_value(const sm_curve *c) { return c->values[c->n - 1]; }
 
 /* The signed speed-up of t over b (see the header comment); NaN when neither reaches the other's end. */
 static double signed_speedup(const sm_curve *t, const sm_curve *b) {
@@ -168,7 +179,7 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     json_t *spci = json_object(), *fdiff = json_object(), *summary = json_object(), *reps = json_object();
     const sm_curve *tc = &mx[ti].mean.c;
     for (size_t i = 0; i < n; i++) {
-        json_object_set_new(fin, names[i], sm_asj_num(final_value(&mx[i].mean.c)));
+        json_object_set_new(fin, names[i], sm_asj_num(mx[i].mean.final));
         json_object_set_new(reps, names[i], json_integer((json_int_t)mx[i].k));
         if (i == ti) continue;
         const sm_curve *bc = &mx[i].mean.c;
@@ -188,17 +199,17 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         size_t kp = mx[ti].k < mx[i].k ? mx[ti].k : mx[i].k, ns = 0;
         double ss[kp], dd[kp];
         for (size_t r = 0; r < kp; r++) {
-            dd[r] = final_value(&mx[ti].rep[r].c) - final_value(&mx[i].rep[r].c);
+            dd[r] = mx[ti].rep[r].final - mx[i].rep[r].final;
             double v = signed_speedup(&mx[ti].rep[r].c, &mx[i].rep[r].c);
             if (isfinite(v)) ss[ns++] = v;
         }
-        double slo, shi, dlo, dhi, dval = final_value(tc) - final_value(bc);
+        double slo, shi, dlo, dhi, dval = mx[ti].mean.final - mx[i].mean.final;
         const char *sv, *dv;
         json_object_set_new(spci, names[i], interval_json(reached ? s : signed_speedup(tc, bc), ss, ns, &slo, &shi, &sv));
         json_object_set_new(fdiff, names[i], interval_json(dval, dd, kp, &dlo, &dhi, &dv));
         char line[512], sps[128];
         if (reached) snprintf(sps, sizeof sps, "speed-up %+.1f%%", 100 * s);
-        else snprintf(sps, sizeof sps, "never reached %s's final %s (signed speed-up %+.1f%%)", names[i], metric,
+        else snprintf(sps, sizeof sps, "never reached the end of %s's %s curve (signed speed-up %+.1f%%)", names[i], metric,
                       100 * signed_speedup(tc, bc));
         if (isfinite(slo))
             snprintf(line, sizeof line, "%s [90%% interval %+.1f%%, %+.1f%%, %zu seeds: %s]; final %s %+.4g [%+.4g, %+.4g: %s]",
@@ -238,10 +249,10 @@ static const sm_plugin_desc desc = {
     .abi_major = SM_PLUGIN_ABI_MAJOR,
     .abi_minor = SM_PLUGIN_ABI_MINOR,
     .name = "compare",
-    .version = "2.0.0",
-    .cache_salt = "2",
+    .version = "2.1.0",
+    .cache_salt = "3",
     .description = "speed-up of the target run over each baseline (1 - steps to reach the baseline's final value / its "
-                   "steps) and the final-value difference, with 90% intervals over paired seeds",
+                   "steps) and the difference of the final evaluations, with 90% intervals over paired seeds",
     .params_schema = schema,
     .resources = NULL,
     .run = run,

@@ -227,8 +227,10 @@ static int on_step(void *ud, const sm_train_event *ev) {
 /* The final evaluation on every domain's fixed validation sample (eval_batches x B rows spread over the
  * shard), batch by batch: loss[d] is the token-weighted mean and se[d] the standard error of that mean from
  * the spread of the batch means (NaN with a single batch). Each batch covers one stratum of the shard, so
- * this overstates the error of the stratified sample a little rather than understating it. */
-static int final_eval(const job *j, sm_gpt2 *m, sm_loader *ld, double *loss, double *se, sm_error *err) {
+ * this overstates the error of the stratified sample a little rather than understating it. batches[d] gets
+ * every batch's mean loss: two runs evaluated on the same sample are paired batch by batch, and the spread
+ * of the per-batch differences is the evaluation error of their contrast (sm.eval_contrast_se). */
+static int final_eval(const job *j, sm_gpt2 *m, sm_loader *ld, double *loss, double *se, json_t *batches, sm_error *err) {
     size_t BT = (size_t)j->B * j->T;
     int32_t *in = malloc(BT * sizeof(int32_t)), *tg = malloc(BT * sizeof(int32_t));
     if (!in || !tg) { free(in); free(tg); return sm_error_set(err, SM_ERR_NOMEM, "out of memory"); }
@@ -244,12 +246,15 @@ static int final_eval(const job *j, sm_gpt2 *m, sm_loader *ld, double *loss, dou
         }
         double sum = 0, s1 = 0, s2 = 0;
         int nb = 0;
+        json_t *bl = json_array();
+        json_object_set_new(batches, j->domains[d], bl);
         for (uint64_t r0 = 0; r0 < rows && !rc; r0 += (uint64_t)j->B, nb++) {
             int n = (int)(rows - r0 < (uint64_t)j->B ? rows - r0 : (uint64_t)j->B);
             float l = 0;
             rc = sm_loader_val_batch(ld, d, j->T, sample, r0, n, in, tg, err);
             if (!rc) rc = sm_gpt2_loss(m, in, tg, n, j->T, &l, err);
             sum += (double)l * n;
+            json_array_append_new(bl, json_real(l));
             s1 += l;
             s2 += (double)l * l;
         }
@@ -326,7 +331,11 @@ int sm_trainjob_run(const sm_host_api *api, sm_host *h, const char *params_json,
         rc = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = final_eval(&j, m, ld, final_losses, final_se, err)) != SM_OK) goto out;
+    json_t *batch_losses = json_object();
+    if ((rc = final_eval(&j, m, ld, final_losses, final_se, batch_losses, err)) != SM_OK) {
+        json_decref(batch_losses);
+        goto out;
+    }
     uint64_t *served = calloc(j.nd, sizeof *served);
     double *epochs = calloc(j.nd, sizeof *epochs), *served_d = calloc(j.nd, sizeof *served_d), *ppl = calloc(j.nd, sizeof *ppl);
     sm_loader_served(ld, served, epochs);
@@ -352,6 +361,7 @@ int sm_trainjob_run(const sm_host_api *api, sm_host *h, const char *params_json,
     json_object_set_new(res, "metric_se", isfinite(var_metric) ? json_real(sqrt(var_metric) / (double)j.nd) : json_null());
     json_object_set_new(res, "mean_loss", json_real(mean_loss));
     json_object_set_new(res, "eval_rows", json_integer((json_int_t)j.eval_batches * j.B));
+    json_object_set_new(res, "val_batch_loss", batch_losses);
     if (full) {
         json_t *cs = json_array(), *cp = json_array();
         for (size_t i = 0; i < pr.ncurve; i++) {

@@ -1,7 +1,7 @@
 -- scalemix.autoscale: the AutoScale stages as plain Lua functions taking option tables.
 -- Installed into the `scalemix` module (sm.tokenize, sm.ablate, sm.fit, sm.extrapolate, sm.train,
--- sm.compare, sm.weights_l1, sm.curve_data, sm.plot, sm.export, sm.schedule). Every function returns a plain table; the stage behind it
--- is in .stage (its stage_run_id, reused flag, outputs).
+-- sm.compare, sm.weights_l1, sm.eval_contrast_se, sm.curve_data, sm.plot, sm.export, sm.schedule). Every
+-- function returns a plain table; the stage behind it is in .stage (its stage_run_id, reused flag, outputs).
 local A = {}
 
 local function sorted_keys(t)
@@ -88,6 +88,40 @@ function A.install(sm)
   end
 
   ---------------------------------------------------------------------------------------------------
+  -- eval_contrast_se(a, b, metric) -> { se = {[d] = ...}, log_metric = ... }: the evaluation error of the
+  -- contrast between two runs (ablate or train stage results), both evaluated on the same fixed validation
+  -- sample. Per domain: the standard error of the mean per-batch loss difference (.val_batch_loss; the batches
+  -- are paired, so the sample's own luck, common to both runs, cancels); for log(metric) by the delta method
+  -- over the domains (independent samples), with weights ppl_d / sum of ppl (metric "ppl", the mean
+  -- perplexity) or 1 / sum of losses ("loss", the mean loss). se[d] is nil with one batch, and then so is
+  -- log_metric.
+  function sm.eval_contrast_se(a, b, metric)
+    local la, lb = need(a, "val_batch_loss", "sm.eval_contrast_se"), need(b, "val_batch_loss", "sm.eval_contrast_se")
+    local out, doms, total = { se = {} }, {}, 0
+    for d in pairs(la) do doms[#doms + 1] = d end
+    table.sort(doms)
+    for _, d in ipairs(doms) do
+      local xa, xb = la[d], lb[d] or err(string.format("sm.eval_contrast_se: the second run has no domain '%s'", d))
+      if #xa ~= #xb then
+        err(string.format("sm.eval_contrast_se: domain '%s' has %d and %d batches: not the same validation sample", d, #xa, #xb))
+      end
+      local n, m, v = #xa, 0, 0
+      for i = 1, n do m = m + (xa[i] - xb[i]) / n end
+      for i = 1, n do v = v + (xa[i] - xb[i] - m) ^ 2 end
+      if n > 1 then out.se[d] = math.sqrt(v / (n - 1) / n) end
+      total = total + (metric == "loss" and (a.val_loss[d] + b.val_loss[d]) / 2 or (a.val_ppl[d] + b.val_ppl[d]) / 2)
+    end
+    local var = 0
+    for _, d in ipairs(doms) do
+      if out.se[d] == nil then return out end
+      local w = metric == "loss" and 1 / total or (a.val_ppl[d] + b.val_ppl[d]) / 2 / total
+      var = var + (w * out.se[d]) ^ 2
+    end
+    out.log_metric = math.sqrt(var)
+    return out
+  end
+
+  ---------------------------------------------------------------------------------------------------
   -- ablate{ corpus = tokenize(...), budget = N, base = weights (default uniform), factors = {0.2, 3},
   --         domains = {...} (default all), model = {...}, batch, lr, seed, threads, device,
   --         repeats = k (seeds for the base run), repeat = "base" | "all" (which runs get them),
@@ -167,6 +201,18 @@ function A.install(sm)
       r.factor = r.tokens[spec.domain] / out.base.tokens[spec.domain]
       out.runs[i] = r
     end
+    -- The evaluation error of each domain's contrasts in log(metric): every perturbed run against the base
+    -- run of its seed on the shared validation sample (sm.eval_contrast_se), root mean square over the
+    -- domain's runs and seeds; nil with a one-batch sample.
+    local sum, cnt = {}, {}
+    for i, spec in ipairs(specs) do
+      for k, f in ipairs(groups[i + 1]) do
+        local se = sm.eval_contrast_se(f.result, groups[1][k].result, metric).log_metric
+        if se then sum[spec.domain], cnt[spec.domain] = (sum[spec.domain] or 0) + se * se, (cnt[spec.domain] or 0) + 1 end
+      end
+    end
+    out.eval_noise = {}
+    for d, v in pairs(sum) do out.eval_noise[d] = math.sqrt(v / cnt[d]) end
     return out
   end
 
@@ -175,7 +221,7 @@ function A.install(sm)
   --      on_bad_fit, noise, on_noise, boot, seed } (or the output of sm.ablate) -> weights, tokens, budget,
   -- params[d] = {a, b, c}, rmse[d], flags[d], other (the other interpolant's params and optimum), and from
   -- repeats (any metric may be a list: base = {metric = {28.1, 28.3}}): noise[d], snr[d], ci[d] = {lo, hi},
-  -- boot (weight replicates, in .domains order).
+  -- boot (weight replicates, in .domains order); eval_noise[d] passed through from sm.ablate.
   function sm.fit(opts)
     -- The measurements are parameters; the proxy runs they came from (when known) are inputs, for lineage.
     local runs, inputs = {}, {}
@@ -197,6 +243,7 @@ function A.install(sm)
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result
     r.stage = s
+    r.eval_noise = opts.eval_noise -- sm.ablate's: the evaluation error of each domain's contrasts, shown beside noise
     return r
   end
 
@@ -300,6 +347,8 @@ function A.install(sm)
 
   -- compare{ runs = { name = train result, ... }, target = "autoscale" } -> speedup[baseline], final[name],
   -- speedup_ci[baseline] and final_diff[baseline] = {value, lo, hi, n, significant, verdict}, summary[baseline].
+  -- The speed-up is read off the validation curves; final and final_diff (the verdict) off each run's final
+  -- evaluation on the fixed validation sample (.metric, mean perplexity), the figure the report prints.
   -- Contract: each run is an ordinary train result (.curve, .tokens_per_step, .stage) or a repeated one from
   -- sm.train{..., repeats = k}: .repeats = a list of k ordinary results (seed i of every mixture shares its
   -- initialisation, so seeds are paired by position). Intervals (90%, Student t over the paired seeds) need
@@ -323,12 +372,13 @@ function A.install(sm)
   end
 
   -- curve_data(train result) -> the validation curve as compare and plot take it: {steps, values (perplexity),
-  -- tokens_per_step}, or {repeats = {...}} for a repeated result (sm.train{..., repeats = k}); sm.PENDING while
-  -- planning. One conversion, so the report's figures show what compare measured.
+  -- tokens_per_step, final (.metric: the final evaluation's mean perplexity on the fixed validation sample)},
+  -- or {repeats = {...}} for a repeated result (sm.train{..., repeats = k}); sm.PENDING while planning. One
+  -- conversion, so the report's figures show what compare measured.
   function sm.curve_data(r)
     local function one(x)
       if x.planned then return sm.PENDING end
-      return { steps = x.curve.steps, values = x.curve.ppl, tokens_per_step = x.tokens_per_step }
+      return { steps = x.curve.steps, values = x.curve.ppl, tokens_per_step = x.tokens_per_step, final = x.metric }
     end
     if r.planned then return sm.PENDING end
     if type(r.repeats) ~= "table" then return one(r) end

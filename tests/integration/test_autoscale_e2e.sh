@@ -23,8 +23,10 @@ check_eq "the pipeline succeeds" $rc 0
 grep -q "^Mixture weights by budget" report.txt; check_eq "report has the mixture table" $? 0
 grep -q "^  vs uniform " report.txt && grep -q "^  vs proportional " report.txt; check_eq "report has a speed-up per baseline" $? 0
 grep -q "^Extrapolation check at" report.txt; check_eq "report has the extrapolation check" $? 0
-grep -q "^  n1 (2.05e+03 tokens): 2 seeds, training sd [0-9.]*; evaluation se [0-9.]*" report.txt
-check_eq "report has the training and evaluation noise of the repeated base runs" $? 0
+grep -Eq "^  n1 \(2.05e\+03 tokens\): base run over 2 seeds: training sd [0-9.]+$" report.txt
+check_eq "report has the training noise of the repeated base runs" $? 0
+grep -Eq "^    code +[0-9.]+ / [0-9.]+ / [0-9.]+" report.txt
+check_eq "report has per domain the training noise, the paired evaluation error of the contrasts and the snr" $? 0
 grep -Eq "^  vs uniform +[-+][0-9.]+ \[[-+][0-9.]+, [-+][0-9.]+\]  (AutoScale better|AutoScale worse|not significant)" report.txt
 check_eq "report has the verdict against uniform with its interval" $? 0
 grep -Eq "^  predicted vs directly optimised weights: L1 [0-9.]+ \[[0-9.]+, [0-9.]+\]" report.txt
@@ -35,6 +37,29 @@ grep -Eq "^  n2 fit at its optimum: predicted metric [0-9.]+, measured [0-9.]+" 
 check_eq "report checks the fit's prediction at its optimum" $? 0
 grep -Eq "^  vs uniform .*90% interval .* seeds: .*final perplexity" report.txt
 check_eq "report gives compare's speed-up and final difference with intervals over the seeds" $? 0
+# One figure for the verdict: the report prints compare's final difference, which is the mean over paired seeds
+# of the final evaluations on the fixed validation sample (the runs' .metric), not the curves' last points.
+python3 - "$("$SCALEMIX" sql -At -c "select result from stage_runs where plugin = 'compare'" 2>/dev/null)" \
+  "$("$SCALEMIX" sql -At -c "select stage || ' ' || (result->>'metric') || ' ' || (result->'curve'->'ppl'->> -1) from stage_runs where plugin = 'train' and stage ~ '^train/(autoscale|uniform)/seed'" 2>/dev/null)" \
+  report.txt <<'PY'
+import json, re, sys
+cmp = json.loads(sys.argv[1])
+runs = {}
+for line in sys.argv[2].splitlines():
+    stage, metric, curve_end = line.split()
+    runs[stage] = (float(metric), float(curve_end))
+seeds = sorted(s.rsplit("/", 1)[1] for s in runs if s.startswith("train/autoscale/"))
+diff = [runs["train/autoscale/" + s][0] - runs["train/uniform/" + s][0] for s in seeds]
+curve_diff = [runs["train/autoscale/" + s][1] - runs["train/uniform/" + s][1] for s in seeds]
+fd = cmp["final_diff"]["uniform"]
+ok = len(seeds) == 2 and abs(fd["value"] - sum(diff) / len(diff)) < 1e-9 and abs(sum(curve_diff) - sum(diff)) > 1e-6
+text = open(sys.argv[3]).read().split("Verdict at the target", 1)[1]
+m = re.search(r"^  vs uniform +([-+][0-9.]+) \[([-+][0-9.]+), ([-+][0-9.]+)\]", text, re.M)
+ok = ok and m and all(abs(float(x) - fd[k]) <= 0.005 + 1e-9 for x, k in zip(m.groups(), ("value", "lo", "hi")))
+if not ok: print("compare", fd, "runs", runs, "report", m and m.groups(), file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+check_eq "the report's verdict is compare's final difference, from the final evaluations (not the curves' ends)" $? 0
 for f in fit_n1.svg fit_n2.svg weights.svg curves.svg report.txt; do
   [ -s "out/$f" ] && grep -q "</svg>\|Mixture" "out/$f"; check_eq "output $f written" $? 0
 done
@@ -42,6 +67,8 @@ sql() { "$SCALEMIX" sql -At -c "$1" 2>/dev/null; }
 check_eq "the run is recorded as succeeded" "$(sql "select status from runs where pipeline = 'autoscale'")" "succeeded"
 check_eq "DDO ran 2m+1 proxy runs per budget and a second seed of each base run (8 x 3 budgets with the validation)" \
   "$(sql "select count(*) from stage_runs where plugin = 'ablate' and status = 'succeeded'")" "24"
+check_eq "every proxy run stores its per-batch validation losses (eval_batches per domain), for paired evaluation errors" \
+  "$(sql "select distinct jsonb_array_length(v) from stage_runs, jsonb_each(result->'val_batch_loss') e(k, v) where plugin = 'ablate'")" "4"
 check_eq "two seeds of each target run, of both validation mixtures and of the n2 optimum" \
   "$(sql "select count(*) from stage_runs where plugin = 'train' and status = 'succeeded' and stage like '%/seed%'")" "12"
 check_eq "mixtures by method and budget: ddo at three budgets, autoscale at two" \

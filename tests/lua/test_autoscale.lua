@@ -2,11 +2,10 @@
 -- do): the measurements below are the demo's DDO runs at 50k tokens, where one domain (docs) came out
 -- non-monotone and its fitted curve diverges at the lower bound.
 local sm = require "scalemix"
-local failures = 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then print("PASS: " .. name) else print("FAIL: " .. name .. ": " .. tostring(err)); failures = failures + 1 end
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local H = require "harness"
+local test = H.test
 local function near(a, b, tol, what)
   if not (math.abs(a - b) <= tol) then error(string.format("%s: got %.17g, want %.17g", what, a, b), 2) end
 end
@@ -102,7 +101,10 @@ end)
 test("compare takes repeated train results (the sm.train repeats contract) beside single ones", function()
   -- stand-ins for train results: curves typed here, any stage's result artifact for the lineage input
   local any = sm.fit(spec)
-  local function run(final) return { curve = { steps = { 100, 200, 300 }, ppl = { 40, 30, final } }, tokens_per_step = 64, stage = any.stage } end
+  -- .metric (the final evaluation on the fixed sample) is 0.5 above the curve's end: compare's final is .metric
+  local function run(final)
+    return { curve = { steps = { 100, 200, 300 }, ppl = { 40, 30, final } }, metric = final + 0.5, tokens_per_step = 64, stage = any.stage }
+  end
   local function rep(finals)
     local r = { repeats = {}, metric = {} }
     for i, f in ipairs(finals) do r.repeats[i], r.metric[i] = run(f), f end
@@ -115,7 +117,26 @@ test("compare takes repeated train results (the sm.train repeats contract) besid
   assert(c.summary.tied:find("not significant"), c.summary.tied)
   assert(not c.summary.uniform:find("not significant"), c.summary.uniform)
   assert(c.summary.single:find("no interval"), c.summary.single)
-  near(c.final.autoscale, (20 + 20.5 + 19.8) / 3, 1e-12, "final of the mean curve")
+  near(c.final.autoscale, (20 + 20.5 + 19.8) / 3 + 0.5, 1e-12, "final: the mean final evaluation, not the curve's end")
+  near(c.final_diff.uniform.value, (20 + 20.5 + 19.8 - 25 - 25.4 - 24.9) / 3, 1e-12, "final difference")
 end)
 
-if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
+test("the evaluation error of a contrast pairs the two runs batch by batch on the shared sample", function()
+  -- the sample's own luck (batch 2 is hard for both models) cancels; what remains is the spread of the
+  -- per-batch differences: code 0.1, 0.3, 0.2 (sd 0.1), web 0, 0, 0
+  local a = { val_batch_loss = { code = { 3.1, 5.3, 4.2 }, web = { 2, 2.5, 3 } }, val_loss = { code = 4.2, web = 2.5 },
+              val_ppl = { code = math.exp(4.2), web = math.exp(2.5) } }
+  local b = { val_batch_loss = { code = { 3.0, 5.0, 4.0 }, web = { 2, 2.5, 3 } }, val_loss = { code = 4.0, web = 2.5 },
+              val_ppl = { code = math.exp(4.0), web = math.exp(2.5) } }
+  local e = sm.eval_contrast_se(a, b, "ppl")
+  near(e.se.code, 0.1 / math.sqrt(3), 1e-12, "code: sd of the differences / sqrt(batches)")
+  near(e.se.web, 0, 0, "web: identical per-batch losses")
+  local wc = (math.exp(4.2) + math.exp(4.0)) / 2 / ((math.exp(4.2) + math.exp(4.0)) / 2 + math.exp(2.5))
+  near(e.log_metric, wc * 0.1 / math.sqrt(3), 1e-12, "log mean perplexity: the delta method, weights ppl_d / sum")
+  near(sm.eval_contrast_se(a, b, "loss").log_metric, 0.1 / math.sqrt(3) / (4.1 + 2.5), 1e-12, "log mean loss")
+  b.val_batch_loss.code = { 3.0, 5.0 }
+  local ok, msg = pcall(sm.eval_contrast_se, a, b, "ppl")
+  assert(not ok and tostring(msg):find("not the same validation sample"), tostring(msg))
+end)
+
+H.finish()

@@ -6,11 +6,9 @@ local sm = require "scalemix"
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local path = here .. "/../../pipelines/autoscale.lua"
 package.path = here .. "/../../pipelines/?.lua;" .. package.path
-local failures = 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then print("PASS: " .. name) else print("FAIL: " .. name .. ": " .. tostring(err)); failures = failures + 1 end
-end
+package.path = here .. "/?.lua;" .. package.path
+local H = require "harness"
+local test = H.test
 
 local src = assert(io.open(path)):read("*a")
 local options, seen = {}, {}
@@ -112,4 +110,4 @@ test("bad option values are refused", function()
   end
 end)
 
-if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
+H.finish()

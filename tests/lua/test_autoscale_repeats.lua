@@ -2,11 +2,10 @@
 -- seed..seed+k-1, paired: the same parameters but the seed), the unrepeated stage names kept for seed 1
 -- of DDO, lists of metrics where the fit takes them, and train's contract ({repeats, metric}).
 local sm = require "scalemix"
-local failures = 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then print("PASS: " .. name) else print("FAIL: " .. name .. ": " .. tostring(err)); failures = failures + 1 end
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local H = require "harness"
+local test = H.test
 
 local submitted
 local function fake(plugin, params, inputs, opts)
@@ -14,8 +13,12 @@ local function fake(plugin, params, inputs, opts)
   for d, t in pairs(params.tokens or {}) do served[d] = t end
   -- a metric that depends on the seed and the mixture, so lists can be checked
   local metric = 100 + (params.seed or 1) + (params.tokens and params.tokens.a or 0) / 1000
+  -- per-batch losses of the shared validation sample: batch 2 moves with the mixture, the others do not
+  local shift = (params.tokens and params.tokens.a or 0) / 1e5
+  local bl = { a = { 4, 4.5 + shift, 5 }, b = { 3, 3.5, 4 } }
   local s = { name = opts.name, plugin = plugin, params = params, stage_run_id = "sr-" .. #submitted,
-              result = { metric = metric, mean_loss = math.log(metric), tokens = served, val_ppl = {}, metric_se = 0.5, epochs = {} },
+              result = { metric = metric, mean_loss = math.log(metric), tokens = served, val_ppl = { a = 90, b = 30 },
+                         val_loss = { a = 4.5, b = 3.5 }, val_batch_loss = bl, metric_se = 0.5, epochs = {} },
               outputs = { result = { path = "/x" }, model = { path = "/m" } } }
   function s.wait(self) return self end
   submitted[#submitted + 1] = s
@@ -51,6 +54,11 @@ test("ablate repeat = all repeats every run; metric = loss reports the mean loss
   assert(#submitted == 2 * 5, "5 runs x 2 seeds, got " .. #submitted)
   for _, r in ipairs(ab.runs) do assert(type(r.metric) == "table" and #r.metric == 2, "a list per run") end
   assert(math.abs(ab.base.metric[1] - math.log(103)) < 1e-12, "mean loss of seed 1")
+  -- the evaluation error of a's contrasts: x0.2 and x3 move batch 2 by -0.016 and +0.04 (a = 2000 tokens at base),
+  -- so each contrast's per-batch differences are (0, d, 0), se = |d| / 3; log mean loss weights 1 / (4.5 + 3.5)
+  local se2 = ((0.016 / 3) ^ 2 + (0.04 / 3) ^ 2) / 2 / 8 ^ 2
+  assert(math.abs(ab.eval_noise.a - math.sqrt(se2)) < 1e-12, "eval noise of a: " .. tostring(ab.eval_noise.a))
+  assert(ab.eval_noise.b == 0, "b's runs do not move a's batches: " .. tostring(ab.eval_noise.b))
 end)
 
 test("ablate refuses bad repeats, repeat and metric", function()
@@ -75,4 +83,4 @@ test("train repeats: k ordinary results and the list of metrics, seeds 1..k", fu
   assert(one.metric == 101 and submitted[1].name == "train/uniform", "without repeats: one run, as before")
 end)
 
-if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
+H.finish()

@@ -1,10 +1,9 @@
 -- Lua-level tests of the scalemix library (run by tests/run.sh through `scalemix run`).
 local sm = require "scalemix"
-local failures = 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then print("PASS: " .. name) else print("FAIL: " .. name .. ": " .. tostring(err)); failures = failures + 1 end
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local H = require "harness"
+local test = H.test
 local function eq(a, b, what)
   if a ~= b then error(string.format("%s: got %s, want %s", what or "value", tostring(a), tostring(b)), 2) end
 end
@@ -84,4 +83,4 @@ test("pending placeholders absorb use", function()
   eq(p .. "x", "<pending>")
 end)
 
-if failures > 0 then error(failures .. " Lua test(s) failed", 0) end
+H.finish()

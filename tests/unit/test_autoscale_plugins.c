@@ -727,9 +727,9 @@ TEST(extrapolate_param_errors) {
 TEST(compare_speedups) {
     const sm_plugin_desc *d = load("compare");
     const char *params =
-        "{\"curves\": {\"autoscale\": {\"steps\": [200, 400, 500, 600, 1000], \"values\": [35, 25, 22, 18, 15]},"
-        "             \"uniform\": {\"steps\": [250, 500, 750, 1000], \"values\": [40, 30, 24, 20]},"
-        "             \"strong\": {\"steps\": [500, 1000], \"values\": [20, 14]}},"
+        "{\"curves\": {\"autoscale\": {\"steps\": [200, 400, 500, 600, 1000], \"values\": [35, 25, 22, 18, 15], \"final\": 15},"
+        "             \"uniform\": {\"steps\": [250, 500, 750, 1000], \"values\": [40, 30, 24, 20], \"final\": 20},"
+        "             \"strong\": {\"steps\": [500, 1000], \"values\": [20, 14], \"final\": 14}},"
         " \"target\": \"autoscale\", \"metric\": \"perplexity\"}";
     json_t *r;
     sm_error e;
@@ -745,9 +745,12 @@ TEST(compare_speedups) {
     CHECK_NEAR(H.metric_v[0], 0.45, 1e-15);
     CHECK_EQ_INT(H.metric_step[0], 1000);
     json_decref(r);
-    CHECK_EQ_INT(call(d, "{\"curves\": {\"a\": {\"steps\": [1], \"values\": [2]}, \"b\": {\"steps\": [1], \"values\": [2]}},"
-                         " \"target\": \"autoscale\"}", &r, &e), SM_ERR_ARG);
+    CHECK_EQ_INT(call(d, "{\"curves\": {\"a\": {\"steps\": [1], \"values\": [2], \"final\": 2}, \"b\": {\"steps\": [1], "
+                         "\"values\": [2], \"final\": 2}}, \"target\": \"autoscale\"}", &r, &e), SM_ERR_ARG);
     CHECK(strstr(e.msg, "no curve named 'autoscale'"));
+    CHECK_EQ_INT(call(d, "{\"curves\": {\"autoscale\": {\"steps\": [1], \"values\": [2]}, \"b\": {\"steps\": [1], "
+                         "\"values\": [2], \"final\": 2}}}", &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "curve 'autoscale' needs 'final'"));
     CHECK_EQ_INT(call(d, "{\"curves\": {\"autoscale\": {\"steps\": [1, 2], \"values\": [2]}, \"b\": {\"steps\": [1], "
                          "\"values\": [2]}}}", &r, &e), SM_ERR_ARG);
     CHECK(strstr(e.msg, "2 steps but 1 values"));
@@ -796,8 +799,8 @@ static void check_plot(const char *params, const char *file, const char *const *
 static void seeds_json(char *out, size_t cap, const double *fin, int k, double offset) {
     size_t len = (size_t)snprintf(out, cap, "{\"repeats\": [");
     for (int r = 0; r < k; r++)
-        len += (size_t)snprintf(out + len, cap - len, "%s{\"steps\": [100, 200, 300, 400], \"values\": [%g, %g, %g, %g]}",
-                                r ? ", " : "", 40 + offset, 30 + offset, 22 + offset, fin[r]);
+        len += (size_t)snprintf(out + len, cap - len, "%s{\"steps\": [100, 200, 300, 400], \"values\": [%g, %g, %g, %g], "
+                                "\"final\": %g}", r ? ", " : "", 40 + offset, 30 + offset, 22 + offset, fin[r], fin[r]);
     snprintf(out + len, cap - len, "]}");
 }
 
@@ -832,15 +835,51 @@ TEST(compare_intervals_over_seeds) {
     CHECK(sum_t && strstr(sum_t, "not significant"));
     json_decref(r);
     /* one run per mixture: estimates, no intervals, said so */
-    CHECK_MSG(call(d, "{\"curves\": {\"autoscale\": {\"steps\": [1, 2], \"values\": [3, 2]}, \"u\": {\"steps\": [1, 2], "
-                      "\"values\": [3, 2.5]}}}", &r, &e) == 0, "%s", e.msg);
+    CHECK_MSG(call(d, "{\"curves\": {\"autoscale\": {\"steps\": [1, 2], \"values\": [3, 2], \"final\": 2}, \"u\": {\"steps\": "
+                      "[1, 2], \"values\": [3, 2.5], \"final\": 2.5}}}", &r, &e) == 0, "%s", e.msg);
     CHECK(json_is_null(json_object_get(json_object_get(json_object_get(r, "speedup_ci"), "u"), "significant")));
     CHECK(strstr(json_string_value(json_object_get(json_object_get(r, "summary"), "u")), "no interval"));
     json_decref(r);
     /* repeats of one mixture must share their schedule */
-    CHECK_EQ_INT(call(d, "{\"curves\": {\"autoscale\": {\"repeats\": [{\"steps\": [1, 2], \"values\": [3, 2]}, {\"steps\": [1, 3], "
-                         "\"values\": [3, 2]}]}, \"u\": {\"steps\": [1, 2], \"values\": [3, 2.5]}}}", &r, &e), SM_ERR_ARG);
+    CHECK_EQ_INT(call(d, "{\"curves\": {\"autoscale\": {\"repeats\": [{\"steps\": [1, 2], \"values\": [3, 2], \"final\": 2}, "
+                         "{\"steps\": [1, 3], \"values\": [3, 2], \"final\": 2}]}, \"u\": {\"steps\": [1, 2], \"values\": [3, 2.5], "
+                         "\"final\": 2.5}}}", &r, &e), SM_ERR_ARG);
     CHECK(strstr(e.msg, "evaluation schedule"));
+}
+
+/* One figure for the verdict: the final difference and its interval come from each run's final evaluation on
+ * the fixed validation sample (`final`), not from the curve's last point (measured on a smaller sample). Here
+ * the curves' ends say AutoScale wins by 3 in every seed; the final evaluations say the two are tied. */
+TEST(compare_final_difference_from_the_final_evaluation) {
+    const sm_plugin_desc *d = load("compare");
+    static const double as_final[3] = {20.1, 19.7, 20.2}, u_final[3] = {19.9, 20.0, 20.0};
+    char a[1024], u[1024], params[2304];
+    size_t la = (size_t)snprintf(a, sizeof a, "{\"repeats\": ["), lu = (size_t)snprintf(u, sizeof u, "{\"repeats\": [");
+    for (int r = 0; r < 3; r++) {
+        la += (size_t)snprintf(a + la, sizeof a - la, "%s{\"steps\": [100, 200], \"values\": [30, %g], \"final\": %g}",
+                               r ? ", " : "", 17.0 + 0.1 * r, as_final[r]);
+        lu += (size_t)snprintf(u + lu, sizeof u - lu, "%s{\"steps\": [100, 200], \"values\": [31, %g], \"final\": %g}",
+                               r ? ", " : "", 20.0 + 0.1 * r, u_final[r]);
+    }
+    snprintf(a + la, sizeof a - la, "]}");
+    snprintf(u + lu, sizeof u - lu, "]}");
+    snprintf(params, sizeof params, "{\"curves\": {\"autoscale\": %s, \"uniform\": %s}}", a, u);
+    json_t *r;
+    sm_error e;
+    CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+    json_t *fu = json_object_get(json_object_get(r, "final_diff"), "uniform");
+    double want = (20.1 + 19.7 + 20.2 - 19.9 - 20.0 - 20.0) / 3;
+    CHECK_NEAR(num(fu, "value", NULL), want, 1e-12);
+    CHECK_NEAR(num(fu, "mean_of_seeds", NULL), want, 1e-12);
+    CHECK(num(fu, "lo", NULL) < 0 && num(fu, "hi", NULL) > 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(fu, "verdict")), "not significant");
+    CHECK_NEAR(num(r, "final", "autoscale"), (20.1 + 19.7 + 20.2) / 3, 1e-12);
+    CHECK_NEAR(num(r, "final", "uniform"), (19.9 + 20.0 + 20.0) / 3, 1e-12);
+    /* the speed-up is still read off the curves, where AutoScale ends lower */
+    CHECK(num(r, "speedup", "uniform") > 0);
+    const char *sum = json_string_value(json_object_get(json_object_get(r, "summary"), "uniform"));
+    CHECK(sum && strstr(sum, "final perplexity +0.0333") && strstr(sum, "not significant]"));
+    json_decref(r);
 }
 
 /* Across many simulated experiments (3 seeds, run-to-run noise sd 0.3 on the final value), "not significant"
@@ -947,6 +986,7 @@ int main(void) {
     RUN(extrapolate_param_errors);
     RUN(compare_speedups);
     RUN(compare_intervals_over_seeds);
+    RUN(compare_final_difference_from_the_final_evaluation);
     RUN(compare_significance_rates);
     RUN(plot_fit_from_fit_result);
     RUN(plot_weights_and_loss);
