@@ -15,7 +15,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(filter-out -lgslcblas,$(shell pkg-config --libs $(PKGS) 2>/dev/null))
 SAN ?=
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -Icore $(PKG_CFLAGS) $(SAN) -MMD -MP
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -Icore -Icore/engine $(PKG_CFLAGS) $(SAN) -MMD -MP
 LDFLAGS += -fopenmp $(SAN)
 LDLIBS += $(PKG_LIBS) -lm -ldl -lpthread
 

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "db/sm_db.h"
+#include "model/sm_gpt2.h"
 #include "sm_commands.h"
 #include "sm_display.h"
 #include "sm_engine.h"
@@ -73,6 +75,30 @@ static int gpu_id_valid(const char *s) {
     return n > 4 && strspn(s + 4, "0123456789abcdefABCDEF-/") == n - 4;
 }
 
+/* The engine's lineage sink: the database --db names (resolved as sm_db_resolve does; "none": no database),
+ * after marking earlier runs whose process died (SIGKILL, crash) abandoned. */
+static int open_lineage(void *arg, uv_loop_t *loop, const char *workspace, sm_sink **sink, char **dsn, sm_error *err) {
+    int rc = sm_db_resolve(workspace, arg, dsn, err);
+    if (rc != SM_OK || !*dsn) return rc;
+    if ((rc = sm_pg_sink_open(loop, *dsn, workspace, sink, err)) != SM_OK) return rc;
+    int gone = 0;
+    sm_error aerr = {0};
+    if (sm_db_mark_abandoned(workspace, *dsn, &gone, &aerr) != SM_OK) sm_display_line(SM_LOG_DEBUG, NULL, "%s", aerr.msg);
+    else if (gone) sm_display_line(SM_LOG_INFO, NULL, "%d earlier run(s) whose process is gone marked abandoned", gone);
+    return SM_OK;
+}
+
+/* Device memory GPU stages may share: $SCALEMIX_GPU_MEMORY (bytes) when set, else the free memory of the
+ * current device as the CUDA backend reports it, else 0 (no GPU). */
+static uint64_t probe_gpu(void *arg) {
+    (void)arg;
+    const char *env = getenv("SCALEMIX_GPU_MEMORY");
+    if (env && *env) return strtoull(env, NULL, 10);
+    uint64_t free_bytes = 0;
+    sm_gpt2_cuda_devices(&free_bytes);
+    return free_bytes;
+}
+
 /* Records the run's end (rc: how the script ended) and says so. */
 static void conclude(sm_engine *e, int rc, const char *msg) {
     int plan = sm_engine_planning(e);
@@ -95,7 +121,7 @@ static int run_or_plan(int argc, char **argv, int plan) {
         {"schedule", required_argument, 0, 'S'}, {"pipeline", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
         {"gpu", required_argument, 0, 'g'},
         {0, 0, 0, 0}};
-    sm_engine_opts o = {.plan = plan};
+    sm_engine_opts o = {.plan = plan, .open_sink = open_lineage, .gpu_probe = probe_gpu};
     int log_mode = SM_DISPLAY_AUTO, verbosity = 1, c;
     json_t *params = json_object();
     optind = 0; /* glibc: 0 fully resets getopt, which a caller may have used already (the daemon's child) */
@@ -122,7 +148,7 @@ static int run_or_plan(int argc, char **argv, int plan) {
             }
             break;
         }
-        case 'd': o.db = optarg; break;
+        case 'd': o.sink_arg = optarg; break;
         case 'w': o.workspace = optarg; break;
         case 'j':
         case 't':

@@ -16,6 +16,6 @@ int sm_cmd_schedule(int argc, char **argv); /* core/sched: add|list|pause|resume
 int sm_cmd_daemon(int argc, char **argv);   /* core/sched: the scheduling daemon */
 int sm_cmd_verify(int argc, char **argv);   /* core/sm_cli_verify.c: check the store's objects */
 int sm_cmd_serve(int argc, char **argv);    /* core/web: the status pages */
-int sm_cmd_stage_exec(int argc, char **argv); /* core/sm_stage_exec.c: one isolated stage (internal) */
+int sm_cmd_stage_exec(int argc, char **argv); /* core/engine/sm_stage_exec.c: one stage in a process of its own (internal) */
 
 #endif

@@ -1,5 +1,6 @@
 /* sm_common.c - errors, logging, clocks, hashing, ids. */
 #include "sm_common.h"
+#include "sm_plugin.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,7 +64,27 @@ static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 void sm_log_set_level(int level) { log_level = level; }
 int sm_log_get_level(void) { return log_level; }
 
+static _Thread_local const sm_host_api *bound_api;
+static _Thread_local sm_host *bound_host;
+
+void sm_log_bind(const sm_host_api *api, sm_host *h) {
+    bound_api = api;
+    bound_host = api ? h : NULL;
+    if (api) log_level = api->log_level(h);
+}
+
 void sm_log(int level, const char *fmt, ...) {
+    if (bound_api) {
+        if (level > bound_api->log_level(bound_host)) return;
+        char *msg = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vasprintf(&msg, fmt, ap);
+        va_end(ap);
+        if (n >= 0) bound_api->log(bound_host, level, "%s", msg);
+        free(msg);
+        return;
+    }
     if (level > log_level) return;
     static const char *names[] = {"error", "warn", "info", "debug"};
     char ts[40];

@@ -39,10 +39,17 @@ const char *sm_error_name(int code);
 enum { SM_LOG_ERROR = 0, SM_LOG_WARN = 1, SM_LOG_INFO = 2, SM_LOG_DEBUG = 3 };
 
 /* Process-wide logger used by code that has no stage context (CLI commands, libraries).
- * Thread-safe; writes one line to stderr with a timestamp when not on a terminal. */
+ * Thread-safe; writes one line to stderr with a timestamp when not on a terminal, or, on a thread bound by
+ * sm_log_bind, hands the line to that stage's host table. */
 void sm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sm_log_set_level(int level);
 int sm_log_get_level(void);
+struct sm_host_api;
+struct sm_host;
+/* Binds this thread's sm_log (this copy of the library: each plugin links its own) to a stage's host table:
+ * lines go to api->log and the level is api->log_level's; also sets this copy's level for threads the stage
+ * creates. api NULL unbinds. The host calls it through dlsym around a plugin's run(). */
+void sm_log_bind(const struct sm_host_api *api, struct sm_host *h);
 
 /* Wall-clock seconds (CLOCK_REALTIME) and monotonic seconds. */
 double sm_now(void);

@@ -10,7 +10,14 @@
  *  run_state   state ("running"|"cancelling"|...), at
  *  run_end     status ("succeeded"|"failed"|"cancelled"), finished_at, error|null
  *  stage_start stage_run_id, stage, plugin, plugin_version, plugin_sha256, cache_key, params{},
- *              reused (bool), attempt, started_at
+ *              reused (bool), attempt, started_at, reason (why it runs: the text `scalemix plan` prints for
+ *              it; "cached result of stage run <id8>" when reused), resources {threads, gpu (0|1),
+ *              device_memory_bytes, isolate (0|1), executor ("local"|"slurm"|...)} | null when reused
+ *  stage_state stage_run_id, state ("submitted"|"pending"|"running"), executor, job_id|null, reason|null,
+ *              at (from executors that run stages elsewhere)
+ *  stage_log   stage_run_id, level ("error"|"warn"|"info"|"debug"), message, at: one per line the stage
+ *              logs through the host API (info and up; debug with --verbose), at most 2,000 per stage run, then one
+ *              "warn" line (before stage_end) saying how many more were dropped
  *  stage_end   stage_run_id, status ("succeeded"|"failed"|"cancelled"|"reused"), finished_at, error|null,
  *              result{}|null
  *  artifact    artifact_id (sha256), kind, name, path, bytes, produced_by (stage_run_id|null), meta{}, created_at

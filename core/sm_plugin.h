@@ -5,8 +5,14 @@
  * The host refuses a plugin whose abi_major differs from SM_PLUGIN_ABI_MAJOR or whose abi_minor is
  * newer than the host's SM_PLUGIN_ABI_MINOR.
  *
- * Threading: run() is called on a worker thread. Every host function is thread-safe and may be
- * called from any thread the plugin creates (e.g. OpenMP workers), until run() returns. */
+ * Threading: run() is called on a worker thread of the engine, or, when resources() asks for isolate = 1,
+ * on the main thread of a process of its own (`scalemix stage-exec`, see core/engine/README.md). Every host
+ * function is thread-safe and may be called from any thread the plugin creates (e.g. OpenMP workers),
+ * until run() returns.
+ *
+ * Logging: a plugin built with the scalemix library carries its own copy of sm_log; the host binds that
+ * copy (its exported sm_log_bind) to the stage's host table around run(), so library code logs through
+ * log() at the level log_level() gives, and --quiet/--verbose reach it. */
 #ifndef SM_PLUGIN_H
 #define SM_PLUGIN_H
 
@@ -15,7 +21,7 @@
 #include "sm_common.h"
 
 #define SM_PLUGIN_ABI_MAJOR 1
-#define SM_PLUGIN_ABI_MINOR 0
+#define SM_PLUGIN_ABI_MINOR 1
 #define SM_PLUGIN_ENTRY "sm_plugin_describe"
 
 typedef struct sm_host sm_host; /* opaque: one per stage run */
@@ -26,7 +32,8 @@ typedef struct sm_resources {
     int threads;                  /* CPU threads it will keep busy (>= 1) */
     int gpu;                      /* 1 if it runs on a GPU */
     uint64_t device_memory_bytes; /* GPU memory it will allocate, when gpu = 1 */
-    int isolate;                  /* 1: run in a child process (e.g. CUDA contexts), not a thread */
+    int isolate;                  /* 1: run in a process of its own, not a thread: every stage that will
+                                   * create a CUDA context asks for it (train and ablate on device cuda) */
 } sm_resources;
 
 typedef struct sm_host_api {
@@ -64,6 +71,9 @@ typedef struct sm_host_api {
                    const char *const *domains, const double *weights, const double *tokens);
     /* A fitted power law (y = (x + a)^-b + c) for the lineage. */
     int (*fit)(sm_host *h, const char *domain, double a, double b, double c, double rmse);
+
+    /* ABI 1.1: the level (SM_LOG_*) up to which log() lines are shown: --quiet/--verbose of the run. */
+    int (*log_level)(sm_host *h);
 } sm_host_api;
 
 typedef struct sm_plugin_desc {

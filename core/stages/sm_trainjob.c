@@ -417,14 +417,15 @@ int sm_trainjob_resources(const char *params_json, const char *inputs_json, sm_r
             json_decref(p);
             return SM_ERR_ARG;
         }
-        /* the CUDA backend's own memory plan; the driver context is the engine process's, paid once and
-         * already outside the free memory the engine budgets with */
+        /* the CUDA backend's own memory plan; the driver context is the stage process's own (isolate), its
+         * few hundred MiB outside this figure */
         uint64_t need = 0;
         sm_error nerr = {0};
         int rc = sm_gpt2_memory_need(&cfg, get_int(p, "batch", 8), cfg.max_seq_len, SM_DTYPE_BF16, SM_DEVICE_CUDA, &need, &nerr);
         if (rc == SM_OK) {
             out->gpu = 1;
             out->device_memory_bytes = need;
+            out->isolate = 1; /* one CUDA context per stage process: a crash or leak ends with the stage */
         } else if (strcmp(dev, "auto")) {
             json_decref(p);
             if (err) *err = nerr;

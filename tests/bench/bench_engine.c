@@ -25,7 +25,7 @@ static void write_script(const char *path, int stages, int concurrent) {
 }
 
 static double run_script(const char *script, int plan, const char *events, double salt) {
-    sm_engine_opts o = {.plan = plan, .db = "none", .events_path = events, .script_path = script, .parallel = 2};
+    sm_engine_opts o = {.plan = plan, .events_path = events, .script_path = script, .parallel = 2};
     json_t *params = json_pack("{s:f}", "salt", salt);
     o.params = params;
     sm_engine *e;

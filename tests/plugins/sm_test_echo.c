@@ -41,6 +41,11 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         fprintf(f, "%d\n", (int)getpid());
         fclose(f);
     }
+    for (json_int_t i = 0; i < json_integer_value(json_object_get(p, "log_lines")); i++) api->log(h, SM_LOG_INFO, "line %d", (int)i);
+    if (json_is_true(json_object_get(p, "lib_log"))) { /* library code's logger: this plugin's own copy of sm_log */
+        sm_log(SM_LOG_DEBUG, "library debug line (level %d)", api->log_level(h));
+        sm_log(SM_LOG_INFO, "library info line");
+    }
     for (json_int_t t = 0; t < sleep_ms; t += 10) {
         if (api->cancelled(h)) {
             rc = SM_ERR_CANCELLED;
@@ -135,6 +140,8 @@ static const sm_plugin_desc desc = {
                      " \"isolate\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"run in a child process\"},"
                      " \"use_scratch\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"mark the scratch folder live while running\"},"
                      " \"crash\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"die of SIGSEGV\"},"
+                     " \"log_lines\": {\"type\": \"integer\", \"default\": 0, \"doc\": \"log this many info lines\"},"
+                     " \"lib_log\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"log a debug and an info line with sm_log\"},"
                      " \"commit_twice\": {\"type\": \"boolean\", \"default\": false, \"doc\": \"commit output text twice\"},"
                      " \"gpu_mb\": {\"type\": \"integer\", \"default\": 0, \"doc\": \"claim this much device memory\"}}",
     .resources = resources,

@@ -1,5 +1,6 @@
 /* sm_engine.h - one pipeline run: the libuv loop, stage submission and admission, the plugin host API,
- * the stage cache and the lineage events. Loop thread only (plugins run on worker threads). */
+ * the stage cache and the lineage events (core/engine/README.md: the pieces). Loop thread only (plugins
+ * run on worker threads or in stage processes). */
 #ifndef SM_ENGINE_H
 #define SM_ENGINE_H
 
@@ -7,6 +8,7 @@
 #include <uv.h>
 #include "sm_common.h"
 #include "sm_events.h"
+#include "sm_executor.h"
 #include "sm_store.h"
 
 typedef struct sm_engine sm_engine;
@@ -21,9 +23,22 @@ enum {
     SM_STAGE_PLANNED = 6 /* plan mode: would run */
 };
 
+/* Opens the lineage sink on the engine's loop for the workspace root: *sink NULL means no database; *dsn
+ * (malloc'd, may stay NULL) is what sm_engine_dsn reports. Called once by sm_engine_create, unless planning. */
+typedef int (*sm_sink_open_fn)(void *arg, uv_loop_t *loop, const char *workspace, sm_sink **sink, char **dsn,
+                               sm_error *err);
+/* Device memory (bytes) GPU stages may share; 0: no GPU. Called once, when a GPU stage first asks. */
+typedef uint64_t (*sm_gpu_probe_fn)(void *arg);
+
 typedef struct sm_engine_opts {
     const char *workspace;    /* NULL: $SCALEMIX_HOME or ./.scalemix */
-    const char *db;           /* --db value (NULL: resolve as sm_db_resolve does; "none": no database) */
+    sm_sink_open_fn open_sink; /* NULL: no database */
+    void *sink_arg;
+    sm_gpu_probe_fn gpu_probe; /* NULL: no GPU budget (GPU stages are admitted like CPU ones) */
+    void *gpu_arg;
+    const char *executor;     /* executor of stages that name none: "local" (NULL) or one added with
+                               * sm_engine_add_executor. "local" runs a stage on a thread, or in a process of
+                               * its own when its resources ask for isolate */
     const char *events_path;  /* also append every event as a JSON line to this file (NULL: no) */
     int parallel;             /* most stages at once (0: number of CPU cores) */
     int threads;              /* CPU threads shared by running stages (0: number of CPU cores) */
@@ -40,10 +55,15 @@ typedef struct sm_engine_opts {
 /* Opens the workspace, the database sink and the loop, and (unless planning) records the run's start. */
 int sm_engine_create(sm_engine **out, const sm_engine_opts *opts, sm_error *err);
 /* Submits a stage run of plugin with params/inputs (JSON objects) under a stable stage name (for plan
- * explanations). Returns a handle > 0, or a negative code with err filled (unknown stage, bad parameter).
- * A cache hit (or a plan) completes at once; otherwise the stage is queued and started when admitted. */
+ * explanations), on executor (NULL: the run's default). Returns a handle > 0, or a negative code with err
+ * filled (unknown stage or executor, bad parameter). A cache hit (or a plan) completes at once; otherwise
+ * the stage is queued and started when admitted. */
 int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, const char *params_json,
-                     const char *inputs_json, sm_error *err);
+                     const char *inputs_json, const char *executor, sm_error *err);
+/* Adds an executor stages may name (the engine frees it); SM_ERR_ARG if its name is taken. */
+int sm_engine_add_executor(sm_engine *e, sm_executor *x, sm_error *err);
+/* The engine's loop, for executors and sinks created after the engine. */
+uv_loop_t *sm_engine_loop(sm_engine *e);
 /* Runs the loop until a submitted stage completes and returns its handle (each handle once), or 0 when
  * nothing is pending. */
 int sm_engine_wait(sm_engine *e);

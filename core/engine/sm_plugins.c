@@ -48,6 +48,9 @@ int sm_plugin_load(const char *path, sm_plugin **out, sm_error *err) {
         return rc;
     }
     p->desc = d;
+    /* the plugin's own copy of the library logger (-Bsymbolic binds its code to it), if it has one */
+    p->log_bind = (void (*)(const sm_host_api *, sm_host *))dlsym(p->dl, "sm_log_bind");
+    if (p->log_bind == sm_log_bind) p->log_bind = NULL;
     snprintf(p->name, sizeof p->name, "%s", d->name);
     *out = p;
     return SM_OK;

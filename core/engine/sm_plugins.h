@@ -13,6 +13,8 @@ typedef struct sm_plugin {
     void *dl;
     const sm_plugin_desc *desc;
     json_t *schema; /* parsed params_schema */
+    /* the plugin's copy of sm_log_bind (NULL: it links no copy of the library) */
+    void (*log_bind)(const sm_host_api *api, sm_host *h);
 } sm_plugin;
 
 /* Loads the shared object at path: RTLD_NOW | RTLD_LOCAL, the entry point, struct size, ABI major equal and
