@@ -11,9 +11,10 @@
 
 static sm_error last;
 
-int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json) {
+int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json,
+                  const char *executor) {
     last.msg[0] = 0;
-    return sm_engine_submit(sm_lua_engine(), plugin, stage_name, params_json, inputs_json, NULL, &last);
+    return sm_engine_submit(sm_lua_engine(), plugin, stage_name, params_json, inputs_json, executor, &last);
 }
 int sm_api_wait(void) { return sm_engine_wait(sm_lua_engine()); }
 int sm_api_status(int h) { return sm_engine_stage_status(sm_lua_engine(), h); }

@@ -6,8 +6,10 @@
 
 #include <stddef.h>
 
-/* Submits a stage; returns a handle > 0, or a negative code with sm_api_error() set. */
-int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json);
+/* Submits a stage on executor (NULL: the run's default); returns a handle > 0, or a negative code with
+ * sm_api_error() set. */
+int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json,
+                  const char *executor);
 /* Runs the loop until a stage completes; returns its handle, or 0 when nothing is pending. */
 int sm_api_wait(void);
 /* Status of a handle: 0 queued, 1 running, 2 succeeded, 3 reused, 4 failed, 5 cancelled, 6 planned. */

@@ -8,7 +8,8 @@ local ffi = require "ffi"
 local cjson = require "cjson"
 
 ffi.cdef [[
-int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json);
+int sm_api_submit(const char *plugin, const char *stage_name, const char *params_json, const char *inputs_json,
+                  const char *executor);
 int sm_api_wait(void);
 int sm_api_status(int handle);
 const char *sm_api_reason(int handle);
@@ -332,10 +333,13 @@ local function planning() return C.sm_api_planning() ~= 0 end
 M.planning = planning
 
 -- Submits a stage and returns a future (a Stage); :wait() returns the stage's result.
--- opts: name (stable name for `plan` explanations; default: plugin@file:line).
+-- opts: name (stable name for `plan` explanations; default: plugin@file:line); executor ("local", "slurm";
+-- default: sm.config's, else the command line's --executor).
+local default_executor = nil
 function M.submit(plugin, params, inputs, opts)
   opts = opts or {}
   if type(plugin) ~= "string" then user_error("sm.stage: the first argument is the stage's plugin name") end
+  if opts.executor ~= nil and type(opts.executor) ~= "string" then user_error("sm.stage: the executor option is a name (\"local\", \"slurm\")") end
   local name = opts.name or default_name(plugin)
   if planning() and (contains_pending(params) or contains_pending(inputs)) then
     io.stdout:write(string.format("run    %-36s an input or parameter comes from a stage that will run\n", name))
@@ -343,7 +347,7 @@ function M.submit(plugin, params, inputs, opts)
   end
   local pj = M.json_encode(params or {}, "parameters of " .. name)
   local ij = M.json_encode(inputs or {}, "inputs of " .. name)
-  local h = C.sm_api_submit(plugin, name, pj, ij)
+  local h = C.sm_api_submit(plugin, name, pj, ij, opts.executor or default_executor)
   if h < 0 then user_error(ffi.string(C.sm_api_error())) end
   local src, line = caller_position()
   local st = setmetatable({ handle = h, name = name, plugin = plugin, src = src, line = line }, Stage)
@@ -453,6 +457,10 @@ function M.file(path) return input(path, false) end
 
 function M.config(t)
   if t.parallel then C.sm_api_set_parallel(t.parallel) end
+  if t.executor ~= nil then
+    if type(t.executor) ~= "string" then user_error("sm.config: executor is a name (\"local\", \"slurm\")") end
+    default_executor = t.executor
+  end
 end
 
 function M.log(fmt, ...)

@@ -1,5 +1,5 @@
 /* sm_slurm.c - Slurm's commands as functions: argv building, spawning with captured output, parsing. */
-#include "engine/sm_slurm.h"
+#include "sm_slurm.h"
 
 #include <errno.h>
 #include <fcntl.h>

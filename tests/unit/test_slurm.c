@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/sm_slurm.h"
+#include "sm_exec_slurm.h"
+#include "sm_slurm.h"
 #include "../sm_test.h"
 
 static const char *joined(char **argv) {
@@ -212,6 +213,48 @@ TEST(run_captures_both_streams_and_status) {
     CHECK(strstr(err.msg, "cannot run sm-no-such-command-here"));
 }
 
+TEST(cli_takes_executor_options_and_keeps_the_rest) {
+    char *argv[] = {"run", "--executor", "slurm", "p.lua", "--slurm-option=--qos=low", "--param", "x=1",
+                    "--slurm-option", "--exclusive", "--slurm-mem", "4G", "--slurm-requeue", "--slurm-time=1:00:00",
+                    "--slurm-partition", "gpu", "--slurm-account=proj", NULL};
+    int argc = (int)SM_ARRAY_LEN(argv) - 1;
+    sm_exec_cli c;
+    sm_error err = {0};
+    CHECK_EQ_INT(sm_exec_cli_take(argc, argv, &c, &err), 4);
+    CHECK_EQ_STR(joined(argv), "run p.lua --param x=1");
+    CHECK_EQ_STR(c.executor, "slurm");
+    CHECK_EQ_INT(c.slurm.slurm.n_extra, 2);
+    CHECK_EQ_STR(c.slurm.slurm.extra[0], "--qos=low");
+    CHECK_EQ_STR(c.slurm.slurm.extra[1], "--exclusive");
+    CHECK_EQ_INT(c.slurm.mem_bytes, 4ull << 30);
+    CHECK_EQ_INT(c.slurm.requeue, 1);
+    CHECK_EQ_STR(c.slurm.slurm.time_limit, "1:00:00");
+    CHECK_EQ_STR(c.slurm.slurm.partition, "gpu");
+    CHECK_EQ_STR(c.slurm.slurm.account, "proj");
+    char *local[] = {"plan", "p.lua", "--executor=local", "--slurm-mem", "2048", NULL};
+    CHECK_EQ_INT(sm_exec_cli_take(5, local, &c, &err), 2);
+    CHECK(c.executor == NULL);
+    CHECK_EQ_INT(c.slurm.mem_bytes, 2048ull << 20);
+}
+
+TEST(cli_refuses_bad_executor_options) {
+    static const struct {
+        const char *a, *b, *why;
+    } bad[] = {{"--executor", "cloud", "--executor wants local or slurm, got 'cloud'"},
+               {"--slurm-mem", "4X", "--slurm-mem wants a size"},
+               {"--slurm-mem", "0", "--slurm-mem wants a size"},
+               {"--slurm-option=", NULL, "--slurm-option wants an sbatch option"},
+               {"--slurm-partition=", NULL, "--slurm-partition wants a value"},
+               {"--slurm-time", NULL, "--slurm-time needs a value"}};
+    for (size_t i = 0; i < SM_ARRAY_LEN(bad); i++) {
+        char *argv[] = {"run", (char *)bad[i].a, (char *)bad[i].b, NULL};
+        sm_exec_cli c;
+        sm_error err = {0};
+        CHECK_MSG(sm_exec_cli_take(bad[i].b ? 3 : 2, argv, &c, &err) == -1, "%s accepted", bad[i].a);
+        CHECK_MSG(strstr(err.msg, bad[i].why), "%s: %s", bad[i].a, err.msg);
+    }
+}
+
 /* ---------- against a running cluster (--cluster) ---------- */
 
 static char cluster_dir[256];
@@ -304,5 +347,7 @@ int main(int argc, char **argv) {
     RUN(parse_sacct_lines);
     RUN(classify_every_end_state);
     RUN(run_captures_both_streams_and_status);
+    RUN(cli_takes_executor_options_and_keeps_the_rest);
+    RUN(cli_refuses_bad_executor_options);
     TEST_EXIT();
 }
