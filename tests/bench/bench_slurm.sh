@@ -12,6 +12,7 @@ source tests/lib.sh
 source tests/slurm_lib.sh
 slurm_start
 n=${1:-20}
+realbuild="$SM_BUILD"
 real="$SM_BUILD/scalemix"
 fake="$TMP_WS/build"
 mkdir -p "$fake"
@@ -25,7 +26,7 @@ echo "end \$(date +%s.%N) \$5" >>"$TMP_WS/procs.log"
 exit \$rc
 WRAP
 chmod +x "$fake/scalemix"
-export SM_BUILD="$fake" SCALEMIX_PLUGIN_PATH="$SM_BUILD/tests/plugins"
+export SCALEMIX_PLUGIN_PATH="$realbuild/tests/plugins" SCALEMIX_LUA_PATH="$PWD/lua"
 cd "$TMP_WS"
 cat >seq.lua <<'LUA'
 local sm = require("scalemix")
@@ -37,18 +38,18 @@ local f = {}
 for i = 1, params.n do f[i] = sm.submit("sm_test_echo", { value = i, tags = { params.tag } }, {}, { name = "a/" .. i }) end
 for i = 1, params.n do f[i]:wait() end
 LUA
-run() { # name, script, extra args...
-  local name=$1 script=$2
-  shift 2
+run() { # name, build folder the engine uses, script, extra args...
+  local name=$1 build=$2 script=$3
+  shift 3
   local t0=$(date +%s.%N)
-  "$real" run "$script" --db none --quiet --param n="$n" --param tag="$name" --events "$name.jsonl" "$@" >/dev/null 2>"$name.err" ||
+  SM_BUILD="$build" "$real" run "$script" --db none --quiet --param n="$n" --param tag="$name" --events "$name.jsonl" "$@" >/dev/null 2>"$name.err" ||
     { echo "bench_slurm: $name failed:"; tail -5 "$name.err"; exit 1; }
   echo "$name $t0 $(date +%s.%N)" >>walls.txt
 }
-run local-thread seq.lua
-run local-process seq.lua --param isolate=true
-run slurm-seq seq.lua --executor slurm
-run slurm-array arr.lua --executor slurm
+run local-thread "$realbuild" seq.lua
+run local-process "$realbuild" seq.lua --param isolate=true
+run slurm-seq "$fake" seq.lua --executor slurm
+run slurm-array "$fake" arr.lua --executor slurm
 python3 - "$n" <<'PY'
 import json, statistics as st, sys
 from datetime import datetime
@@ -66,8 +67,8 @@ for name in ("local-thread", "local-process", "slurm-seq", "slurm-array"):
     sub, end, beg = {}, {}, {}
     for e in ev:
         if e["type"] == "stage_state" and e["state"] == "submitted": sub[e["stage_run_id"]] = t(e["at"])
-        if e["type"] == "stage_end": end[e["stage_run_id"]] = t(e["at"])
-        if e["type"] == "stage_start": beg[e["stage_run_id"]] = t(e["at"])
+        if e["type"] == "stage_end": end[e["stage_run_id"]] = t(e["finished_at"])
+        if e["type"] == "stage_start": beg[e["stage_run_id"]] = t(e["started_at"])
     total = [end[k] - beg[k] for k in end]
     line = "  %-13s wall %6.2f s (%s/stage); stage start->end %s [%s]" % (name, walls[name], ms(walls[name] / n).strip(), ms(st.median(total)), ms(st.mean(total)).strip())
     print(line)

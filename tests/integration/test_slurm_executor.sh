@@ -114,6 +114,18 @@ check_eq "with the same result" "$(grep '^result' out4.txt)" "$want"
 check_eq "it re-attached to the three jobs" "$(grep -c 're-attached to Slurm job' err4.txt)" 3
 check_eq "and submitted nothing again (one sbatch call in all)" "$(($(calls) - before))" 1
 
+# --- --slurm-requeue: a job whose process is killed (no final status from its stage) is submitted once more
+check "the queue is empty before it" wait_queue_empty
+SCALEMIX_HOME=$TMP_WS/ws6 "$SCALEMIX" run p.lua --db none --executor slurm --slurm-requeue --param n=1 --param sleep=3000 \
+  --param tag=r >out6.txt 2>err6.txt &
+pid=$!
+wait_running sm:echo/1; check_eq "the job runs" $? 0
+kill -KILL $(scontrol listpids "$(squeue -h -n sm:echo/1 -o %A)" | awk 'NR > 1 && $1 > 0 { print $1 }')
+wait_pid $pid 60
+check_eq "the run succeeds on the second job" "$waited_rc" 0
+check_eq "with its result" "$(grep '^result' out6.txt)" "result echo/1=2 here=200"
+check "the first job's end is named" grep -Eq "echo/1: job [0-9]+ on .* failed: killed by signal 9 .*; submitting it once more \(--slurm-requeue\)" err6.txt
+
 # --- Ctrl-C scancels what the run submitted
 check "the queue is empty before it" wait_queue_empty
 SCALEMIX_HOME=$TMP_WS/ws5 "$SCALEMIX" run p.lua --db none --executor slurm --param sleep=60000 --param tag=c >out5.txt 2>err5.txt &
