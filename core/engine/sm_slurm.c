@@ -337,19 +337,25 @@ static void set_node(sm_slurm_job *j, const char *s, size_t n) {
     if (!strcmp(j->node, "(null)") || !strcmp(j->node, "None assigned")) j->node[0] = 0;
 }
 
+/* Splits line[0..len) at '|' into at most max fields (pointer and length each); returns how many. */
+static size_t split_fields(const char *line, size_t len, const char **f, size_t *fl, size_t max) {
+    size_t nf = 0;
+    for (const char *p = line; nf < max && p <= line + len;) {
+        size_t k = strcspn(p, "|\n");
+        if (p + k > line + len) k = (size_t)(line + len - p);
+        f[nf] = p;
+        fl[nf++] = k;
+        p += k + 1;
+    }
+    return nf;
+}
+
 int sm_slurm_parse_squeue(const char *text, sm_slurm_job *jobs, size_t n) {
     int filled = 0;
     for (const char *line = text; *line;) {
         size_t len = strcspn(line, "\n");
         const char *f[7];
-        size_t fl[7], nf = 0;
-        for (const char *p = line; nf < 7 && p <= line + len;) {
-            size_t k = strcspn(p, "|\n");
-            if (p + k > line + len) k = (size_t)(line + len - p);
-            f[nf] = p;
-            fl[nf++] = k;
-            p += k + 1;
-        }
+        size_t fl[7], nf = split_fields(line, len, f, fl, 7);
         sm_slurm_job *j = nf >= 6 ? find_job(jobs, n, f[0], fl[0]) : NULL;
         if (j) {
             char state[32], code[32];
@@ -427,14 +433,7 @@ int sm_slurm_parse_sacct(const char *text, sm_slurm_job *jobs, size_t n) {
     for (const char *line = text; *line;) {
         size_t len = strcspn(line, "\n");
         const char *f[5];
-        size_t fl[5], nf = 0;
-        for (const char *p = line; nf < 5 && p <= line + len;) {
-            size_t k = strcspn(p, "|\n");
-            if (p + k > line + len) k = (size_t)(line + len - p);
-            f[nf] = p;
-            fl[nf++] = k;
-            p += k + 1;
-        }
+        size_t fl[5], nf = split_fields(line, len, f, fl, 5);
         sm_slurm_job *j = nf == 5 ? find_job(jobs, n, f[0], fl[0]) : NULL;
         if (j) {
             char state[64], code[32];
