@@ -8,7 +8,7 @@ PKGS := libuv luajit libpq openblas libzstd zlib gsl libutf8proc jansson libcryp
 DEBIAN_PACKAGES := build-essential pkg-config libuv1-dev libluajit-5.1-dev luajit libpq-dev postgresql \
   postgresql-client libopenblas-dev libzstd-dev zlib1g-dev libgsl-dev libutf8proc-dev libjansson-dev \
   libssl-dev lua-cjson groff-base python3 python3-numpy tzdata xz-utils ca-certificates unicode-data tmux \
-  libmicrohttpd-dev curl
+  libmicrohttpd-dev curl slurm-wlm munge
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # GSL's reference CBLAS is dropped: OpenBLAS provides the cblas_* symbols GSL calls.

@@ -12,6 +12,7 @@
 #include "sm_commands.h"
 #include "sm_display.h"
 #include "sm_engine.h"
+#include "sm_exec_slurm.h"
 #include "sm_lua.h"
 
 static const char run_usage[] =
@@ -34,6 +35,7 @@ static const char run_usage[] =
     "  --log auto|plain|json output style (default auto: live lines on a terminal, plain lines otherwise)\n"
     "  --quiet, --verbose    less or more output (--verbose adds Lua tracebacks)\n"
     "  --events FILE         also append every lineage event as a JSON line to FILE\n"
+    SM_EXEC_CLI_USAGE
     "  --trigger T, --nominal-time ISO8601, --schedule NAME, --pipeline NAME\n"
     "                        how the run was started (set by the scheduling daemon)\n"
     "  --expect-sha256 HEX   run the script only if its bytes hash to HEX (set by the scheduling daemon)\n"
@@ -125,6 +127,13 @@ static int run_or_plan(int argc, char **argv, int plan) {
     const char *expect_sha256 = NULL;
     sm_engine_opts o = {.plan = plan, .open_sink = open_lineage, .gpu_probe = probe_gpu};
     int log_mode = SM_DISPLAY_AUTO, verbosity = 1, c;
+    sm_exec_cli xc;
+    sm_error err = {0};
+    if ((argc = sm_exec_cli_take(argc, argv, &xc, &err)) < 0) {
+        fprintf(stderr, "scalemix %s: %s\n", argv[0], err.msg);
+        return 2;
+    }
+    o.executor = xc.executor;
     json_t *params = json_object();
     optind = 0; /* glibc: 0 fully resets getopt, which a caller may have used already (the daemon's child) */
     opterr = 0;
@@ -211,7 +220,6 @@ static int run_or_plan(int argc, char **argv, int plan) {
     }
     sm_display_init(log_mode, verbosity);
     char sha[65];
-    sm_error err = {0};
     if (sm_sha256_file(script, sha, NULL, &err) != SM_OK) {
         fprintf(stderr, "scalemix %s: %s\n", argv[0], err.msg);
         json_decref(params);
@@ -226,11 +234,18 @@ static int run_or_plan(int argc, char **argv, int plan) {
     o.script_path = script;
     o.script_sha256 = sha;
     o.params = params;
+    if (!o.parallel && xc.executor) o.parallel = SM_EXEC_SLURM_PARALLEL;
     sm_engine *e;
     if (sm_engine_create(&e, &o, &err) != SM_OK) {
         fprintf(stderr, "scalemix %s: %s\n", argv[0], err.msg);
         json_decref(params);
         return err.code == SM_ERR_ARG ? 2 : 1;
+    }
+    if (sm_exec_cli_add(e, &xc, &err) != SM_OK) {
+        fprintf(stderr, "scalemix %s: %s\n", argv[0], err.msg);
+        sm_engine_free(e);
+        json_decref(params);
+        return 1;
     }
     if (!plan) sm_display_line(SM_LOG_INFO, NULL, "run %s of %s (workspace %s%s%s)", sm_engine_run_id(e), script,
                                sm_engine_workspace(e)->root, sm_engine_dsn(e) ? "" : ", no database", "");

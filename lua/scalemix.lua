@@ -358,11 +358,13 @@ local function planning() return C.sm_api_planning() ~= 0 end
 M.planning = planning
 
 -- Submits a stage and returns a future (a Stage); :wait() returns the stage's result.
--- opts: name (stable name for `plan` explanations; default: plugin@file:line); executor (where it runs:
--- "local", the run's default, or an executor the run added, e.g. "slurm").
+-- opts: name (stable name for `plan` explanations; default: plugin@file:line); executor ("local", "slurm";
+-- default: sm.config's, else the command line's --executor).
+local default_executor = nil
 function M.submit(plugin, params, inputs, opts)
   opts = opts or {}
   if type(plugin) ~= "string" then user_error("sm.stage: the first argument is the stage's plugin name") end
+  if opts.executor ~= nil and type(opts.executor) ~= "string" then user_error("sm.stage: the executor option is a name (\"local\", \"slurm\")") end
   local name = opts.name or default_name(plugin)
   local function encode(v, what) -- a value JSON cannot carry is a usage error too
     local ok, j = pcall(M.json_encode, v or {}, what .. name)
@@ -382,7 +384,7 @@ function M.submit(plugin, params, inputs, opts)
   local pj = encode(params, "parameters of ")
   local ij = encode(inputs, "inputs of ")
   if opts.executor ~= nil and type(opts.executor) ~= "string" then user_error("sm.stage: opts.executor must be a string") end
-  local h = C.sm_api_submit(plugin, name, pj, ij, opts.executor)
+  local h = C.sm_api_submit(plugin, name, pj, ij, opts.executor or default_executor)
   if h < 0 then refused() end
   local src, line = caller_position()
   local st = setmetatable({ handle = h, name = name, plugin = plugin, src = src, line = line }, Stage)
@@ -492,6 +494,10 @@ function M.file(path) return input(path, false) end
 
 function M.config(t)
   if t.parallel then C.sm_api_set_parallel(t.parallel) end
+  if t.executor ~= nil then
+    if type(t.executor) ~= "string" then user_error("sm.config: executor is a name (\"local\", \"slurm\")") end
+    default_executor = t.executor
+  end
 end
 
 function M.log(fmt, ...)

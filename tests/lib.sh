@@ -20,3 +20,12 @@ skip() { echo "SKIP: $1 ($2)"; }
 check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name" "command failed: $*"; fi; }
 check_eq() { if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "got '$2', want '$3'"; fi; }
 finish() { [ "$_failures" -eq 0 ]; exit $?; }
+# The AutoScale miniature's corpus in ./corpus: three small domains (code, legal, config) from text every
+# Debian machine has; documents are separated by a form-feed line, each source file is one document.
+autoscale_corpus() {
+  mkdir -p corpus/code corpus/legal corpus/config
+  doc_files() { for f in "$@"; do [ -f "$f" ] && { cat "$f"; printf '\n\f\n'; }; done; }
+  doc_files $(ls /usr/lib/python3.11/*.py | sort | head -40) > corpus/code/stdlib.txt
+  doc_files $(ls /usr/share/common-licenses/* | sort) > corpus/legal/licenses.txt
+  doc_files $(ls /etc/*.conf /usr/share/doc/*/copyright 2>/dev/null | sort | head -80) > corpus/config/etc.txt
+}

@@ -32,6 +32,9 @@ struct sm_executor {
     int (*reattach)(sm_executor *x, sm_stage_run *r, const json_t *record, sm_error *err);
     /* Releases the executor after every run ended. */
     void (*free)(sm_executor *x);
+    /* Optional (NULL: none): one line for `scalemix plan` on how a run that would run is started there
+     * (the Slurm executor: its sbatch request). */
+    int (*describe)(sm_executor *x, sm_stage_run *r, char *out, size_t cap);
     void *self; /* the executor's own state */
 };
 

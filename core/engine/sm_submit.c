@@ -245,6 +245,8 @@ int sm_engine_submit(sm_engine *e, const char *plugin, const char *stage_name, c
             snprintf(needs, sizeof needs, " [GPU, %.2f GiB of device memory]", sr->res.device_memory_bytes / 1073741824.0);
         else if (sr->res.threads > 1) snprintf(needs, sizeof needs, " [%d CPU threads]", sr->res.threads);
         printf("run    %-36s %s%s\n", sr->stage_name, sr->reason, needs);
+        char how[2048];
+        if (res_rc == SM_OK && sr->x->describe && sr->x->describe(sr->x, sr, how, sizeof how) == SM_OK) printf("         %s\n", how);
         finalize_texts(sr);
         complete(e, sr, SM_STAGE_PLANNED);
         return sr->handle;
@@ -288,7 +290,8 @@ static int admissible(sm_engine *e, stage_run *sr) {
 
 /* Takes the queue's head into the running set: its share of threads and GPU memory, stage_start. */
 static void begin(sm_engine *e, stage_run *sr) {
-    sr->granted_threads = sr->res.threads > e->threads ? e->threads : sr->res.threads;
+    /* a remote run gets what it asks for from its own machine */
+    sr->granted_threads = sr->res.threads > e->threads && !sr->x->remote ? e->threads : sr->res.threads;
     if (!sr->x->remote) {
         if (sr->res.gpu) {
             e->gpu_running++;

@@ -7,12 +7,7 @@
 source "$(dirname "$0")/../lib.sh"
 cd "$TMP_WS"
 at_exit "\"$SCALEMIX\" db stop"
-mkdir -p corpus/code corpus/legal corpus/config
-# Documents are separated by a form-feed line; each source file is one document.
-doc_files() { for f in "$@"; do [ -f "$f" ] && { cat "$f"; printf '\n\f\n'; }; done; }
-doc_files $(ls /usr/lib/python3.11/*.py | sort | head -40) > corpus/code/stdlib.txt
-doc_files $(ls /usr/share/common-licenses/* | sort) > corpus/legal/licenses.txt
-doc_files $(ls /etc/*.conf /usr/share/doc/*/copyright 2>/dev/null | sort | head -80) > corpus/config/etc.txt
+autoscale_corpus
 params=(--param corpus=corpus --param out=out --param n1=2048 --param ratio=2 --param target=8192 --param layers=1 --param heads=2
         --param channels=32 --param seq=32 --param batch=4 --param eval_batches=4 --param curve_eval_batches=2
         --param val_fraction=0.3 --param device=cpu --param validate=true --param repeats=2 --param train_repeats=2)
