@@ -170,17 +170,22 @@ void sm_wpage_autoscale(sm_wctx *c, const sm_wreq *q, sm_wresp *r) {
         const char *name;
         sm_wbuf_puts(b, "<table class=\"speedup\"><tr><th>baseline</th><th>speed-up of ");
         sm_wbuf_esc(b, sm_wstr(res, "target"));
-        sm_wbuf_puts(b, "</th><th>final value</th><th>steps to reach</th><th>baseline's last step</th></tr>");
+        sm_wbuf_puts(b, "</th><th>final value</th><th>steps to reach</th><th>baseline's last step</th>"
+                        "<th>with 90% intervals (compare's summary, as in the report)</th></tr>");
         json_object_foreach(json_object_get(res, "speedup"), name, v) {
             sm_wbuf_puts(b, "<tr><td>");
             sm_wbuf_esc(b, name);
             sm_wbuf_puts(b, "</td><td>");
-            if (json_is_number(v)) sm_wbuf_printf(b, "%.3gx", json_number_value(v));
+            /* compare's speed-up is 1 - steps to reach / baseline's steps: a fraction, shown as the report shows it */
+            if (json_is_number(v)) sm_wbuf_printf(b, "%+.1f%%", 100 * json_number_value(v));
             else sm_wbuf_puts(b, "not reached");
-            sm_wbuf_printf(b, "</td><td>%.4g</td><td>%.4g</td><td>%.4g</td></tr>",
+            sm_wbuf_printf(b, "</td><td>%.4g</td><td>%.4g</td><td>%.4g</td><td>",
                            json_number_value(json_object_get(json_object_get(res, "final"), name)),
                            json_number_value(json_object_get(json_object_get(res, "steps_to_reach"), name)),
                            json_number_value(json_object_get(json_object_get(res, "baseline_final_step"), name)));
+            const char *summary = sm_wstr(json_object_get(res, "summary"), name);
+            sm_wbuf_esc(b, summary ? summary : "not recorded (a compare stage older than the intervals)");
+            sm_wbuf_puts(b, "</td></tr>");
         }
         sm_wbuf_puts(b, "</table>");
     }

@@ -81,7 +81,8 @@ html=$(get "$URL/autoscale")
 check_eq "AutoScale page draws two fits, weights and curves" "$(grep -o '<figure id="[a-z0-9-]*"><svg' <<<"$html" | wc -l)" 4
 check "fit figure is plot's (title, legend)" grep -q 'other exact interpolant' <<<"$html"
 check "fit table: flags and noise" bash -c "grep -q 'few_points' <<<\"\$0\" && grep -q 'not measured' <<<\"\$0\"" "$html"
-check "speed-up table" grep -q '1.31x' <<<"$html"
+check "speed-up table" grep -q '+31.0%' <<<"$html"
+check "speed-up with compare's interval and verdict" grep -q '+12.0%, +44.0%, 3 seeds: significant' <<<"$html"
 check_eq "AutoScale JSON" "$(get "$URL/autoscale?run=as-run&format=json" | jq '"%d %d %d" % (len(m["fits"]), len(m["mixtures"]), len(m["comparisons"]))')" "2 3 1"
 sm_plot=$("$SCALEMIX" help plot 2>&1 | head -1)
 check "the plot stage exists (one code path)" test -n "$sm_plot"

@@ -51,7 +51,7 @@ check "browser: the whole log page" grep -q '<a id="next" href="/log/live-train?
 browse autoscale "$URL/autoscale"
 check_eq "browser: AutoScale figures drawn inline" "$(grep -o '<figure id="[a-z0-9-]*"><svg' "$TMP_WS/autoscale.html" | wc -l)" 4
 check "browser: fit legend" grep -q 'other exact interpolant' "$TMP_WS/autoscale.html"
-check "browser: speed-up table" grep -q '1.31x' "$TMP_WS/autoscale.html"
+check "browser: speed-up table" grep -q '+31.0%' "$TMP_WS/autoscale.html"
 check "browser: AutoScale screenshot" png_ok "$shots/autoscale.png"
 
 # With a token: a first visit with ?token= sets the cookie; the browser then needs nothing more.
