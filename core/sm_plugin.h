@@ -21,7 +21,7 @@
 #include "sm_common.h"
 
 #define SM_PLUGIN_ABI_MAJOR 1
-#define SM_PLUGIN_ABI_MINOR 1
+#define SM_PLUGIN_ABI_MINOR 2
 #define SM_PLUGIN_ENTRY "sm_plugin_describe"
 
 typedef struct sm_host sm_host; /* opaque: one per stage run */
@@ -34,6 +34,9 @@ typedef struct sm_resources {
     uint64_t device_memory_bytes; /* GPU memory it will allocate, when gpu = 1 */
     int isolate;                  /* 1: run in a process of its own, not a thread: every stage that will
                                    * create a CUDA context asks for it (train and ablate on device cuda) */
+    /* ABI 1.2: host memory the run will use at most, process included (0: unknown); a remote executor
+     * asks its scheduler for it (Slurm's --mem). Write it only when struct_size covers it. */
+    uint64_t host_memory_bytes;
 } sm_resources;
 
 typedef struct sm_host_api {

@@ -134,7 +134,7 @@ static void request_for(slurm_x *s, sm_stage_run *r, sm_slurm_request *req) {
     const sm_resources *res = sm_run_resources(r);
     req->cpus = res->threads < 1 ? 1 : res->threads;
     req->gpus = res->gpu ? 1 : 0;
-    req->mem_bytes = s->o.mem_bytes;
+    req->mem_bytes = s->o.mem_bytes ? s->o.mem_bytes : res->host_memory_bytes; /* --slurm-mem, for every job, wins */
 }
 
 /* Submits group[0..n) as one job (n = 1) or one array; every run either becomes active or ends. */

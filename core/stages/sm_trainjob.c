@@ -4,11 +4,15 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../model/sm_gpt2.h"
+
+/* What a training process holds beyond its model (see sm_trainjob_resources). */
+#define PROCESS_HEADROOM_BYTES (256ull << 20)
 
 typedef struct shard_list {
     const char **paths;
@@ -419,6 +423,16 @@ int sm_trainjob_resources(const char *params_json, const char *inputs_json, sm_r
     if (model_config(json_object_get(p, "model"), &checked, err) != SM_OK) {
         json_decref(p);
         return SM_ERR_ARG;
+    }
+    if (out->struct_size >= offsetof(sm_resources, host_memory_bytes) + sizeof out->host_memory_bytes) {
+        /* the CPU backend's own plan (also the host copies a GPU run keeps), plus the process around it:
+         * libraries, OpenBLAS and OpenMP buffers, the loader (a bench process at the demo shape peaks at
+         * 189 MiB in all, its model 60 MiB of it) */
+        uint64_t host = 0;
+        sm_error herr = {0};
+        if (sm_gpt2_memory_need(&checked, get_int(p, "batch", 8), checked.max_seq_len, SM_DTYPE_FP32, SM_DEVICE_CPU,
+                                &host, &herr) == SM_OK)
+            out->host_memory_bytes = host + PROCESS_HEADROOM_BYTES;
     }
     const char *dev = json_string_value(json_object_get(p, "device"));
     if (dev && (!strcmp(dev, "cuda") || (!strcmp(dev, "auto") && sm_gpt2_cuda_devices(NULL) > 0))) {

@@ -54,7 +54,7 @@ sm stage-exec --spec spec.json 2>/dev/null; check_eq "--spec without --out exits
 # --- a stage names its executor; an unknown one is an error naming those the run has
 printf 'local sm = require "scalemix"\nsm.stage("sm_test_echo", { value = 1 }, nil, { executor = "nowhere" })\n' > nowhere.lua
 sm run --db none -q nowhere.lua 2>err.txt; check_eq "an unknown executor is a usage error (exit 2)" $? 2
-check "the error names the executors known" grep -q "unknown executor 'nowhere' (this run has: local, thread, process)" err.txt
+check "the error names the executors known" grep -q "unknown executor 'nowhere' (this run has: local, thread, process, slurm)" err.txt
 printf 'local sm = require "scalemix"\nprint(sm.stage("sm_test_echo", { value = 5 }, nil, { executor = "process" }).result.double)\n' > proc.lua
 check_eq "a stage may name a built-in executor" "$(sm run --db none -q proc.lua)" 10
 

@@ -58,6 +58,8 @@ check_eq "DDO's 2m+1 = 7 proxy runs at each of two budgets succeeded" \
   "$(sql "select count(*) from stage_runs where plugin = 'ablate' and status = 'succeeded'")" 14
 check_eq "the 7 DDO runs of each budget went as one job array" \
   "$(grep -c -- '--job-name=sm:ddo/n1 .*--array=0-6 ' sbatch.calls) $(grep -c -- '--job-name=sm:ddo/n2 .*--array=0-6 ' sbatch.calls)" "1 1"
+check "each training job asks Slurm for the host memory its stage needs (--mem from resources())" \
+  grep -qE -- '--job-name=sm:ddo/n1 .*--mem=[0-9]+M .*--array=0-6 ' sbatch.calls
 arr=$(sed -n 's/.*ddo\/n2\/base: submitted to Slurm as job \([0-9]*\)_[0-9]*$/\1/p' onslurm/run.err)
 check_eq "Slurm lists n2's 7 tasks under one ArrayJobId" "$(squeue -h -t all -r -j "$arr" -o '%F %T' | sort | uniq -c | sed 's/^ *//')" "7 $arr COMPLETED"
 finish

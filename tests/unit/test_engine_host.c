@@ -244,6 +244,11 @@ TEST(gpu_training_stages_ask_for_isolation) {
         CHECK_EQ_INT(d->resources("{\"device\": \"cpu\", \"threads\": 2}", "{}", &res, &err), SM_OK);
         CHECK_EQ_INT(res.isolate, 0);
         CHECK_EQ_INT(res.gpu, 0);
+        /* host memory for a scheduler's request: the default shape's model plus the process headroom */
+        CHECK_MSG(res.host_memory_bytes > (256ull << 20) && res.host_memory_bytes < (4ull << 30), "%s asks for %llu bytes",
+                  plugins[i], (unsigned long long)res.host_memory_bytes);
+        res = (sm_resources){.struct_size = offsetof(sm_resources, host_memory_bytes), .threads = 1};
+        CHECK_EQ_INT(d->resources("{\"device\": \"cpu\"}", "{}", &res, &err), SM_OK); /* a host of ABI 1.1 */
         res = (sm_resources){.struct_size = sizeof res, .threads = 1};
         int rc = d->resources("{\"device\": \"cuda\", \"threads\": 1}", "{}", &res, &err);
         if (rc != SM_OK) SKIP("the CUDA backend cannot plan memory here: %.150s", err.msg);
