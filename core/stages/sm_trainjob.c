@@ -426,8 +426,8 @@ int sm_trainjob_resources(const char *params_json, const char *inputs_json, sm_r
     }
     if (out->struct_size >= offsetof(sm_resources, host_memory_bytes) + sizeof out->host_memory_bytes) {
         /* the CPU backend's own plan (also the host copies a GPU run keeps), plus the process around it:
-         * libraries, OpenBLAS and OpenMP buffers, the loader (a bench process at the demo shape peaks at
-         * 189 MiB in all, its model 60 MiB of it) */
+         * libraries, OpenBLAS and OpenMP buffers, the loader (bench_gpt2_cpu at the demo shape, its model and
+         * its sgemm-bound matrices included, peaks at 188 MiB resident) */
         uint64_t host = 0;
         sm_error herr = {0};
         if (sm_gpt2_memory_need(&checked, get_int(p, "batch", 8), checked.max_seq_len, SM_DTYPE_FP32, SM_DEVICE_CPU,
