@@ -4,7 +4,8 @@
 --   scalemix run pipelines/autoscale.lua [--param key=value ...]
 --
 -- Steps: tokenize the corpus; DDO (2m+1 proxy runs, power-law fits, the exact KKT optimum) at two small
--- budgets n1 < n2 = ratio * n1, the base run repeated with `repeats` seeds so the fits know the noise;
+-- budgets n1 < n2 = ratio * n1, the runs repeated with `repeats` seeds (`repeat`: "all" runs, so each
+-- contrast is paired by seed, or only the "base" run) so the fits know the noise;
 -- extrapolate both optima to the target budget (default: the paper's rule, one geometric step:
 -- N3_i = N2_i^2 / N1_i); train AutoScale's mixture and the baselines (uniform, proportional to the data,
 -- and an optional given mixture) at the target with `train_repeats` seeds; compare the validation curves
@@ -67,7 +68,7 @@ local function ddo(budget, label)
   return sm.ablate(opts)
 end
 local function fit(ab)
-  ab.interpolant, ab.on_noise = P.interpolant, P.on_noise
+  ab.interpolant, ab.on_noise, ab.noise_pool = P.interpolant, P.on_noise, P.noise_pool
   return sm.fit(ab)
 end
 local ab = sm.all { function() return ddo(n1, "n1") end, function() return ddo(n2, "n2") end }

@@ -67,12 +67,15 @@ function R.write(o)
     out("  n%d (%.3g tokens): base run over %d seeds: training sd %s", i, a.budget, #ms, sd and string.format("%.4f", sd) or "(one seed)")
   end
   local function fitline(f, a, tag)
-    out("  per domain at %s: training noise (the fit's sd of one run) / evaluation error of its contrasts (paired, the same sample) / signal-to-noise", tag)
+    local df = f.noise_df and f.noise_df[domains[1]]
+    out("  per domain at %s: the fit's noise (sd of %s; %s, %s degrees of freedom) / the domain's own estimate / evaluation error of its contrasts (the same sample) / signal-to-noise",
+        tag, f.paired and "one seed's contrast, paired by seed" or "one run", f.noise_pool == "all" and "pooled over the domains" or "per domain",
+        df and string.format("%g", df) or "-")
     for _, d in ipairs(domains) do
       local fl = table.concat((f.flags or {})[d] or {}, ",")
       local function num(t, fmt) return t and t[d] and string.format(fmt, t[d]) or "-" end
-      out("    %-13s %s / %s / %s%s", d, num(f.noise, "%.4f"), num(a.eval_noise, "%.4f"), num(f.snr, "%.2f"),
-          fl:find("within_noise") and "  (within noise)" or "")
+      out("    %-13s %s / %s / %s / %s%s", d, num(f.noise, "%.4f"), num(f.noise_domain, "%.4f"), num(a.eval_noise, "%.4f"),
+          num(f.snr, "%.2f"), fl:find("within_noise") and "  (within noise)" or "")
     end
   end
   fitline(o.fit1, o.ab[1], "n1")

@@ -17,6 +17,9 @@
 /* The authors' procedure (curve_fit from their notebook's start) lands on the larger-b curve. */
 #define DEFAULT_INTERPOLANT "saturating"
 #define DEFAULT_BOOT 400
+/* With 2-3 seeds a domain's own noise estimate has 2-4 degrees of freedom; the domains' estimates differ no more
+ * than that allows in the demo's runs (README, "Noise study"), so one pooled estimate is the default. */
+#define DEFAULT_NOISE_POOL "all"
 /* A domain's contrasts are within noise when none differs from the base run at this two-sided level (Student's t
  * with the noise estimate's degrees of freedom). */
 #define NOISE_TEST_LEVEL 0.95
@@ -27,9 +30,11 @@
 static const char schema[] =
     "{\"domains\": {\"type\": \"array\", \"required\": true, \"doc\": \"domain names; results are reported for these\"},"
     " \"base\": {\"type\": \"object\", \"required\": true,"
-    "   \"doc\": \"the base run: {tokens: {domain: N_i^base}, metric: m or [m, ...] (repeats)}\"},"
+    "   \"doc\": \"the base run: {tokens: {domain: N_i^base}, metric: m or [m, ...] (repeats), seeds: [s, ...] (optional, "
+    "one per metric)}\"},"
     " \"runs\": {\"type\": \"array\", \"required\": true,"
-    "   \"doc\": \"perturbed runs [{domain, factor, metric: m or [m, ...]}], factor = N_i / N_i^base of the perturbed domain\"},"
+    "   \"doc\": \"perturbed runs [{domain, factor, metric: m or [m, ...], seeds}], factor = N_i / N_i^base of the perturbed "
+    "domain; when every run has at least two seeds, all among the base run's, contrasts are paired by seed\"},"
     " \"lower\": {\"type\": \"number\", \"default\": null,"
     "   \"doc\": \"lower bound on N_i / N_i^base; default the smallest factor (the fit is not trusted below it)\"},"
     " \"budget\": {\"type\": \"number\", \"default\": null, \"doc\": \"token budget to allocate; default the base run's total\"},"
@@ -39,7 +44,11 @@ static const char schema[] =
     "   \"doc\": \"a domain whose curve diverges at the lower bound or did not converge: hold (keep its base quantity, "
     "optimise the others) or fail\"},"
     " \"noise\": {\"type\": \"number\", \"default\": null,"
-    "   \"doc\": \"run-to-run sd of the metric in normalised units, known from elsewhere; default: estimated from repeats\"},"
+    "   \"doc\": \"run-to-run sd of the metric in normalised units (of one seed's contrast when paired by seed), known from "
+    "elsewhere; default: estimated from repeats\"},"
+    " \"noise_pool\": {\"type\": \"string\", \"default\": \"" DEFAULT_NOISE_POOL "\","
+    "   \"doc\": \"all: one noise estimate pooled over every domain's repeats (tests and intervals use it); domain: each "
+    "domain's own\"},"
     " \"on_noise\": {\"type\": \"string\", \"default\": \"hold\","
     "   \"doc\": \"a domain whose contrasts are within noise: hold (keep its base quantity) or fit (optimise it anyway)\"},"
     " \"boot\": {\"type\": \"integer\", \"default\": " STR(DEFAULT_BOOT) ","
@@ -48,10 +57,12 @@ static const char schema[] =
     "   \"doc\": \"seed of the bootstrap's random stream; default derived from the parameters, so fits of different "
     "measurements draw independent replicates and the same fit draws the same ones\"}}";
 
-/* One measured point: the base run (domain -1) or a perturbed run, with its repeats. */
+/* One measured point: the base run (domain -1) or a perturbed run, with its repeats and their seeds (NULL
+ * when not given). Paired by seed, a perturbed run's contrast with the base run is the mean of
+ * log(v[r] / base v of the same seed) (cmean), with css its sum of squared deviations. */
 typedef struct group {
     long dom;
-    double factor, mean, *v;
+    double factor, mean, *v, *seed, cmean, css;
     size_t k;
 } group;
 
@@ -63,8 +74,8 @@ typedef struct work {
     double **x, **y, **ystar;  /* per-domain points: x, y, and one bootstrap replicate's y */
     size_t *npts;
     long **gidx;               /* per-domain point -> group */
-    double *base, *w, *tokens, *noise, *df, *snr, *crit, *lo, *hi, *boot, *col;
-    int *hold;
+    double *base, *w, *tokens, *noise, *df, *own_noise, *own_df, *snr, *crit, *lo, *hi, *boot, *col;
+    int *hold, paired;
     sm_fit_result *fits, *ofits;
     int *held, *oheld;
     double *n, *on;
@@ -72,7 +83,7 @@ typedef struct work {
 
 static void work_free(work *k) {
     json_decref(k->params);
-    for (size_t i = 0; k->g && i < k->ng; i++) free(k->g[i].v);
+    for (size_t i = 0; k->g && i < k->ng; i++) free(k->g[i].v), free(k->g[i].seed);
     free(k->g);
     for (size_t i = 0; i < k->m; i++) {
         if (k->x) free(k->x[i]);
@@ -82,7 +93,8 @@ static void work_free(work *k) {
     }
     free(k->x); free(k->y); free(k->ystar); free(k->gidx); free(k->npts);
     sm_asj_free_names(k->domains, k->m);
-    free(k->base); free(k->w); free(k->tokens); free(k->noise); free(k->df); free(k->snr); free(k->crit); free(k->lo); free(k->hi);
+    free(k->base); free(k->w); free(k->tokens); free(k->noise); free(k->df); free(k->own_noise); free(k->own_df);
+    free(k->snr); free(k->crit); free(k->lo); free(k->hi);
     free(k->boot); free(k->col); free(k->hold);
     free(k->fits); free(k->ofits); free(k->held); free(k->oheld); free(k->n); free(k->on);
 }
@@ -114,11 +126,31 @@ static int alloc_all(work *k, sm_error *err) {
     size_t m = k->m;
 #define A(p, n) ((p) = calloc((n), sizeof *(p)))
     int ok = A(k->x, m) && A(k->y, m) && A(k->ystar, m) && A(k->gidx, m) && A(k->npts, m) && A(k->base, m) &&
-             A(k->w, m) && A(k->tokens, m) && A(k->noise, m) && A(k->df, m) && A(k->snr, m) && A(k->crit, m) && A(k->lo, m) &&
-             A(k->hi, m) && A(k->hold, m) && A(k->fits, m) && A(k->ofits, m) && A(k->held, m) && A(k->oheld, m) &&
+             A(k->w, m) && A(k->tokens, m) && A(k->noise, m) && A(k->df, m) && A(k->own_noise, m) && A(k->own_df, m) &&
+             A(k->snr, m) && A(k->crit, m) && A(k->lo, m) && A(k->hi, m) && A(k->hold, m) && A(k->fits, m) && A(k->ofits, m) && A(k->held, m) && A(k->oheld, m) &&
              A(k->n, m) && A(k->on, m);
 #undef A
     return ok ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+}
+
+/* A group's seeds, when given: whole numbers, one per metric, none twice. */
+static int read_seeds(const json_t *obj, const char *what, group *g, sm_error *err) {
+    json_t *v = json_object_get(obj, "seeds");
+    if (!v || json_is_null(v)) return SM_OK;
+    if (!json_is_array(v) || json_array_size(v) != g->k)
+        return sm_error_set(err, SM_ERR_ARG, STAGE ": %s has %zu metric(s), so 'seeds' must be a list of %zu seed(s), one per metric",
+                            what, g->k, g->k);
+    if (!(g->seed = malloc(g->k * sizeof *g->seed))) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
+    for (size_t r = 0; r < g->k; r++) {
+        json_t *e = json_array_get(v, r);
+        double s = json_is_number(e) ? json_number_value(e) : NAN;
+        if (!(isfinite(s) && s == floor(s)))
+            return sm_error_set(err, SM_ERR_ARG, STAGE ": %s has seeds[%zu] that is not a whole number", what, r);
+        for (size_t q = 0; q < r; q++)
+            if (g->seed[q] == s) return sm_error_set(err, SM_ERR_ARG, STAGE ": %s lists seed %.0f twice", what, s);
+        g->seed[r] = s;
+    }
+    return SM_OK;
 }
 
 /* The base run and the perturbed runs as groups of repeats; the per-domain point lists from their means. */
@@ -134,7 +166,9 @@ static int read_groups(work *k, double *min_factor, sm_error *err) {
     if (!(k->g = calloc(k->ng, sizeof *k->g))) return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
     k->g[0].dom = -1;
     k->g[0].factor = 1;
-    if ((rc = sm_asj_positive_list(base, "metric", STAGE, "the base run", &k->g[0].v, &k->g[0].k, err))) return rc;
+    if ((rc = sm_asj_positive_list(base, "metric", STAGE, "the base run", &k->g[0].v, &k->g[0].k, err)) ||
+        (rc = read_seeds(base, "the base run", &k->g[0], err)))
+        return rc;
     *min_factor = INFINITY;
     for (size_t r = 0; r < json_array_size(runs); r++) {
         json_t *run_j = json_array_get(runs, r);
@@ -148,7 +182,8 @@ static int read_groups(work *k, double *min_factor, sm_error *err) {
         group *g = &k->g[r + 1];
         g->dom = di;
         if ((rc = sm_asj_positive(run_j, "factor", STAGE, what, &g->factor, err))) return rc;
-        if ((rc = sm_asj_positive_list(run_j, "metric", STAGE, what, &g->v, &g->k, err))) return rc;
+        if ((rc = sm_asj_positive_list(run_j, "metric", STAGE, what, &g->v, &g->k, err)) || (rc = read_seeds(run_j, what, g, err)))
+            return rc;
         if (g->factor < *min_factor) *min_factor = g->factor;
         k->npts[di]++;
     }
@@ -176,15 +211,66 @@ static int read_groups(work *k, double *min_factor, sm_error *err) {
     return SM_OK;
 }
 
-/* Pooled within-group variance of log(metric) over the base run and the given domain's runs (dom < 0: all). */
+static long base_seed_index(const work *k, double seed) {
+    for (size_t j = 0; j < k->g[0].k; j++)
+        if (k->g[0].seed[j] == seed) return (long)j;
+    return -1;
+}
+
+/* log(metric / the base run's metric of the same seed), for repeat r of a paired group */
+static double paired_contrast(const work *k, const group *g, size_t r) {
+    return log(g->v[r] / k->g[0].v[base_seed_index(k, g->seed[r])]);
+}
+
+/* Contrasts paired by seed. Seed s gives every run the same initialisation and data order (common random
+ * numbers), so log(v / the base run's v of seed s) cancels what the runs of one seed share and is far less
+ * noisy than the runs themselves; the sd of those contrasts is then the noise. Used when the base run and
+ * every perturbed run carry seeds and every perturbed run has at least two, all among the base run's;
+ * otherwise the runs are treated as independent (and the log says why when seeds were given). */
+static void pair_by_seed(work *k, const sm_host_api *api, sm_host *h) {
+    int any = 0;
+    for (size_t gi = 0; gi < k->ng; gi++) any |= k->g[gi].seed != NULL;
+    if (!any) return;
+    const char *why = k->g[0].seed ? NULL : "the base run has no seeds";
+    size_t gi = 1;
+    for (; gi < k->ng && !why; gi++) {
+        const group *g = &k->g[gi];
+        if (!g->seed) why = "it has no seeds";
+        else if (g->k < 2) why = "it has one seed, so its contrast's noise is unknown (repeat every run with the base run's seeds)";
+        for (size_t r = 0; !why && r < g->k; r++)
+            if (base_seed_index(k, g->seed[r]) < 0) why = "it has a seed the base run does not";
+    }
+    if (why) {
+        if (k->g[0].seed) api->log(h, SM_LOG_INFO, "contrasts not paired by seed: runs[%zu]: %s; the runs are treated as independent", gi - 2, why);
+        else api->log(h, SM_LOG_INFO, "contrasts not paired by seed: %s; the runs are treated as independent", why);
+        return;
+    }
+    k->paired = 1;
+    for (gi = 1; gi < k->ng; gi++) {
+        group *g = &k->g[gi];
+        double s = 0;
+        for (size_t r = 0; r < g->k; r++) s += paired_contrast(k, g, r);
+        g->cmean = s / (double)g->k, g->css = 0;
+        for (size_t r = 0; r < g->k; r++) g->css += pow(paired_contrast(k, g, r) - g->cmean, 2);
+    }
+    for (size_t i = 0; i < k->m; i++)
+        for (size_t p = 1; p < k->npts[i]; p++) k->y[i][p] = exp(k->g[k->gidx[i][p]].cmean);
+}
+
+/* The pooled noise of log(metric) over the base run and the given domain's runs (dom < 0: all): the sd of one
+ * run, or of one seed's contrast when paired. */
 static void pooled_noise(const work *k, long dom, double *sd, double *df) {
     double ss = 0, n = 0;
     for (size_t gi = 0; gi < k->ng; gi++) {
         const group *g = &k->g[gi];
-        if (g->k < 2 || (dom >= 0 && gi > 0 && g->dom != dom)) continue;
-        double lv[g->k];
-        for (size_t r = 0; r < g->k; r++) lv[r] = log(g->v[r]);
-        ss += sm_var(lv, g->k) * (double)(g->k - 1);
+        if (g->k < 2 || (dom >= 0 && gi > 0 && g->dom != dom) || (k->paired && gi == 0)) continue;
+        if (k->paired) {
+            ss += g->css;
+        } else {
+            double lv[g->k];
+            for (size_t r = 0; r < g->k; r++) lv[r] = log(g->v[r]);
+            ss += sm_var(lv, g->k) * (double)(g->k - 1);
+        }
         n += (double)(g->k - 1);
     }
     *sd = n > 0 ? sqrt(ss / n) : NAN;
@@ -208,9 +294,21 @@ static json_t *curves_json(const work *k, const sm_fit_result *fits) {
     return o;
 }
 
+/* Where a bootstrap replicate redraws a point, in normalised units (the base run = 1): the measured point for an
+ * exact fit (it passes through it anyway), the fitted curve for least squares. */
+static double replicate_centre(const work *k, size_t i, const group *g) {
+    double measured = k->paired ? exp(g->cmean) : g->mean / k->g[0].mean;
+    if (k->fits[i].exact) return measured;
+    double fitted = sm_fit_eval(k->fits[i].a, k->fits[i].b, k->fits[i].c, g->factor);
+    return isfinite(fitted) && fitted > 0 ? fitted : measured;
+}
+
 /* The parametric bootstrap: each group's mean metric is redrawn as mean * exp(sigma* z / sqrt(k)), sigma*
  * carrying the uncertainty of the noise estimate itself (sm_rng_sigma); the base run is redrawn once per
- * replicate and shared by every domain, as in the experiment; the whole solve is repeated. */
+ * replicate and shared by every domain, as in the experiment; the whole solve is repeated. Paired by seed,
+ * the contrasts are redrawn instead: a contrast's variance is its runs' plus the base runs' (equal shares when
+ * every run is as noisy as the base run), and the base runs' share is drawn once per replicate and shared by
+ * every contrast, as in the experiment. */
 static int bootstrap(work *k, const sm_ddo_problem *prob, size_t nboot, unsigned long seed, double sd_all, double df_all,
                      size_t *done, size_t *failed, sm_error *err) {
     size_t m = k->m;
@@ -220,9 +318,9 @@ static int bootstrap(work *k, const sm_ddo_problem *prob, size_t nboot, unsigned
     sm_rng *rng = sm_rng_new(seed);
     sm_fit_result *fits = calloc(m, sizeof *fits);
     int *held = calloc(m, sizeof *held);
-    double *n = calloc(m, sizeof *n), *gm = calloc(k->ng, sizeof *gm);
-    if (!rng || !fits || !held || !n || !gm) {
-        sm_rng_free(rng); free(fits); free(held); free(n); free(gm);
+    double *n = calloc(m, sizeof *n);
+    if (!rng || !fits || !held || !n) {
+        sm_rng_free(rng); free(fits); free(held); free(n);
         return sm_error_set(err, SM_ERR_NOMEM, STAGE ": out of memory");
     }
     sm_ddo_problem p = *prob;
@@ -230,29 +328,25 @@ static int bootstrap(work *k, const sm_ddo_problem *prob, size_t nboot, unsigned
     p.fail_bad = 0;
     sm_ddo_solution s = {.fits = fits, .held = held, .n = n};
     for (size_t r = 0; r < nboot; r++) {
-        double sb = sm_rng_sigma(rng, sd_all, df_all);
-        gm[0] = k->g[0].mean * exp(sb * sm_rng_normal(rng) / sqrt((double)k->g[0].k));
+        double sb = sm_rng_sigma(rng, sd_all, df_all), zb = sm_rng_normal(rng);
+        double base = k->paired ? 1 : exp(sb * zb / sqrt((double)k->g[0].k));
         for (size_t i = 0; i < m; i++) {
             double sd = sm_rng_sigma(rng, k->noise[i], k->df[i]);
+            k->ystar[i][0] = 1;
             for (size_t q = 1; q < k->npts[i]; q++) {
                 const group *g = &k->g[k->gidx[i][q]];
-                /* least squares: redraw around the fitted curve; exact fits pass through the means anyway */
-                double centre = k->fits[i].exact ? g->mean
-                                                 : k->g[0].mean * sm_fit_eval(k->fits[i].a, k->fits[i].b, k->fits[i].c, g->factor);
-                if (!isfinite(centre) || !(centre > 0)) centre = g->mean;
-                gm[k->gidx[i][q]] = centre * exp(sd * sm_rng_normal(rng) / sqrt((double)g->k));
+                double z = sm_rng_normal(rng);
+                /* paired: its own runs' half of the contrast's variance, less the base runs' half, common to all */
+                double dev = k->paired ? (sd * z - sb * zb) / sqrt(2.0 * (double)g->k) : sd * z / sqrt((double)g->k);
+                k->ystar[i][q] = replicate_centre(k, i, g) * exp(dev) / base;
             }
-        }
-        for (size_t i = 0; i < m; i++) {
-            k->ystar[i][0] = 1;
-            for (size_t q = 1; q < k->npts[i]; q++) k->ystar[i][q] = gm[k->gidx[i][q]] / gm[0];
         }
         sm_error e = {0};
         if (sm_ddo_solve(&p, &s, &e)) { (*failed)++; continue; }
         for (size_t i = 0; i < m; i++) k->boot[*done * m + i] = n[i] * k->base[i] / prob->budget;
         (*done)++;
     }
-    sm_rng_free(rng); free(fits); free(held); free(n); free(gm);
+    sm_rng_free(rng); free(fits); free(held); free(n);
     for (size_t i = 0; i < m; i++) {
         for (size_t r = 0; r < *done; r++) k->col[r] = k->boot[r * m + i];
         k->lo[i] = sm_quantile(k->col, *done, (1 - SM_STATS_LEVEL) / 2);
@@ -309,27 +403,31 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         rc = sm_error_set(err, SM_ERR_ARG, STAGE ": 'noise' must be a positive sd in normalised units (got %g)", noise_given);
         goto out;
     }
-    int saturating, hold_bad, hold_noise;
+    int saturating, hold_bad, hold_noise, pool_all;
     if ((rc = read_choice(k.params, "interpolant", DEFAULT_INTERPOLANT, "saturating", "power", &saturating, err)) ||
+        (rc = read_choice(k.params, "noise_pool", DEFAULT_NOISE_POOL, "all", "domain", &pool_all, err)) ||
         (rc = read_choice(k.params, "on_bad_fit", "hold", "hold", "fail", &hold_bad, err)) ||
         (rc = read_choice(k.params, "on_noise", "hold", "hold", "fit", &hold_noise, err)) ||
         (rc = read_count(k.params, "boot", DEFAULT_BOOT, 100000, &nboot_d, err)) ||
         (rc = read_count(k.params, "seed", (double)fnv1a32(params_json), 4294967295.0, &seed_d, err)))
         goto out;
 
-    /* Noise: given, or pooled from the repeats (per domain: the base run's and that domain's runs'). */
+    pair_by_seed(&k, api, h);
+    /* Noise: given, or from the repeats: pooled over all of them, or per domain (the base run's and that
+     * domain's runs'; the paired contrasts of that domain); each domain's own estimate is reported either way. */
     double sd_all = NAN, df_all = 0;
     const char *noise_source = "unknown";
+    pooled_noise(&k, -1, &sd_all, &df_all);
+    for (size_t i = 0; i < m; i++) pooled_noise(&k, (long)i, &k.own_noise[i], &k.own_df[i]);
     if (noise_has) {
         noise_source = "given";
         sd_all = noise_given, df_all = INFINITY;
         for (size_t i = 0; i < m; i++) k.noise[i] = noise_given, k.df[i] = INFINITY;
     } else {
-        pooled_noise(&k, -1, &sd_all, &df_all);
         if (df_all > 0) noise_source = "repeats";
         for (size_t i = 0; i < m; i++) {
-            pooled_noise(&k, (long)i, &k.noise[i], &k.df[i]);
-            if (!(k.df[i] > 0)) k.noise[i] = sd_all, k.df[i] = df_all; /* none of its own: the pooled estimate */
+            int own = !pool_all && k.own_df[i] > 0; /* a domain with none of its own gets the pooled estimate */
+            k.noise[i] = own ? k.own_noise[i] : sd_all, k.df[i] = own ? k.own_df[i] : df_all;
         }
     }
     int known = strcmp(noise_source, "unknown") != 0;
@@ -340,7 +438,8 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
         double best = 0;
         for (size_t q = 1; q < k.npts[i]; q++) {
             const group *g = &k.g[k.gidx[i][q]];
-            double se = k.noise[i] * sqrt(1.0 / (double)g->k + 1.0 / (double)k.g[0].k), z = fabs(log(g->mean / k.g[0].mean)) / se;
+            double se = k.paired ? k.noise[i] / sqrt((double)g->k) : k.noise[i] * sqrt(1.0 / (double)g->k + 1.0 / (double)k.g[0].k);
+            double z = fabs(k.paired ? g->cmean : log(g->mean / k.g[0].mean)) / se;
             if (z > best) best = z;
         }
         k.snr[i] = best;
@@ -449,6 +548,10 @@ static int run(const sm_host_api *api, sm_host *h, const char *params_json, cons
     json_object_set_new(res, "noise_source", json_string(noise_source));
     json_object_set_new(res, "noise", known ? sm_asj_map(m, k.domains, k.noise) : json_object());
     json_object_set_new(res, "noise_df", known ? sm_asj_map(m, k.domains, k.df) : json_object());
+    json_object_set_new(res, "noise_pool", json_string(pool_all ? "all" : "domain"));
+    json_object_set_new(res, "noise_domain", sm_asj_map(m, k.domains, k.own_noise));
+    json_object_set_new(res, "noise_domain_df", sm_asj_map(m, k.domains, k.own_df));
+    json_object_set_new(res, "paired", json_boolean(k.paired));
     json_object_set_new(res, "snr", known ? sm_asj_map(m, k.domains, k.snr) : json_object());
     json_object_set_new(res, "within_noise", json_integer((json_int_t)nwithin));
     json_object_set_new(res, "level", json_real(SM_STATS_LEVEL));
@@ -478,8 +581,8 @@ static const sm_plugin_desc desc = {
     .abi_major = SM_PLUGIN_ABI_MAJOR,
     .abi_minor = SM_PLUGIN_ABI_MINOR,
     .name = "fit",
-    .version = "2.0.0",
-    .cache_salt = "2",
+    .version = "2.1.0",
+    .cache_salt = "3",
     .description = "DDO: fit per-domain power laws (x+a)^-b+c, solve the exact KKT optimum under a lower bound, "
                    "with noise, signal-to-noise and bootstrap intervals from repeats",
     .params_schema = schema,

@@ -181,7 +181,8 @@ function A.install(sm)
       local r = g[1]
       local out = { tokens = r.result.tokens, val_ppl = r.result.val_ppl, val_loss = r.result.val_loss,
                     metric_se = r.result.metric_se, epochs = r.result.epochs, stage_run_id = r.stage_run_id,
-                    artifact = r.outputs.result }
+                    artifact = r.outputs.result, seeds = {} }
+      for i = 1, #g do out.seeds[i] = seeds[i] end
       if #g == 1 then
         out.metric = metric_of(r.result, metric)
       else
@@ -217,28 +218,39 @@ function A.install(sm)
   end
 
   ---------------------------------------------------------------------------------------------------
-  -- fit{ domains, base = {tokens, metric}, runs = {{domain, factor, metric}}, lower, budget, interpolant,
-  --      on_bad_fit, noise, on_noise, boot, seed } (or the output of sm.ablate) -> weights, tokens, budget,
+  -- fit{ domains, base = {tokens, metric, seeds}, runs = {{domain, factor, metric, seeds}}, lower, budget,
+  --      interpolant, on_bad_fit, noise, noise_pool, on_noise, boot, seed } (or the output of sm.ablate; seeds,
+  --      optional, one per metric, pair the contrasts by seed) -> weights, tokens, budget,
   -- params[d] = {a, b, c}, rmse[d], flags[d], other (the other interpolant's params and optimum), and from
   -- repeats (any metric may be a list: base = {metric = {28.1, 28.3}}): noise[d], snr[d], ci[d] = {lo, hi},
   -- boot (weight replicates, in .domains order); eval_noise[d] passed through from sm.ablate.
+  -- a measurement's proxy runs as the fit's inputs (every seed's, when repeated), for lineage
+  local function add_inputs(inputs, name, r)
+    if type(r.repeats) == "table" then
+      for _, rep in ipairs(r.repeats) do
+        if type(rep.artifact) == "table" then inputs[string.format("%s/seed%d", name, rep.seed)] = rep.artifact end
+      end
+    elseif type(r.artifact) == "table" then
+      inputs[name] = r.artifact
+    end
+  end
   function sm.fit(opts)
     -- The measurements are parameters; the proxy runs they came from (when known) are inputs, for lineage.
     local runs, inputs = {}, {}
     if type(opts.runs) == "table" then
       for i, r in ipairs(opts.runs) do
-        runs[i] = { domain = r.domain, factor = r.factor, metric = r.metric }
-        if type(r.artifact) == "table" then inputs[string.format("run/%03d", i)] = r.artifact end
+        runs[i] = { domain = r.domain, factor = r.factor, metric = r.metric, seeds = r.seeds }
+        add_inputs(inputs, string.format("run/%03d", i), r)
       end
     end
     local base = opts.base
     if type(base) == "table" and base ~= sm.PENDING then
-      if type(base.artifact) == "table" then inputs.base = base.artifact end
-      base = { tokens = base.tokens, metric = base.metric }
+      add_inputs(inputs, "base", base)
+      base = { tokens = base.tokens, metric = base.metric, seeds = base.seeds }
     end
     local s = sm.stage("fit", { domains = opts.domains, base = base, runs = runs, lower = opts.lower, budget = opts.budget,
                                 interpolant = opts.interpolant, on_bad_fit = opts.on_bad_fit, noise = opts.noise,
-                                on_noise = opts.on_noise, boot = opts.boot, seed = opts.seed },
+                                noise_pool = opts.noise_pool, on_noise = opts.on_noise, boot = opts.boot, seed = opts.seed },
                        inputs, { name = opts.name or ("fit/" .. tostring(opts.budget or "base")) })
     if s.planned then return setmetatable({ stage = s, planned = true }, { __index = function() return sm.PENDING end }) end
     local r = s.result

@@ -20,8 +20,10 @@ grep -q "^  vs uniform " report.txt && grep -q "^  vs proportional " report.txt;
 grep -q "^Extrapolation check at" report.txt; check_eq "report has the extrapolation check" $? 0
 grep -Eq "^  n1 \(2.05e\+03 tokens\): base run over 2 seeds: training sd [0-9.]+$" report.txt
 check_eq "report has the training noise of the repeated base runs" $? 0
-grep -Eq "^    code +[0-9.]+ / [0-9.]+ / [0-9.]+" report.txt
-check_eq "report has per domain the training noise, the paired evaluation error of the contrasts and the snr" $? 0
+grep -Eq "^    code +[0-9.]+ / [0-9.]+ / [0-9.]+ / [0-9.]+" report.txt
+check_eq "report has per domain the fit's noise, the domain's own, the paired evaluation error of the contrasts and the snr" $? 0
+grep -Eq "^  per domain at n2: the fit's noise \(sd of one seed's contrast, paired by seed; pooled over the domains, 6 degrees of freedom\)" report.txt
+check_eq "every DDO run repeated (the preset's repeat=all): the fit pairs the contrasts by seed, 6 perturbed runs x 1 df" $? 0
 grep -Eq "^  vs uniform +[-+][0-9.]+ \[[-+][0-9.]+, [-+][0-9.]+\]  (AutoScale better|AutoScale worse|not significant)" report.txt
 check_eq "report has the verdict against uniform with its interval" $? 0
 grep -Eq "^  predicted vs directly optimised weights: L1 [0-9.]+ \[[0-9.]+, [0-9.]+\]" report.txt
@@ -60,8 +62,8 @@ for f in fit_n1.svg fit_n2.svg weights.svg curves.svg report.txt; do
 done
 sql() { "$SCALEMIX" sql -At -c "$1" 2>/dev/null; }
 check_eq "the run is recorded as succeeded" "$(sql "select status from runs where pipeline = 'autoscale'")" "succeeded"
-check_eq "DDO ran 2m+1 proxy runs per budget and a second seed of each base run (8 x 3 budgets with the validation)" \
-  "$(sql "select count(*) from stage_runs where plugin = 'ablate' and status = 'succeeded'")" "24"
+check_eq "DDO ran 2m+1 proxy runs per budget, each with 2 seeds (14 x 3 budgets with the validation)" \
+  "$(sql "select count(*) from stage_runs where plugin = 'ablate' and status = 'succeeded'")" "42"
 check_eq "every proxy run stores its per-batch validation losses (eval_batches per domain), for paired evaluation errors" \
   "$(sql "select distinct jsonb_array_length(v) from stage_runs, jsonb_each(result->'val_batch_loss') e(k, v) where plugin = 'ablate'")" "4"
 check_eq "two seeds of each target run, of both validation mixtures and of the n2 optimum" \
@@ -77,7 +79,7 @@ PY
 check_eq "the extrapolated weights are a mixture" $? 0
 check_eq "fits recorded per domain and budget" "$(sql "select count(*) from fits")" "9"
 n=$(sql "select count(distinct u.stage_run_id) from stage_upstream((select stage_run_id from stage_runs where stage = 'fit/4096')) u join stage_runs s using (stage_run_id) where s.plugin = 'ablate'")
-check_eq "lineage: the fit at n2 walks back to its 7 proxy runs" "$n" 7
+check_eq "lineage: the fit at n2 walks back to its 14 proxy runs (7 runs x 2 seeds)" "$n" 14
 n=$(sql "select count(*) from lineage_up((select artifact_id from stage_io i join stage_runs s using (stage_run_id) where s.stage = 'train/autoscale/seed1' and i.name = 'model')) where stage like 'fit/%'")
 [ "$n" -ge 2 ]; check_eq "lineage: the AutoScale model walks back to both fits ($n)" $? 0
 "$SCALEMIX" plan "$SM_ROOT/pipelines/autoscale.lua" "${params[@]}" > plan.txt

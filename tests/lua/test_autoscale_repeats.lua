@@ -46,6 +46,22 @@ test("ablate repeats the base run with paired seeds; the fit gets a list", funct
   assert(type(ab.base.metric) == "table" and #ab.base.metric == 3 and ab.base.metric[3] == 107 + 2, "base metric list")
   assert(#ab.base.repeats == 3 and ab.base.repeats[2].seed == 6, "base repeats")
   assert(type(ab.runs[1].metric) == "number", "perturbed runs: one number")
+  assert(table.concat(ab.base.seeds, ",") == "5,6,7" and table.concat(ab.runs[1].seeds, ",") == "5", "seeds per measurement")
+end)
+
+test("fit receives each measurement's seeds, so it can pair the contrasts by seed", function()
+  submitted = {}
+  local ab = sm.ablate { corpus = corpus, budget = 4000, label = "n2", repeats = 2, ["repeat"] = "all", seed = 3 }
+  sm.fit(ab)
+  local fit = submitted[#submitted]
+  assert(fit.plugin == "fit", "the last stage is the fit")
+  assert(table.concat(fit.params.base.seeds, ",") == "3,4", "base seeds")
+  for i, r in ipairs(fit.params.runs) do
+    assert(table.concat(r.seeds, ",") == "3,4", "run " .. i .. " seeds")
+    assert(#r.metric == 2, "run " .. i .. " metric list")
+  end
+  sm.fit { domains = { "a" }, base = { tokens = { a = 1 }, metric = 20 }, runs = {}, noise_pool = "domain" }
+  assert(submitted[#submitted].params.noise_pool == "domain", "noise_pool reaches the stage")
 end)
 
 test("ablate repeat = all repeats every run; metric = loss reports the mean loss", function()

@@ -34,6 +34,7 @@ struct sm_host {
     double metric_v[32];
     int64_t metric_step[32];
     int warns;
+    char log[4096]; /* every line logged since the last call, for checks on what the user is told */
     char outdir[256], committed[512], committed_kind[32], committed_name[128], committed_meta[256];
     int ncommit;
 };
@@ -41,10 +42,12 @@ struct sm_host {
 static void h_log(sm_host *h, int level, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "  [plugin log %d] ", level);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "  [plugin log %d] %s\n", level, line);
+    size_t used = strlen(h->log);
+    snprintf(h->log + used, sizeof h->log - used, "%s\n", line);
     if (level == SM_LOG_WARN) h->warns++;
 }
 static void h_progress(sm_host *h, double d, double t, const char *u) { (void)h; (void)d; (void)t; (void)u; }
@@ -166,8 +169,8 @@ static double num(json_t *o, const char *path1, const char *path2) {
 
 TEST(schemas_declare_the_contract) {
     static const char *names[] = {"fit", "extrapolate", "compare", "plot"};
-    static const char *params[][11] = {{"domains", "base", "runs", "lower", "budget", "interpolant", "on_bad_fit", "noise",
-                                        "on_noise", "boot", "seed"},
+    static const char *params[][12] = {{"domains", "base", "runs", "lower", "budget", "interpolant", "on_bad_fit", "noise",
+                                        "noise_pool", "on_noise", "boot", "seed"},
                                        {"from", "budget", "steps", "actual"},
                                        {"curves", "target", "metric"},
                                        {"kind", "title", "data", "file"}};
@@ -177,7 +180,7 @@ TEST(schemas_declare_the_contract) {
         json_t *s = json_loads(d->params_schema, 0, &je);
         CHECK_MSG(json_is_object(s), "%s: schema is not a JSON object: %s", names[i], je.text);
         size_t n = 0;
-        for (int k = 0; k < 11 && params[i][k]; k++, n++) {
+        for (int k = 0; k < 12 && params[i][k]; k++, n++) {
             json_t *p = json_object_get(s, params[i][k]);
             CHECK_MSG(json_is_object(p) && json_is_string(json_object_get(p, "type")), "%s: no parameter %s", names[i],
                       params[i][k]);
@@ -498,6 +501,138 @@ TEST(fit_within_noise_flags_the_weak_domain_only) {
     CHECK(has_flag(r, "code", "within_noise") && !has_flag(r, "code", "held_at_base"));
     json_decref(r);
     sm_rng_free(rng);
+}
+
+/* Common random numbers: every run of seed r shares the seed's effect (sd SEED_SD in log(metric), the
+ * initialisation and data order) and adds its own noise (sd RUN_SD); every run, base and perturbed, has the
+ * same PAIRED_REPS seeds. with_seeds = 0 leaves the seeds out, so the same data is analysed as independent runs. */
+#define SEED_SD 0.03
+#define RUN_SD 0.007
+enum { PAIRED_REPS = 3, PAIRED_SEEDS = 200, UNPAIRED_TOO = 30 };
+static char *paired_params(const double abc[3][3], const double *effect, sm_rng *rng, int with_seeds, const char *extra) {
+    static const double f[2] = {0.2, 3.0};
+    double seed_effect[PAIRED_REPS];
+    json_t *seeds = json_array(), *base = json_array(), *doms = json_array(), *tok = json_object(), *runs = json_array();
+    for (int r = 0; r < PAIRED_REPS; r++) {
+        seed_effect[r] = SEED_SD * sm_rng_normal(rng);
+        json_array_append_new(seeds, json_integer(r + 1));
+        json_array_append_new(base, json_real(BASE_METRIC * exp(seed_effect[r] + RUN_SD * sm_rng_normal(rng))));
+    }
+    for (int d = 0; d < 3; d++) {
+        json_array_append_new(doms, json_string(DOMS[d]));
+        json_object_set_new(tok, DOMS[d], json_real(BASE_TOK[d]));
+        for (int k = 0; k < 2; k++) {
+            double y = 1 + effect[d] * (sm_fit_eval(abc[d][0], abc[d][1], abc[d][2], f[k]) - 1);
+            json_t *v = json_array();
+            for (int r = 0; r < PAIRED_REPS; r++)
+                json_array_append_new(v, json_real(BASE_METRIC * y * exp(seed_effect[r] + RUN_SD * sm_rng_normal(rng))));
+            json_t *run = json_pack("{s:s,s:f,s:o}", "domain", DOMS[d], "factor", f[k], "metric", v);
+            if (with_seeds) json_object_set(run, "seeds", seeds);
+            json_array_append_new(runs, run);
+        }
+    }
+    char *s = fit_params_json(doms, tok, base, runs, extra);
+    if (with_seeds) { /* the base run's seeds too */
+        json_t *p = json_loads(s, 0, NULL);
+        json_object_set(json_object_get(p, "base"), "seeds", seeds);
+        free(s);
+        s = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(p);
+    }
+    json_decref(seeds);
+    return s;
+}
+
+/* Paired by seed, the contrasts' noise is the runs' own (sqrt(2) RUN_SD), not the seeds' (SEED_SD): the
+ * intervals cover the true weights at about their nominal rate and are several times narrower than the same
+ * data analysed as independent runs; a weak domain is flagged within noise, the strong ones are not. */
+TEST(fit_paired_by_seed_cover_the_truth_and_flag_the_weak) {
+    const sm_plugin_desc *d = load("fit");
+    double abc[3][3], wtrue[3], strong[3] = {1, 1, 1}, weak[3] = {1, 0.002, 1};
+    noise_free_truth(abc, wtrue);
+    sm_rng *rng = sm_rng_new(23);
+    int covered[3] = {0}, runs = 0, flagged_weak = 0, flagged_strong = 0;
+    double width[2] = {0}, noise_sum = 0;
+    for (int s = 0; s < PAIRED_SEEDS; s++) {
+        for (int with_seeds = 1; with_seeds >= (s < UNPAIRED_TOO ? 0 : 1); with_seeds--) {
+            sm_rng *twin = sm_rng_new(1000 + (unsigned long)s); /* the same data both ways */
+            char *params = paired_params(abc, strong, twin, with_seeds, "{\"boot\": " STR(NOISE_BOOT) "}");
+            sm_rng_free(twin);
+            json_t *r;
+            sm_error e;
+            CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+            free(params);
+            CHECK(json_is_true(json_object_get(r, "paired")) == with_seeds);
+            for (int k = 0; k < 3; k++) {
+                json_t *ci = json_object_get(json_object_get(r, "ci"), DOMS[k]);
+                double lo = num(ci, "lo", NULL), hi = num(ci, "hi", NULL);
+                if (with_seeds) covered[k] += lo <= wtrue[k] && wtrue[k] <= hi;
+                if (s < UNPAIRED_TOO) width[with_seeds] += hi - lo;
+            }
+            if (with_seeds) noise_sum += num(r, "noise", "books"), runs++;
+            json_decref(r);
+        }
+        char *params = paired_params(abc, weak, rng, 1, "{\"boot\": 0}");
+        json_t *r;
+        sm_error e;
+        CHECK_MSG(call(d, params, &r, &e) == 0, "%s", e.msg);
+        free(params);
+        flagged_weak += has_flag(r, "code", "within_noise");
+        flagged_strong += has_flag(r, "books", "within_noise") + has_flag(r, "web", "within_noise");
+        json_decref(r);
+    }
+    sm_rng_free(rng);
+    printf("  paired by seed (seed sd %.2g, run sd %.2g, %d seeds): coverage books %.3f, code %.3f, web %.3f; mean width "
+           "%.4f paired vs %.4f as independent runs (first %d); mean noise estimate %.4f (sqrt(2) run sd %.4f); within_noise: weak "
+           "%d of %d, strong %d of %d\n", SEED_SD, RUN_SD, PAIRED_REPS, covered[0] / (double)runs, covered[1] / (double)runs,
+           covered[2] / (double)runs, width[1] / (3.0 * UNPAIRED_TOO), width[0] / (3.0 * UNPAIRED_TOO), UNPAIRED_TOO, noise_sum / runs, sqrt(2) * RUN_SD,
+           flagged_weak, runs, flagged_strong, 2 * runs);
+    CHECK_EQ_INT(covered[2], runs); /* web's optimum is at the lower bound */
+    for (int k = 0; k < 2; k++) {
+        CHECK(covered[k] >= 0.8 * runs);
+        CHECK(covered[k] <= 0.98 * runs);
+    }
+    CHECK(width[1] < 0.5 * width[0]);
+    CHECK(noise_sum / runs > 0.8 * sqrt(2) * RUN_SD && noise_sum / runs < 1.2 * sqrt(2) * RUN_SD);
+    CHECK(flagged_weak >= 0.8 * runs);
+    CHECK_EQ_INT(flagged_strong, 0);
+}
+
+/* Seeds that cannot pair: said in the log and the runs treated as independent; malformed seeds refused. */
+TEST(fit_seeds_pairing_rules_and_errors) {
+    const sm_plugin_desc *d = load("fit");
+    json_t *r;
+    sm_error e;
+    const char *head = "{\"domains\": [\"a\"], \"base\": {\"tokens\": {\"a\": 1e6}, \"metric\": [20, 20.4], \"seeds\": [1, 2]}, ";
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s\"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": [21, 21.5], \"seeds\": [1, 2]},"
+                              " {\"domain\": \"a\", \"factor\": 3, \"metric\": 19, \"seeds\": [1]}]}", head);
+    CHECK_MSG(call(d, buf, &r, &e) == 0, "%s", e.msg);
+    CHECK(json_is_false(json_object_get(r, "paired")));
+    CHECK(strstr(H.log, "not paired by seed") && strstr(H.log, "runs[1]") && strstr(H.log, "one seed"));
+    json_decref(r);
+    snprintf(buf, sizeof buf, "%s\"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": [21, 21.5], \"seeds\": [1, 2]},"
+                              " {\"domain\": \"a\", \"factor\": 3, \"metric\": [19, 19.2], \"seeds\": [2, 1]}]}", head);
+    CHECK_MSG(call(d, buf, &r, &e) == 0, "%s", e.msg);
+    CHECK(json_is_true(json_object_get(r, "paired")));
+    /* paired: x3's contrast is the mean of log(19.2/20) and log(19/20.4) (its seeds in another order) */
+    json_t *pt = json_array_get(json_object_get(json_object_get(r, "points"), "a"), 2);
+    CHECK_NEAR(json_real_value(json_array_get(pt, 1)), exp(0.5 * (log(19.2 / 20) + log(19 / 20.4))), 1e-12);
+    json_decref(r);
+    snprintf(buf, sizeof buf, "%s\"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": [21, 21.5], \"seeds\": [1, 3]},"
+                              " {\"domain\": \"a\", \"factor\": 3, \"metric\": [19, 19.2], \"seeds\": [1, 2]}]}", head);
+    CHECK_MSG(call(d, buf, &r, &e) == 0, "%s", e.msg);
+    CHECK(json_is_false(json_object_get(r, "paired")) && strstr(H.log, "a seed the base run does not"));
+    json_decref(r);
+    snprintf(buf, sizeof buf, "%s\"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": [21, 21.5], \"seeds\": [1]}]}", head);
+    CHECK_EQ_INT(call(d, buf, &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "runs[0] has 2 metric(s), so 'seeds' must be a list of 2"));
+    snprintf(buf, sizeof buf, "%s\"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": [21, 21.5], \"seeds\": [1, 1.5]}]}", head);
+    CHECK_EQ_INT(call(d, buf, &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "seeds[1] that is not a whole number"));
+    snprintf(buf, sizeof buf, "%s\"runs\": [{\"domain\": \"a\", \"factor\": 0.2, \"metric\": [21, 21.5], \"seeds\": [2, 2]}]}", head);
+    CHECK_EQ_INT(call(d, buf, &r, &e), SM_ERR_ARG);
+    CHECK(strstr(e.msg, "lists seed 2 twice"));
 }
 
 TEST(fit_least_squares_with_more_factors_and_budget) {
@@ -978,6 +1113,8 @@ int main(void) {
     RUN(fit_authors_matrix_gives_authors_optimum_by_default);
     RUN(fit_intervals_cover_the_truth);
     RUN(fit_within_noise_flags_the_weak_domain_only);
+    RUN(fit_paired_by_seed_cover_the_truth_and_flag_the_weak);
+    RUN(fit_seeds_pairing_rules_and_errors);
     RUN(fit_least_squares_with_more_factors_and_budget);
     RUN(fit_flags_bad_data);
     RUN(fit_param_errors);
