@@ -77,6 +77,10 @@ function R.write(o)
       out("    %-13s %s / %s / %s / %s%s", d, num(f.noise, "%.4f"), num(f.noise_domain, "%.4f"), num(a.eval_noise, "%.4f"),
           num(f.snr, "%.2f"), fl:find("within_noise") and "  (within noise)" or "")
     end
+    if f.noise_source ~= "unknown" then
+      out("  at %s, %d of %d domains' contrasts stand above the noise (two-sided 95%%); the rest are held at their base share",
+          tag, #domains - (f.within_noise or 0), #domains)
+    end
   end
   fitline(o.fit1, o.ab[1], "n1")
   fitline(o.fit2, o.ab[2], "n2")

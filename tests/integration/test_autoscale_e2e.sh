@@ -24,6 +24,8 @@ grep -Eq "^    code +[0-9.]+ / [0-9.]+ / [0-9.]+ / [0-9.]+" report.txt
 check_eq "report has per domain the fit's noise, the domain's own, the paired evaluation error of the contrasts and the snr" $? 0
 grep -Eq "^  per domain at n2: the fit's noise \(sd of one seed's contrast, paired by seed; pooled over the domains, 6 degrees of freedom\)" report.txt
 check_eq "every DDO run repeated (the preset's repeat=all): the fit pairs the contrasts by seed, 6 perturbed runs x 1 df" $? 0
+grep -Eq "^  at n2, [0-3] of 3 domains' contrasts stand above the noise" report.txt
+check_eq "report counts the domains above the noise per budget" $? 0
 grep -Eq "^  vs uniform +[-+][0-9.]+ \[[-+][0-9.]+, [-+][0-9.]+\]  (AutoScale better|AutoScale worse|not significant)" report.txt
 check_eq "report has the verdict against uniform with its interval" $? 0
 grep -Eq "^  predicted vs directly optimised weights: L1 [0-9.]+ \[[0-9.]+, [0-9.]+\]" report.txt
