@@ -15,6 +15,8 @@
 --   snr          spread / the standard error of one domain's mean x3-vs-x0.2 contrast (pooled over domains)
 --   above        domains whose mean x3-vs-x0.2 contrast differs from zero at two-sided 95% (Student t on that
 --                pooled standard error)
+--   fit above    domains the fit itself (sm.fit on the same runs, contrasts paired by seed, noise pooled over
+--                the domains) finds above the noise, i.e. not `within_noise`: what the demo's report says
 -- for the target metric mean perplexity ("ppl") and mean loss ("loss"), from the same runs; and, per domain,
 -- the same figures for the first configuration named (the demo's, by default).
 --
@@ -134,6 +136,24 @@ local function figures(ab, doms, k, which)
   return f
 end
 
+-- How many domains sm.fit finds above the noise on these runs, for one metric ("ppl": the runs' metric;
+-- "loss": their mean loss). No bootstrap: only the noise test is used.
+local function fit_above(ab, doms, k, which, name)
+  local function metrics(r)
+    local t = {}
+    for i = 1, k do
+      local res = r.repeats[i].result
+      t[i] = which == "ppl" and res.metric or res.mean_loss
+    end
+    return t
+  end
+  local runs = {}
+  for i, r in ipairs(ab.runs) do runs[i] = { domain = r.domain, factor = r.factor, metric = metrics(r), seeds = r.seeds } end
+  local f = sm.fit { domains = doms, base = { tokens = ab.base.tokens, metric = metrics(ab.base), seeds = ab.base.seeds },
+                     runs = runs, boot = 0, name = "fit/noise/" .. name .. "/" .. which }
+  return #doms - f.within_noise
+end
+
 local function measure(name)
   local c = CONFIGS[name]
   local doms = {}
@@ -144,6 +164,7 @@ local function measure(name)
                          threads = preset.threads }
   if ab.planned then return nil end
   local row = { name = name, c = c, doms = doms, ppl = figures(ab, doms, c.repeats, "ppl"), loss = figures(ab, doms, c.repeats, "loss") }
+  for _, which in ipairs { "ppl", "loss" } do row[which].fit_above = fit_above(ab, doms, c.repeats, which, name) end
   row.seconds = 0
   local all = { ab.base }
   for _, r in ipairs(ab.runs) do all[#all + 1] = r end
@@ -160,15 +181,15 @@ if sm.planning() then return end
 local lines = {}
 local function out(fmt, ...) lines[#lines + 1] = string.format(fmt, ...) end
 local function num(x, fmt) return x and string.format(fmt, x) or "-" end
-out("| config | L/C/T | batch | lr | tokens | domains | seeds | runs | run s (sum) | metric | base sd | contrast sd (CRN) | unpaired sd (no CRN) | eval se (paired) | spread | snr | above |")
-out("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+out("| config | L/C/T | batch | lr | tokens | domains | seeds | runs | run s (sum) | metric | base sd | contrast sd (CRN) | unpaired sd (no CRN) | eval se (paired) | spread | snr | above | fit above |")
+out("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for _, r in ipairs(rows) do
   local c = r.c
   for _, which in ipairs { "ppl", "loss" } do
     local f = r[which]
-    out("| %s | %d/%d/%d | %d | %g | %.3g | %d | %d | %d | %.0f | %s | %.4f | %.4f | %.4f | %s | %.4f | %.1f | %d/%d |", r.name,
+    out("| %s | %d/%d/%d | %d | %g | %.3g | %d | %d | %d | %.0f | %s | %.4f | %.4f | %.4f | %s | %.4f | %.1f | %d/%d | %d/%d |", r.name,
         c.layers, c.channels, c.seq, c.batch, c.lr, c.n, #r.doms, c.repeats, (2 * #r.doms + 1) * c.repeats, r.seconds, which,
-        f.base_sd, f.contrast_sd, f.unpaired_sd, num(f.eval_se, "%.4f"), f.spread, f.snr, f.above, #r.doms)
+        f.base_sd, f.contrast_sd, f.unpaired_sd, num(f.eval_se, "%.4f"), f.spread, f.snr, f.above, #r.doms, f.fit_above, #r.doms)
   end
 end
 local first = rows[1]
