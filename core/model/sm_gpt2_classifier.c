@@ -53,43 +53,39 @@ static inline float exp_poly(float x) {
     return p * scale;
 }
 
-/* Sum of exp(z - ref) over n logits and their max, in one pass (16 lanes, fixed order). */
-SM_CLONES static float exp_sum(const float *z, size_t n, float ref, float *max) {
-    float mx[LANES], acc[LANES];
-    for (int k = 0; k < LANES; k++) { mx[k] = -INFINITY; acc[k] = 0.0f; }
-    size_t j = 0;
-    for (; j + LANES <= n; j += LANES)
+/* Evaluation: folds LANES positions of a vocabulary-major tile (w logits per position, stride ld between
+ * vocabulary rows; lane k is position k) into their running max m[k] and sum s[k] of exp(z - m[k]). Each
+ * lane's exps are taken against the max already known (its first logit here for its first block) and the
+ * lane's max found on the way; only a lane whose max exceeds that reference by more than 64 (e^64 still
+ * far from overflow) is summed again against its own max. Lanes never mix: no reduction across them. */
+SM_CLONES static void fold_lanes(const float *tile, size_t w, size_t ld, float *m, float *s) {
+    float ref[LANES], mx[LANES], acc[LANES];
+    for (int k = 0; k < LANES; k++) {
+        ref[k] = m[k] == -INFINITY ? tile[k] : m[k];
+        mx[k] = -INFINITY;
+        acc[k] = 0.0f;
+    }
+    for (size_t v = 0; v < w; v++)
         for (int k = 0; k < LANES; k++) {
-            mx[k] = z[j + k] > mx[k] ? z[j + k] : mx[k];
-            acc[k] += exp_poly(z[j + k] - ref);
+            float z = tile[v * ld + k];
+            mx[k] = z > mx[k] ? z : mx[k];
+            acc[k] += exp_poly(z - ref[k]);
         }
-    float bm = -INFINITY, sum = 0.0f;
-    for (; j < n; j++) {
-        bm = z[j] > bm ? z[j] : bm;
-        sum += exp_poly(z[j] - ref);
+    int again = 0;
+    for (int k = 0; k < LANES; k++) again |= mx[k] > ref[k] + 64.0f;
+    if (again) {
+        for (int k = 0; k < LANES; k++) {
+            ref[k] = mx[k] > ref[k] + 64.0f ? mx[k] : ref[k];
+            acc[k] = 0.0f;
+        }
+        for (size_t v = 0; v < w; v++)
+            for (int k = 0; k < LANES; k++) acc[k] += exp_poly(tile[v * ld + k] - ref[k]);
     }
     for (int k = 0; k < LANES; k++) {
-        bm = mx[k] > bm ? mx[k] : bm;
-        sum += acc[k];
+        float nm = mx[k] > m[k] ? mx[k] : m[k];
+        s[k] = s[k] * exp_poly(m[k] - nm) + acc[k] * exp_poly(ref[k] - nm);
+        m[k] = nm;
     }
-    *max = bm;
-    return sum;
-}
-
-/* Folds n logits into a running max *m and sum *s of exp(z - *m). The exps are taken against the
- * running max already known (the row's first logit for its first block) and the block's max found on the
- * way; only when that max exceeds the reference by more than 64 (e^64 still far from overflow) is the
- * block summed again against its own max. */
-static void fold_row(const float *z, size_t n, float *m, float *s) {
-    float ref = *m == -INFINITY ? z[0] : *m, bm;
-    float sum = exp_sum(z, n, ref, &bm);
-    if (bm > ref + 64.0f) {
-        ref = bm;
-        sum = exp_sum(z, n, ref, &bm);
-    }
-    float nm = bm > *m ? bm : *m;
-    *s = *s * exp_poly(*m - nm) + sum * exp_poly(ref - nm);
-    *m = nm;
 }
 
 /* Training forward: z = exp(z - ref) in place with ref = max(*m, the row's max), folded into (*m, *s);
@@ -125,11 +121,12 @@ SM_CLONES static void scale_row(float *z, size_t n, float scale) {
     for (size_t j = 0; j < n; j++) z[j] *= scale;
 }
 
-/* One tile: at most ROWS positions (fewer for a smaller batch, so memory stays proportional to it). */
-static size_t tile_floats(size_t BT) { return (BT < ROWS ? BT : ROWS) * VB; }
-
-/* Whole cache lines: threads never share one. */
+/* Whole cache lines (threads never share one), which are also whole groups of LANES positions. */
 static size_t lines(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
+/* One tile: at most ROWS positions (fewer for a smaller batch, so memory stays proportional to it), padded
+ * to whole lanes for the evaluation's vocabulary-major tiles. */
+static size_t tile_floats(size_t BT) { return lines(BT < ROWS ? BT : ROWS) * VB; }
 
 /* The vocabulary is cut into chunks of whole blocks that the threads take dynamically (a thread the
  * machine holds up takes fewer); each chunk folds into its own (max, sum) per row and its own partial of
@@ -140,8 +137,9 @@ static size_t chunks(int nt, size_t V) {
     return k < nb ? k : nb;
 }
 
-/* Scratch layout: nt tiles, then per chunk its max and sum per row and its dx partial (BT x C). */
-static size_t chunk_floats(size_t BT, size_t C) { return lines(2 * BT + BT * C); }
+/* Scratch layout: nt tiles, then per chunk its max and sum per row (each padded to whole lanes) and its dx
+ * partial (BT x C). */
+static size_t chunk_floats(size_t BT, size_t C) { return 2 * lines(BT) + lines(BT * C); }
 
 size_t sm_gpt2_cls_scratch_floats(int nt, size_t BT, size_t C, size_t V) {
     return (size_t)nt * lines(tile_floats(BT)) + chunks(nt, V) * chunk_floats(BT, C);
@@ -162,10 +160,21 @@ static void logits_tile(float *tile, const float *x, const float *wte, size_t r0
 /* Kept: the tiles' exps (vocabulary block-major, VB x BT floats each), then each block's per-row ref. */
 size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V) { return (V + VB - 1) / VB * (VB + 1) * BT; }
 
-/* The tile of vocabulary block vb and rows from r0: in keep (a training forward, and backward), or the
- * thread's scratch (evaluation). */
-static float *tile_at(float *tile, float *keep, size_t BT, size_t vb, size_t r0) {
-    return keep ? keep + vb * VB * BT + r0 * VB : tile;
+/* Evaluation of vocabulary rows [v0, v0 + w) for positions [r0, r0 + rows): the logits in the thread's
+ * tile, vocabulary-major (w x ld, the positions padded with zeros to whole lanes), folded LANES positions
+ * at a time into m, s; losses[i] gets the target's logit where the target is in these rows (one writer). */
+static void eval_tile(float *tile, const float *x, const float *wte, const int32_t *targets, size_t r0, size_t rows,
+                      size_t v0, size_t w, size_t C, float *m, float *s, float *losses) {
+    size_t ld = lines(rows);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)w, (int)rows, (int)C, 1.0f, wte + v0 * C, (int)C,
+                x + r0 * C, (int)C, 0.0f, tile, (int)ld);
+    if (ld > rows)
+        for (size_t v = 0; v < w; v++) memset(tile + v * ld + rows, 0, (ld - rows) * sizeof(float));
+    for (size_t i = 0; i < rows; i++) {
+        size_t tg = (size_t)targets[r0 + i];
+        if (tg >= v0 && tg < v0 + w) losses[r0 + i] = tile[(tg - v0) * ld + i];
+    }
+    for (size_t g = 0; g < ld; g += LANES) fold_lanes(tile + g, w, ld, m + r0 + g, s + r0 + g);
 }
 
 void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
@@ -177,22 +186,22 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
         float *tile = scratch + (size_t)omp_get_thread_num() * lines(tile_floats(BT));
 #pragma omp for schedule(dynamic)
         for (size_t k = 0; k < nk; k++) {
-            float *m = chunk0 + k * chunk_floats(BT, C), *s = m + BT;
-            for (size_t i = 0; i < BT; i++) { m[i] = -INFINITY; s[i] = 0.0f; }
+            float *m = chunk0 + k * chunk_floats(BT, C), *s = m + lines(BT);
+            for (size_t i = 0; i < lines(BT); i++) { m[i] = -INFINITY; s[i] = 0.0f; }
             for (size_t vb = nb * k / nk; vb < nb * (k + 1) / nk; vb++) {
                 size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
                 for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
                     size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
-                    float *tl = tile_at(tile, keep, BT, vb, r0);
+                    if (!keep) {
+                        eval_tile(tile, x, wte, targets, r0, rows, v0, w, C, m, s, losses);
+                        continue;
+                    }
+                    float *tl = keep + vb * VB * BT + r0 * VB;
                     logits_tile(tl, x, wte, r0, rows, v0, w, C);
                     for (size_t i = 0; i < rows; i++) {
-                        const float *z = tl + i * VB;
                         size_t tg = (size_t)targets[r0 + i];
-                        if (tg >= v0 && tg < v0 + w) losses[r0 + i] = z[tg - v0]; /* the target's logit, one writer */
-                        if (keep)
-                            keep[nb * VB * BT + vb * BT + r0 + i] = fold_store_row(tl + i * VB, w, &m[r0 + i], &s[r0 + i]);
-                        else
-                            fold_row(z, w, &m[r0 + i], &s[r0 + i]);
+                        if (tg >= v0 && tg < v0 + w) losses[r0 + i] = tl[i * VB + tg - v0]; /* the target's logit, one writer */
+                        keep[nb * VB * BT + vb * BT + r0 + i] = fold_store_row(tl + i * VB, w, &m[r0 + i], &s[r0 + i]);
                     }
                 }
             }
@@ -207,7 +216,7 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
         float sum = 0.0f;
         for (size_t k = 0; k < nk; k++) {
             const float *mk = chunk0 + k * chunk_floats(BT, C);
-            sum += mk[BT + i] * expf(mk[i] - mx);
+            sum += mk[lines(BT) + i] * expf(mk[i] - mx);
         }
         lse[i] = mx + logf(sum);
         losses[i] = lse[i] - losses[i];
@@ -221,16 +230,15 @@ void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, c
 #pragma omp parallel num_threads(cls_threads(nt, V))
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
-        float *tile = scratch + (size_t)t * lines(tile_floats(BT));
 #pragma omp for schedule(dynamic)
         for (size_t k = 0; k < nk; k++) {
-            float *part = k == 0 ? dx : chunk0 + k * chunk_floats(BT, C) + 2 * BT;
+            float *part = k == 0 ? dx : chunk0 + k * chunk_floats(BT, C) + 2 * lines(BT);
             memset(part, 0, BT * C * sizeof(float));
             for (size_t vb = nb * k / nk; vb < nb * (k + 1) / nk; vb++) {
                 size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
                 for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
                     size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
-                    float *tl = tile_at(tile, keep, BT, vb, r0);
+                    float *tl = keep + vb * VB * BT + r0 * VB;
                     for (size_t i = 0; i < rows; i++) {
                         float *z = tl + i * VB;
                         scale_row(z, w, exp_poly(keep[nb * VB * BT + vb * BT + r0 + i] - lse[r0 + i]) * dscale);
@@ -248,7 +256,7 @@ void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, c
          * above ends in a barrier) */
         size_t i0 = BT * t / n * C, i1 = BT * (t + 1) / n * C;
         for (size_t k = 1; k < nk; k++) {
-            const float *p = chunk0 + k * chunk_floats(BT, C) + 2 * BT;
+            const float *p = chunk0 + k * chunk_floats(BT, C) + 2 * lines(BT);
             for (size_t i = i0; i < i1; i++) dx[i] += p[i];
         }
     }
