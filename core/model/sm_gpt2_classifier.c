@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { VB = 128, ROWS = 512, LANES = 16 };
+enum { VB = 128, EB = 2, ROWS = 512, LANES = 16 };
 
 /* Evaluation: folds LANES positions of a vocabulary-major tile (w logits per position, stride ld between
  * vocabulary rows; lane k is position k) into their running max m[k] and sum s[k] of exp(z - m[k]). Each
@@ -100,7 +100,7 @@ static size_t lines(size_t floats) { return (floats + 15) & ~(size_t)15; }
 
 /* One tile: at most ROWS positions (fewer for a smaller batch, so memory stays proportional to it), padded
  * to whole lanes for the evaluation's vocabulary-major tiles. */
-static size_t tile_floats(size_t BT) { return lines(BT < ROWS ? BT : ROWS) * VB; }
+static size_t tile_floats(size_t BT) { return lines(BT < ROWS ? BT : ROWS) * EB * VB; }
 
 /* The vocabulary is cut into chunks of whole blocks that the threads take dynamically (a thread the
  * machine holds up takes fewer); each chunk folds into its own (max, sum) per row and its own partial of
@@ -162,8 +162,9 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
         for (size_t k = 0; k < nk; k++) {
             float *m = chunk0 + k * chunk_floats(BT, C), *s = m + lines(BT);
             for (size_t i = 0; i < lines(BT); i++) { m[i] = -INFINITY; s[i] = 0.0f; }
-            for (size_t vb = nb * k / nk; vb < nb * (k + 1) / nk; vb++) {
-                size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
+            size_t b1 = nb * (k + 1) / nk, step = keep ? 1 : EB;
+            for (size_t vb = nb * k / nk; vb < b1; vb += step) {
+                size_t v0 = vb * VB, v1 = (vb + step < b1 ? vb + step : b1) * VB, w = (v1 < V ? v1 : V) - v0;
                 for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
                     size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
                     if (!keep) {
