@@ -33,27 +33,35 @@ enum { VB = 128, EB = 2, ROWS = 512, LANES = 16 };
  * lane's max found on the way; only a lane whose max exceeds that reference by more than 64 (e^64 still
  * far from overflow) is summed again against its own max. Lanes never mix: no reduction across them. */
 SM_CLONES static void fold_lanes(const float *tile, size_t w, size_t ld, float *m, float *s) {
-    float ref[LANES], mx[LANES], acc[LANES];
+    float ref[LANES], lo[LANES], mx[LANES], acc[LANES];
     for (int k = 0; k < LANES; k++) {
         ref[k] = m[k] == -INFINITY ? tile[k] : m[k];
+        lo[k] = ref[k] - 87.0f;
         mx[k] = -INFINITY;
         acc[k] = 0.0f;
     }
+    /* exp_core's bounds: below, z is raised to ref - 87 (e^-87 ~ 1.6e-38 stands for 0; a NaN passes, as
+     * maxps keeps its second operand); above, a lane more than 88 over its reference is more than 64 over
+     * it, so its sum is taken again below. One compare per logit instead of exp_poly's clamps. */
     for (size_t v = 0; v < w; v++)
         for (int k = 0; k < LANES; k++) {
             float z = tile[v * ld + k];
             mx[k] = z > mx[k] ? z : mx[k];
-            acc[k] += exp_poly(z - ref[k]);
+            acc[k] += exp_core((lo[k] > z ? lo[k] : z) - ref[k]);
         }
     int again = 0;
     for (int k = 0; k < LANES; k++) again |= mx[k] > ref[k] + 64.0f;
     if (again) {
         for (int k = 0; k < LANES; k++) {
             ref[k] = mx[k] > ref[k] + 64.0f ? mx[k] : ref[k];
+            lo[k] = ref[k] - 87.0f;
             acc[k] = 0.0f;
         }
         for (size_t v = 0; v < w; v++)
-            for (int k = 0; k < LANES; k++) acc[k] += exp_poly(tile[v * ld + k] - ref[k]);
+            for (int k = 0; k < LANES; k++) {
+                float z = tile[v * ld + k];
+                acc[k] += exp_core((lo[k] > z ? lo[k] : z) - ref[k]);
+            }
     }
     for (int k = 0; k < LANES; k++) {
         float nm = mx[k] > m[k] ? mx[k] : m[k];

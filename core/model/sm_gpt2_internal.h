@@ -15,10 +15,8 @@
 #define SM_CLONES
 #endif
 
-/* e^x, within ~2 ulp for x in [-87, 88] (clamped there: below, e^-87 ~ 1.6e-38 stands for 0). */
-static inline float exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+/* e^x within ~2 ulp for x in [-87.3, 88.7]; meaningless outside (the caller bounds x). */
+static inline float exp_core(float x) {
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = x - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
@@ -33,6 +31,13 @@ static inline float exp_poly(float x) {
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
+}
+
+/* e^x, within ~2 ulp for x in [-87, 88] (clamped there: below, e^-87 ~ 1.6e-38 stands for 0). */
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    return exp_core(x);
 }
 
 /* Checks a configuration is usable (positive sizes, C divisible by NH, Vp >= V); SM_ERR_ARG otherwise. */
