@@ -4,7 +4,9 @@
  * The vocabulary is cut into blocks of VB rows of wte, grouped in chunks the threads take dynamically; a
  * tile is up to ROWS positions x VB logits (256 KiB, stays in L2). Forward folds each tile into its chunk's
  * running (max, sum of exp) pairs, combined in chunk order into the log-sum-exp. An evaluation writes no logits
- * anywhere but the thread's tile. A training forward computes its tiles in place in `keep` (B*T x V
+ * anywhere but the thread's tile, which holds EB blocks and is vocabulary-major (wte . x^T): 16 positions
+ * per vector, each folding its own logits (a row-major fold ends every 128-logit row with two 16-lane
+ * reductions and sets up its constants per row). A training forward computes its tiles in place in `keep` (B*T x V
  * floats, tile-major, written once) and leaves exp(z - ref) there, ref being the row's running max at that
  * block (kept too); backward turns each kept tile into dlogits in place (scaling by exp(ref - lse) times
  * the gradient scale, minus it at the target: no exps again) and adds the tile's share of dwte (rows of
