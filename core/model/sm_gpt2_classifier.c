@@ -115,24 +115,24 @@ static size_t tile_floats(size_t BT) { return lines(BT < ROWS ? BT : ROWS) * EB 
 /* The vocabulary is cut into chunks of whole blocks that the threads take dynamically (a thread the
  * machine holds up takes fewer); each chunk folds into its own (max, sum) per row and its own partial of
  * dx, combined in chunk order, so results depend on the chunk count (fixed by the thread count), not on
- * which thread ran which chunk. One thread: one chunk. */
-static size_t chunks(int nt, size_t V) {
-    size_t nb = (V + VB - 1) / VB, k = nt > 1 ? 4 * (size_t)nt : 1;
+ * which thread ran which chunk. One thread: one chunk. Training takes 4 chunks per thread; an evaluation,
+ * whose chunks carry no dx partial and are short (about 3 ms each at the demo proxy's shape on 2 threads),
+ * takes 16, so a thread waits less for the last one. */
+static size_t chunks(int nt, size_t V, int eval) {
+    size_t nb = (V + VB - 1) / VB, k = nt > 1 ? (eval ? 16 : 4) * (size_t)nt : 1;
     return k < nb ? k : nb;
 }
 
-/* Scratch layout: nt tiles, then per chunk its max and sum per row (each padded to whole lanes) and its dx
- * partial (BT x C). */
-static size_t chunk_floats(size_t BT, size_t C) { return 2 * lines(BT) + lines(BT * C); }
+/* Scratch layout: nt tiles, then per chunk its max and sum per row (each padded to whole lanes) and, in
+ * training, its dx partial (BT x C). */
+static size_t chunk_floats(size_t BT, size_t C, int eval) { return 2 * lines(BT) + (eval ? 0 : lines(BT * C)); }
 
 size_t sm_gpt2_cls_scratch_floats(int nt, size_t BT, size_t C, size_t V) {
-    return (size_t)nt * lines(tile_floats(BT)) + chunks(nt, V) * chunk_floats(BT, C);
+    size_t train = chunks(nt, V, 0) * chunk_floats(BT, C, 0), eval = chunks(nt, V, 1) * chunk_floats(BT, C, 1);
+    return (size_t)nt * lines(tile_floats(BT)) + (train > eval ? train : eval);
 }
 
-static inline int cls_threads(int nt, size_t V) {
-    size_t k = chunks(nt, V);
-    return (size_t)nt < k ? nt : (int)k;
-}
+static inline int cls_threads(int nt, size_t nk) { return (size_t)nt < nk ? nt : (int)nk; }
 
 /* tile (rows x w, stride VB) = x[r0 .. r0+rows) . wte[v0 .. v0+w)^T */
 static void logits_tile(float *tile, const float *x, const float *wte, size_t r0, size_t rows, size_t v0, size_t w,
@@ -163,14 +163,15 @@ static void eval_tile(float *tile, const float *x, const float *wte, const int32
 
 void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                          size_t BT, size_t C, size_t V, float *lse, float *losses) {
-    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V);
+    int eval = keep == NULL;
+    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V, eval), cf = chunk_floats(BT, C, eval);
     float *chunk0 = scratch + (size_t)nt * lines(tile_floats(BT));
-#pragma omp parallel num_threads(cls_threads(nt, V))
+#pragma omp parallel num_threads(cls_threads(nt, nk))
     {
         float *tile = scratch + (size_t)omp_get_thread_num() * lines(tile_floats(BT));
 #pragma omp for schedule(dynamic)
         for (size_t k = 0; k < nk; k++) {
-            float *m = chunk0 + k * chunk_floats(BT, C), *s = m + lines(BT);
+            float *m = chunk0 + k * cf, *s = m + lines(BT);
             for (size_t i = 0; i < lines(BT); i++) { m[i] = -INFINITY; s[i] = 0.0f; }
             size_t b1 = nb * (k + 1) / nk, step = keep ? 1 : EB;
             for (size_t vb = nb * k / nk; vb < b1; vb += step) {
@@ -195,12 +196,12 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
     for (size_t i = 0; i < BT; i++) {
         float mx = -INFINITY;
         for (size_t k = 0; k < nk; k++) {
-            float mk = chunk0[k * chunk_floats(BT, C) + i];
+            float mk = chunk0[k * cf + i];
             mx = mk > mx ? mk : mx;
         }
         float sum = 0.0f;
         for (size_t k = 0; k < nk; k++) {
-            const float *mk = chunk0 + k * chunk_floats(BT, C);
+            const float *mk = chunk0 + k * cf;
             sum += mk[lines(BT) + i] * expf(mk[i] - mx);
         }
         lse[i] = mx + logf(sum);
@@ -210,14 +211,14 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
 
 void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                           const float *lse, float dscale, size_t BT, size_t C, size_t V, float *dwte, float *dx) {
-    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V);
+    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V, 0), cf = chunk_floats(BT, C, 0);
     float *chunk0 = scratch + (size_t)nt * lines(tile_floats(BT));
-#pragma omp parallel num_threads(cls_threads(nt, V))
+#pragma omp parallel num_threads(cls_threads(nt, nk))
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
 #pragma omp for schedule(dynamic)
         for (size_t k = 0; k < nk; k++) {
-            float *part = k == 0 ? dx : chunk0 + k * chunk_floats(BT, C) + 2 * lines(BT);
+            float *part = k == 0 ? dx : chunk0 + k * cf + 2 * lines(BT);
             memset(part, 0, BT * C * sizeof(float));
             for (size_t vb = nb * k / nk; vb < nb * (k + 1) / nk; vb++) {
                 size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
@@ -241,7 +242,7 @@ void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, c
          * above ends in a barrier) */
         size_t i0 = BT * t / n * C, i1 = BT * (t + 1) / n * C;
         for (size_t k = 1; k < nk; k++) {
-            const float *p = chunk0 + k * chunk_floats(BT, C) + 2 * lines(BT);
+            const float *p = chunk0 + k * cf + 2 * lines(BT);
             for (size_t i = i0; i < i1; i++) dx[i] += p[i];
         }
     }
