@@ -35,21 +35,25 @@ enum { VB = 128, EB = 2, ROWS = 512, LANES = 16 };
  * lane's max found on the way; only a lane whose max exceeds that reference by more than 64 (e^64 still
  * far from overflow) is summed again against its own max. Lanes never mix: no reduction across them. */
 SM_CLONES static void fold_lanes(const float *tile, size_t w, size_t ld, float *m, float *s) {
-    float ref[LANES], lo[LANES], mx[LANES], acc[LANES];
+    float ref[LANES], lo[LANES], hi[LANES], mx[LANES], acc[LANES];
     for (int k = 0; k < LANES; k++) {
         ref[k] = m[k] == -INFINITY ? tile[k] : m[k];
         lo[k] = ref[k] - 87.0f;
+        hi[k] = ref[k] + 88.0f;
         mx[k] = -INFINITY;
         acc[k] = 0.0f;
     }
-    /* exp_core's bounds: below, z is raised to ref - 87 (e^-87 ~ 1.6e-38 stands for 0; a NaN passes, as
-     * maxps keeps its second operand); above, a lane more than 88 over its reference is more than 64 over
-     * it, so its sum is taken again below. One compare per logit instead of exp_poly's clamps. */
+    /* exp_core's bounds, as exp_poly's clamps but against the lane's reference: z is kept within
+     * [ref - 87, ref + 88] (e^-87 ~ 1.6e-38 stands for 0; a lane that reaches the upper bound is more than
+     * 64 over its reference and summed again below; a NaN passes, as maxps and minps keep their second
+     * operand). With variable bounds gcc emits one max and one min per logit; with exp_poly's constant ones
+     * it made compares, mask logic and a blend. */
     for (size_t v = 0; v < w; v++)
         for (int k = 0; k < LANES; k++) {
             float z = tile[v * ld + k];
             mx[k] = z > mx[k] ? z : mx[k];
-            acc[k] += exp_core((lo[k] > z ? lo[k] : z) - ref[k]);
+            float b = lo[k] > z ? lo[k] : z;
+            acc[k] += exp_core((hi[k] < b ? hi[k] : b) - ref[k]);
         }
     int again = 0;
     for (int k = 0; k < LANES; k++) again |= mx[k] > ref[k] + 64.0f;
@@ -57,12 +61,13 @@ SM_CLONES static void fold_lanes(const float *tile, size_t w, size_t ld, float *
         for (int k = 0; k < LANES; k++) {
             ref[k] = mx[k] > ref[k] + 64.0f ? mx[k] : ref[k];
             lo[k] = ref[k] - 87.0f;
+            hi[k] = ref[k] + 88.0f;
             acc[k] = 0.0f;
         }
         for (size_t v = 0; v < w; v++)
             for (int k = 0; k < LANES; k++) {
-                float z = tile[v * ld + k];
-                acc[k] += exp_core((lo[k] > z ? lo[k] : z) - ref[k]);
+                float z = tile[v * ld + k], b = lo[k] > z ? lo[k] : z;
+                acc[k] += exp_core((hi[k] < b ? hi[k] : b) - ref[k]);
             }
     }
     for (int k = 0; k < LANES; k++) {
