@@ -4,7 +4,9 @@
  * The vocabulary is cut into blocks of VB rows of wte, grouped in chunks the threads take dynamically; a
  * tile is up to ROWS positions x VB logits (256 KiB, stays in L2). Forward folds each tile into its chunk's
  * running (max, sum of exp) pairs, combined in chunk order into the log-sum-exp. An evaluation writes no logits
- * anywhere but the thread's tile. A training forward computes its tiles in place in `keep` (B*T x V
+ * anywhere but the thread's tile, which holds EB blocks and is vocabulary-major (wte . x^T): 16 positions
+ * per vector, each folding its own logits (a row-major fold ends every 128-logit row with two 16-lane
+ * reductions and sets up its constants per row). A training forward computes its tiles in place in `keep` (B*T x V
  * floats, tile-major, written once) and leaves exp(z - ref) there, ref being the row's running max at that
  * block (kept too); backward turns each kept tile into dlogits in place (scaling by exp(ref - lse) times
  * the gradient scale, minus it at the target: no exps again) and adds the tile's share of dwte (rows of
@@ -25,71 +27,54 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { VB = 128, ROWS = 512, LANES = 16 };
+enum { VB = 128, EB = 2, ROWS = 512, LANES = 16 };
 
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define SM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define SM_CLONES
-#endif
-
-/* e^x, within ~2 ulp for x in [-87, 88] (clamped there: below, e^-87 ~ 1.6e-38 stands for 0). */
-static inline float exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* Sum of exp(z - ref) over n logits and their max, in one pass (16 lanes, fixed order). */
-SM_CLONES static float exp_sum(const float *z, size_t n, float ref, float *max) {
-    float mx[LANES], acc[LANES];
-    for (int k = 0; k < LANES; k++) { mx[k] = -INFINITY; acc[k] = 0.0f; }
-    size_t j = 0;
-    for (; j + LANES <= n; j += LANES)
+/* Evaluation: folds LANES positions of a vocabulary-major tile (w logits per position, stride ld between
+ * vocabulary rows; lane k is position k) into their running max m[k] and sum s[k] of exp(z - m[k]). Each
+ * lane's exps are taken against the max already known (its first logit here for its first block) and the
+ * lane's max found on the way; only a lane whose max exceeds that reference by more than 64 (e^64 still
+ * far from overflow) is summed again against its own max. Lanes never mix: no reduction across them. */
+SM_CLONES static void fold_lanes(const float *tile, size_t w, size_t ld, float *m, float *s) {
+    float ref[LANES], lo[LANES], hi[LANES], mx[LANES], acc[LANES];
+    for (int k = 0; k < LANES; k++) {
+        ref[k] = m[k] == -INFINITY ? tile[k] : m[k];
+        lo[k] = ref[k] - 87.0f;
+        hi[k] = ref[k] + 88.0f;
+        mx[k] = -INFINITY;
+        acc[k] = 0.0f;
+    }
+    /* exp_core's bounds, as exp_poly's clamps but against the lane's reference: z is kept within
+     * [ref - 87, ref + 88] (e^-87 ~ 1.6e-38 stands for 0; a lane that reaches the upper bound is more than
+     * 64 over its reference and summed again below; a NaN passes, as maxps and minps keep their second
+     * operand). With variable bounds gcc emits one max and one min per logit; with exp_poly's constant ones
+     * it made compares, mask logic and a blend. */
+    for (size_t v = 0; v < w; v++)
         for (int k = 0; k < LANES; k++) {
-            mx[k] = z[j + k] > mx[k] ? z[j + k] : mx[k];
-            acc[k] += exp_poly(z[j + k] - ref);
+            float z = tile[v * ld + k];
+            mx[k] = z > mx[k] ? z : mx[k];
+            float b = lo[k] > z ? lo[k] : z;
+            acc[k] += exp_core((hi[k] < b ? hi[k] : b) - ref[k]);
         }
-    float bm = -INFINITY, sum = 0.0f;
-    for (; j < n; j++) {
-        bm = z[j] > bm ? z[j] : bm;
-        sum += exp_poly(z[j] - ref);
+    int again = 0;
+    for (int k = 0; k < LANES; k++) again |= mx[k] > ref[k] + 64.0f;
+    if (again) {
+        for (int k = 0; k < LANES; k++) {
+            ref[k] = mx[k] > ref[k] + 64.0f ? mx[k] : ref[k];
+            lo[k] = ref[k] - 87.0f;
+            hi[k] = ref[k] + 88.0f;
+            acc[k] = 0.0f;
+        }
+        for (size_t v = 0; v < w; v++)
+            for (int k = 0; k < LANES; k++) {
+                float z = tile[v * ld + k], b = lo[k] > z ? lo[k] : z;
+                acc[k] += exp_core((hi[k] < b ? hi[k] : b) - ref[k]);
+            }
     }
     for (int k = 0; k < LANES; k++) {
-        bm = mx[k] > bm ? mx[k] : bm;
-        sum += acc[k];
+        float nm = mx[k] > m[k] ? mx[k] : m[k];
+        s[k] = s[k] * exp_poly(m[k] - nm) + acc[k] * exp_poly(ref[k] - nm);
+        m[k] = nm;
     }
-    *max = bm;
-    return sum;
-}
-
-/* Folds n logits into a running max *m and sum *s of exp(z - *m). The exps are taken against the
- * running max already known (the row's first logit for its first block) and the block's max found on the
- * way; only when that max exceeds the reference by more than 64 (e^64 still far from overflow) is the
- * block summed again against its own max. */
-static void fold_row(const float *z, size_t n, float *m, float *s) {
-    float ref = *m == -INFINITY ? z[0] : *m, bm;
-    float sum = exp_sum(z, n, ref, &bm);
-    if (bm > ref + 64.0f) {
-        ref = bm;
-        sum = exp_sum(z, n, ref, &bm);
-    }
-    float nm = bm > *m ? bm : *m;
-    *s = *s * exp_poly(*m - nm) + sum * exp_poly(ref - nm);
-    *m = nm;
 }
 
 /* Training forward: z = exp(z - ref) in place with ref = max(*m, the row's max), folded into (*m, *s);
@@ -125,32 +110,34 @@ SM_CLONES static void scale_row(float *z, size_t n, float scale) {
     for (size_t j = 0; j < n; j++) z[j] *= scale;
 }
 
-/* One tile: at most ROWS positions (fewer for a smaller batch, so memory stays proportional to it). */
-static size_t tile_floats(size_t BT) { return (BT < ROWS ? BT : ROWS) * VB; }
-
-/* Whole cache lines: threads never share one. */
+/* Whole cache lines (threads never share one), which are also whole groups of LANES positions. */
 static size_t lines(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
+/* One tile: at most ROWS positions (fewer for a smaller batch, so memory stays proportional to it), padded
+ * to whole lanes for the evaluation's vocabulary-major tiles. */
+static size_t tile_floats(size_t BT) { return lines(BT < ROWS ? BT : ROWS) * EB * VB; }
 
 /* The vocabulary is cut into chunks of whole blocks that the threads take dynamically (a thread the
  * machine holds up takes fewer); each chunk folds into its own (max, sum) per row and its own partial of
  * dx, combined in chunk order, so results depend on the chunk count (fixed by the thread count), not on
- * which thread ran which chunk. One thread: one chunk. */
-static size_t chunks(int nt, size_t V) {
-    size_t nb = (V + VB - 1) / VB, k = nt > 1 ? 4 * (size_t)nt : 1;
+ * which thread ran which chunk. One thread: one chunk. Training takes 4 chunks per thread; an evaluation,
+ * whose chunks carry no dx partial and are short (about 3 ms each at the demo proxy's shape on 2 threads),
+ * takes 16, so a thread waits less for the last one. */
+static size_t chunks(int nt, size_t V, int eval) {
+    size_t nb = (V + VB - 1) / VB, k = nt > 1 ? (eval ? 16 : 4) * (size_t)nt : 1;
     return k < nb ? k : nb;
 }
 
-/* Scratch layout: nt tiles, then per chunk its max and sum per row and its dx partial (BT x C). */
-static size_t chunk_floats(size_t BT, size_t C) { return lines(2 * BT + BT * C); }
+/* Scratch layout: nt tiles, then per chunk its max and sum per row (each padded to whole lanes) and, in
+ * training, its dx partial (BT x C). */
+static size_t chunk_floats(size_t BT, size_t C, int eval) { return 2 * lines(BT) + (eval ? 0 : lines(BT * C)); }
 
 size_t sm_gpt2_cls_scratch_floats(int nt, size_t BT, size_t C, size_t V) {
-    return (size_t)nt * lines(tile_floats(BT)) + chunks(nt, V) * chunk_floats(BT, C);
+    size_t train = chunks(nt, V, 0) * chunk_floats(BT, C, 0), eval = chunks(nt, V, 1) * chunk_floats(BT, C, 1);
+    return (size_t)nt * lines(tile_floats(BT)) + (train > eval ? train : eval);
 }
 
-static inline int cls_threads(int nt, size_t V) {
-    size_t k = chunks(nt, V);
-    return (size_t)nt < k ? nt : (int)k;
-}
+static inline int cls_threads(int nt, size_t nk) { return (size_t)nt < nk ? nt : (int)nk; }
 
 /* tile (rows x w, stride VB) = x[r0 .. r0+rows) . wte[v0 .. v0+w)^T */
 static void logits_tile(float *tile, const float *x, const float *wte, size_t r0, size_t rows, size_t v0, size_t w,
@@ -162,37 +149,50 @@ static void logits_tile(float *tile, const float *x, const float *wte, size_t r0
 /* Kept: the tiles' exps (vocabulary block-major, VB x BT floats each), then each block's per-row ref. */
 size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V) { return (V + VB - 1) / VB * (VB + 1) * BT; }
 
-/* The tile of vocabulary block vb and rows from r0: in keep (a training forward, and backward), or the
- * thread's scratch (evaluation). */
-static float *tile_at(float *tile, float *keep, size_t BT, size_t vb, size_t r0) {
-    return keep ? keep + vb * VB * BT + r0 * VB : tile;
+/* Evaluation of vocabulary rows [v0, v0 + w) for positions [r0, r0 + rows): the logits in the thread's
+ * tile, vocabulary-major (w x ld, the positions padded with zeros to whole lanes), folded LANES positions
+ * at a time into m, s; losses[i] gets the target's logit where the target is in these rows (one writer). */
+static void eval_tile(float *tile, const float *x, const float *wte, const int32_t *targets, size_t r0, size_t rows,
+                      size_t v0, size_t w, size_t C, float *m, float *s, float *losses) {
+    size_t ld = lines(rows);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)w, (int)rows, (int)C, 1.0f, wte + v0 * C, (int)C,
+                x + r0 * C, (int)C, 0.0f, tile, (int)ld);
+    if (ld > rows)
+        for (size_t v = 0; v < w; v++) memset(tile + v * ld + rows, 0, (ld - rows) * sizeof(float));
+    for (size_t i = 0; i < rows; i++) {
+        size_t tg = (size_t)targets[r0 + i];
+        if (tg >= v0 && tg < v0 + w) losses[r0 + i] = tile[(tg - v0) * ld + i];
+    }
+    for (size_t g = 0; g < ld; g += LANES) fold_lanes(tile + g, w, ld, m + r0 + g, s + r0 + g);
 }
 
 void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                          size_t BT, size_t C, size_t V, float *lse, float *losses) {
-    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V);
+    int eval = keep == NULL;
+    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V, eval), cf = chunk_floats(BT, C, eval);
     float *chunk0 = scratch + (size_t)nt * lines(tile_floats(BT));
-#pragma omp parallel num_threads(cls_threads(nt, V))
+#pragma omp parallel num_threads(cls_threads(nt, nk))
     {
         float *tile = scratch + (size_t)omp_get_thread_num() * lines(tile_floats(BT));
 #pragma omp for schedule(dynamic)
         for (size_t k = 0; k < nk; k++) {
-            float *m = chunk0 + k * chunk_floats(BT, C), *s = m + BT;
-            for (size_t i = 0; i < BT; i++) { m[i] = -INFINITY; s[i] = 0.0f; }
-            for (size_t vb = nb * k / nk; vb < nb * (k + 1) / nk; vb++) {
-                size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
+            float *m = chunk0 + k * cf, *s = m + lines(BT);
+            for (size_t i = 0; i < lines(BT); i++) { m[i] = -INFINITY; s[i] = 0.0f; }
+            size_t b1 = nb * (k + 1) / nk, step = keep ? 1 : EB;
+            for (size_t vb = nb * k / nk; vb < b1; vb += step) {
+                size_t v0 = vb * VB, v1 = (vb + step < b1 ? vb + step : b1) * VB, w = (v1 < V ? v1 : V) - v0;
                 for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
                     size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
-                    float *tl = tile_at(tile, keep, BT, vb, r0);
+                    if (!keep) {
+                        eval_tile(tile, x, wte, targets, r0, rows, v0, w, C, m, s, losses);
+                        continue;
+                    }
+                    float *tl = keep + vb * VB * BT + r0 * VB;
                     logits_tile(tl, x, wte, r0, rows, v0, w, C);
                     for (size_t i = 0; i < rows; i++) {
-                        const float *z = tl + i * VB;
                         size_t tg = (size_t)targets[r0 + i];
-                        if (tg >= v0 && tg < v0 + w) losses[r0 + i] = z[tg - v0]; /* the target's logit, one writer */
-                        if (keep)
-                            keep[nb * VB * BT + vb * BT + r0 + i] = fold_store_row(tl + i * VB, w, &m[r0 + i], &s[r0 + i]);
-                        else
-                            fold_row(z, w, &m[r0 + i], &s[r0 + i]);
+                        if (tg >= v0 && tg < v0 + w) losses[r0 + i] = tl[i * VB + tg - v0]; /* the target's logit, one writer */
+                        keep[nb * VB * BT + vb * BT + r0 + i] = fold_store_row(tl + i * VB, w, &m[r0 + i], &s[r0 + i]);
                     }
                 }
             }
@@ -201,13 +201,13 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
     for (size_t i = 0; i < BT; i++) {
         float mx = -INFINITY;
         for (size_t k = 0; k < nk; k++) {
-            float mk = chunk0[k * chunk_floats(BT, C) + i];
+            float mk = chunk0[k * cf + i];
             mx = mk > mx ? mk : mx;
         }
         float sum = 0.0f;
         for (size_t k = 0; k < nk; k++) {
-            const float *mk = chunk0 + k * chunk_floats(BT, C);
-            sum += mk[BT + i] * expf(mk[i] - mx);
+            const float *mk = chunk0 + k * cf;
+            sum += mk[lines(BT) + i] * expf(mk[i] - mx);
         }
         lse[i] = mx + logf(sum);
         losses[i] = lse[i] - losses[i];
@@ -216,21 +216,20 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
 
 void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                           const float *lse, float dscale, size_t BT, size_t C, size_t V, float *dwte, float *dx) {
-    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V);
+    size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V, 0), cf = chunk_floats(BT, C, 0);
     float *chunk0 = scratch + (size_t)nt * lines(tile_floats(BT));
-#pragma omp parallel num_threads(cls_threads(nt, V))
+#pragma omp parallel num_threads(cls_threads(nt, nk))
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
-        float *tile = scratch + (size_t)t * lines(tile_floats(BT));
 #pragma omp for schedule(dynamic)
         for (size_t k = 0; k < nk; k++) {
-            float *part = k == 0 ? dx : chunk0 + k * chunk_floats(BT, C) + 2 * BT;
+            float *part = k == 0 ? dx : chunk0 + k * cf + 2 * lines(BT);
             memset(part, 0, BT * C * sizeof(float));
             for (size_t vb = nb * k / nk; vb < nb * (k + 1) / nk; vb++) {
                 size_t v0 = vb * VB, w = V - v0 < VB ? V - v0 : VB;
                 for (size_t r0 = 0; r0 < BT; r0 += ROWS) {
                     size_t rows = BT - r0 < ROWS ? BT - r0 : ROWS;
-                    float *tl = tile_at(tile, keep, BT, vb, r0);
+                    float *tl = keep + vb * VB * BT + r0 * VB;
                     for (size_t i = 0; i < rows; i++) {
                         float *z = tl + i * VB;
                         scale_row(z, w, exp_poly(keep[nb * VB * BT + vb * BT + r0 + i] - lse[r0 + i]) * dscale);
@@ -248,7 +247,7 @@ void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, c
          * above ends in a barrier) */
         size_t i0 = BT * t / n * C, i1 = BT * (t + 1) / n * C;
         for (size_t k = 1; k < nk; k++) {
-            const float *p = chunk0 + k * chunk_floats(BT, C) + 2 * BT;
+            const float *p = chunk0 + k * cf + 2 * lines(BT);
             for (size_t i = i0; i < i1; i++) dx[i] += p[i];
         }
     }

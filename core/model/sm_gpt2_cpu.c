@@ -361,11 +361,22 @@ static void matmul_bwd(int nt, float *dinp, int dinp_accumulate, float *dw, floa
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
-static void gelu_fwd(int nt, float *out, const float *inp, size_t n) {
-#pragma omp parallel for num_threads(thr(nt, n)) schedule(static)
+/* GPT-2's tanh GELU as x * sigmoid(2u), since 0.5 (1 + tanh u) = 1 / (1 + e^-2u): one vectorised exp per
+ * element instead of libm's scalar tanhf (6% of an evaluation at the demo proxy's width), and no
+ * cancellation where tanh u is near -1. */
+SM_CLONES static void gelu_span(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+        out[i] = x / (1.0f + exp_poly(-2.0f * GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+
+static void gelu_fwd(int nt, float *out, const float *inp, size_t n) {
+    int t = thr(nt, n);
+#pragma omp parallel for num_threads(t) schedule(static)
+    for (int k = 0; k < t; k++) {
+        size_t i0 = n * k / t, i1 = n * (k + 1) / t;
+        gelu_span(out + i0, inp + i0, i1 - i0);
     }
 }
 

@@ -4,7 +4,41 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "sm_gpt2_backend.h"
+
+/* The CPU backend's hot elementwise loops are cloned for AVX-512, AVX2 and baseline x86-64, picked at load
+ * time (not in ASan builds). */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define SM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SM_CLONES
+#endif
+
+/* e^x within ~2 ulp for x in [-87.3, 88.7]; meaningless outside (the caller bounds x). */
+static inline float exp_core(float x) {
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* e^x, within ~2 ulp for x in [-87, 88] (clamped there: below, e^-87 ~ 1.6e-38 stands for 0). */
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    return exp_core(x);
+}
 
 /* Checks a configuration is usable (positive sizes, C divisible by NH, Vp >= V); SM_ERR_ARG otherwise. */
 int sm_gpt2_config_check(const sm_gpt2_config *cfg, sm_error *err);

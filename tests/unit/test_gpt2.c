@@ -280,6 +280,36 @@ TEST(evaluate_matches_forward_and_keeps_nothing) {
     free(p);
 }
 
+/* Evaluation folds 16 positions at a time (the last group padded), raises a logit more than 87 below its
+ * position's reference to it, and sums a block again where its max is more than 64 over the reference: a
+ * batch of 21 positions whose logits spread over ~100 units (wte scaled up), on 1 and 2 threads, against the
+ * double-precision reference. */
+TEST(evaluate_odd_batch_wide_logits_matches_double_reference) {
+    sm_gpt2_config c = {.max_seq_len = 8, .vocab_size = 700, .padded_vocab_size = 704, .num_layers = 1, .num_heads = 2, .channels = 32};
+    size_t n;
+    float *p = random_params(&c, &n, 0.1);
+    for (size_t i = 0; i < (size_t)c.vocab_size * c.channels; i++) p[i] *= 60.0f; /* wte: the first tensor */
+    double *dp = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) dp[i] = p[i];
+    int B = 3, T = 7;
+    int32_t in[21], tg[21];
+    for (int i = 0; i < B * T; i++) { in[i] = (int32_t)(urand() * 700); tg[i] = (int32_t)(urand() * 700); }
+    double want = ref_loss(&c, dp, in, tg, B, T);
+    CHECK_MSG(want > 20, "logits not spread wide enough to test the bounds: reference loss %g", want);
+    const sm_gpt2_backend_ops *ops = sm_gpt2_cpu_backend();
+    for (int nt = 1; nt <= 2; nt++) {
+        sm_gpt2_backend *be;
+        sm_error e = {0};
+        CHECK_MSG(ops->create(&be, &c, p, SM_DTYPE_FP32, B, T, nt, &e) == 0, "%s", e.msg);
+        float le = 0;
+        CHECK_MSG(ops->evaluate(be, in, tg, B, T, &le, NULL, &e) == 0, "%s", e.msg);
+        CHECK_MSG(fabs(le - want) <= 1e-5 * want, "%d threads: evaluate %.7g, reference %.7g", nt, le, want);
+        ops->destroy(be);
+    }
+    free(dp);
+    free(p);
+}
+
 TEST(checkpoint_loss_matches_double_reference) {
     sm_gpt2_config c = {.max_seq_len = 16, .vocab_size = 50, .padded_vocab_size = 128, .num_layers = 3, .num_heads = 4, .channels = 32};
     size_t n;
@@ -763,6 +793,7 @@ int main(void) {
     RUN(resume_equals_uninterrupted);
     RUN(eval_domains_per_domain_mean);
     RUN(evaluate_matches_forward_and_keeps_nothing);
+    RUN(evaluate_odd_batch_wide_logits_matches_double_reference);
     RUN(dynamic_split_is_deterministic);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
