@@ -27,7 +27,7 @@ static inline float exp_core(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* unsigned: a NaN x (n = INT_MIN on x86) gives a NaN, not UB */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -59,6 +59,12 @@ void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, co
  * dwte += dlogits^T . x, dx = dlogits . wte. */
 void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                           const float *lse, float dscale, size_t BT, size_t C, size_t V, float *dwte, float *dx);
+
+/* The instruction set of the classifier's kernel in use: "x86-64-v4", "x86-64-v3" or "baseline". */
+const char *sm_gpt2_cls_isa(void);
+/* Makes the classifier use the kernel for isa (one of the above; NULL: the best the CPU runs, the
+ * default); -1 where the CPU lacks it or isa is unknown. For tests: not thread safe. */
+int sm_gpt2_cls_use_isa(const char *isa);
 
 /* Seconds spent in and FLOPs done by the CPU backend's matrix products called from this thread. */
 void sm_gpt2_cpu_gemm_stats(double *seconds, double *flops);
