@@ -9,8 +9,8 @@
  * over) where the block's max exceeds it by more than 64, so an exp never overflows and the sums fold into
  * each chunk's running (max, sum of exp) per position, combined in chunk order into the log-sum-exp.
  * OpenBLAS's sgemm at K = C = 64 wrote each tile of logits (zeroing it first), the exps pass read and
- * rewrote it; at the demo proxy's shape the kernel took the classifier's forward from 29.7 to 20.5 ms on 2
- * threads (core/model/NOTES.md). A training forward keeps the exps vocabulary-major (block by block, VB x
+ * rewrote it; at the demo proxy's shape the kernel took the classifier's forward from 29.5-33.9 to
+ * 20.5-21.2 ms on 2 threads (tests/bench/bench_gpt2_cls, core/model/NOTES.md). A training forward keeps the exps vocabulary-major (block by block, VB x
  * ld) with each block's reference per position; backward turns a kept tile into dlogits in place (scaling
  * position i by exp(ref_i - lse_i) times the gradient scale, minus it at the target: no exps again) and adds
  * its share of dwte (rows of the chunk's own blocks: race free) and of dx (a per-chunk partial, summed in
@@ -18,7 +18,8 @@
  * recomputing the logits in backward at all three shapes of issue 13.
  *
  * The kernel is instantiated for AVX-512, AVX2+FMA and baseline x86-64 (GCC vector extensions) and picked
- * by what the CPU supports; the file is built with -ffp-contract=fast, so the AVX-512 and AVX2 kernels fuse
+ * by what the CPU supports (the baseline, for CPUs older than AVX2, runs at a third of the AVX2 kernel's
+ * speed here, slower than OpenBLAS's sgemm would on such a CPU); the file is built with -ffp-contract=fast, so the AVX-512 and AVX2 kernels fuse
  * the exp polynomial's multiply-adds and their results differ in the last bits from the baseline's, as
  * OpenBLAS's sgemm kernels already differ between CPUs. For a CPU, results depend only on the inputs and the
  * thread count (through the chunk count), not on which thread ran which chunk. */
