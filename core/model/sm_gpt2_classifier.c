@@ -18,8 +18,8 @@
  * recomputing the logits in backward at all three shapes of issue 13.
  *
  * The kernel is instantiated for AVX-512, AVX2+FMA and baseline x86-64 (GCC vector extensions) and picked
- * by what the CPU supports (the baseline, for CPUs older than AVX2, runs at a third of the AVX2 kernel's
- * speed here, slower than OpenBLAS's sgemm would on such a CPU); the file is built with -ffp-contract=fast, so the AVX-512 and AVX2 kernels fuse
+ * by what the CPU supports (the baseline, for CPUs without AVX2 and FMA, ran the forward 3.3x slower than
+ * the AVX2 kernel on this machine; whether OpenBLAS's sgemm did better on such a CPU was not measured); the file is built with -ffp-contract=fast, so the AVX-512 and AVX2 kernels fuse
  * the exp polynomial's multiply-adds and their results differ in the last bits from the baseline's, as
  * OpenBLAS's sgemm kernels already differ between CPUs. For a CPU, results depend only on the inputs and the
  * thread count (through the chunk count), not on which thread ran which chunk. */

@@ -22,9 +22,9 @@ typedef struct {
     double *lse, *loss, *dwte, *dx, *dwte_abs, *dx_abs;
 } problem;
 
-/* Random x and wte (logits of sd about 1.6 * spread); with far, each position i < BT / 2 gets a vocabulary
- * row in the last block equal to 80 x_i (a logit near 80 |x_i|^2 ~ 210, the rest sd ~19 with spread 40), so at least one
- * block of its chunk lies more than 87 under its log-sum-exp. */
+/* Random x and wte (logits of sd spread sqrt(C) / 12); with far, each position i < BT / 2 gets a
+ * vocabulary row in the last block equal to 80 x_i (a logit near 80 |x_i|^2 ~ 210, where the others have
+ * sd ~19 at spread 40, C 32), so at least one block of its chunk lies more than 87 under its log-sum-exp. */
 static problem make(size_t BT, size_t C, size_t V, double spread, int far) {
     problem p = {.BT = BT, .C = C, .V = V};
     p.x = malloc(BT * C * sizeof(float));
@@ -114,10 +114,10 @@ static void check_problem(const problem *p, int nt, double tol, const char *what
                   loss[i], eloss[i], p->loss[i]);
     }
     double w = worst(dwte, p->dwte, p->dwte_abs, V * C, tol, &at);
-    CHECK_MSG(w <= 1.0, "%s, %s, %d threads: dwte[%zu][%zu] = %.7g, reference %.7g (terms' sum %.3g): %.1f x the tolerance",
+    CHECK_MSG(w <= 1.0, "%s, %s, %d threads: dwte[%zu][%zu] = %.7g, reference %.7g (terms' sum %.3g): %.1f x tol",
               what, isa, nt, at / C, at % C, dwte[at], p->dwte[at], p->dwte_abs[at], w);
     w = worst(dx, p->dx, p->dx_abs, BT * C, tol, &at);
-    CHECK_MSG(w <= 1.0, "%s, %s, %d threads: dx[%zu][%zu] = %.7g, reference %.7g (terms' sum %.3g): %.1f x the tolerance",
+    CHECK_MSG(w <= 1.0, "%s, %s, %d threads: dx[%zu][%zu] = %.7g, reference %.7g (terms' sum %.3g): %.1f x tol",
               what, isa, nt, at / C, at % C, dx[at], p->dx[at], p->dx_abs[at], w);
     free(scratch); free(keep); free(lse); free(loss); free(eloss); free(elsev); free(dwte); free(dx);
 }
