@@ -39,6 +39,8 @@
  * widest kernel's positions per strip, to which every per-position array is padded. */
 enum { VB = 128, EB = 2, ROWS = 512, STRIP = 32 };
 
+/* The kernel's instantiations (the .inc undefines its parameters after each): P x NV accumulators, plus NV
+ * loads and a broadcast, within 32 registers (AVX-512) or 16 (AVX2, SSE2). */
 #if defined(__x86_64__)
 #define KFENCE() _mm_sfence()
 #define KERNEL block_v4
@@ -48,12 +50,6 @@ enum { VB = 128, EB = 2, ROWS = 512, STRIP = 32 };
 #define P 8
 #define KSTORE(a, e) _mm512_stream_ps((a), (__m512)(e))
 #include "sm_gpt2_cls_kernel.inc"
-#undef KERNEL
-#undef TARGET
-#undef W
-#undef NV
-#undef P
-#undef KSTORE
 #define KERNEL block_v3
 #define TARGET __attribute__((target("arch=x86-64-v3")))
 #define W 8
@@ -61,12 +57,6 @@ enum { VB = 128, EB = 2, ROWS = 512, STRIP = 32 };
 #define P 4
 #define KSTORE(a, e) _mm256_stream_ps((a), (__m256)(e))
 #include "sm_gpt2_cls_kernel.inc"
-#undef KERNEL
-#undef TARGET
-#undef W
-#undef NV
-#undef P
-#undef KSTORE
 #define KSTORE(a, e) _mm_stream_ps((a), (__m128)(e))
 #else
 #define KSTORE(a, e) (*(__typeof__(e) *)(a) = (e))
@@ -78,12 +68,6 @@ enum { VB = 128, EB = 2, ROWS = 512, STRIP = 32 };
 #define NV 2
 #define P 4
 #include "sm_gpt2_cls_kernel.inc"
-#undef KERNEL
-#undef TARGET
-#undef W
-#undef NV
-#undef P
-#undef KSTORE
 #undef KFENCE
 
 typedef void (*block_fn)(const float *, size_t, const float *, size_t, size_t, float *, float *, float *, float *);
