@@ -25,6 +25,7 @@
  * thread count (through the chunk count), not on which thread ran which chunk. */
 #include "sm_gpt2_internal.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -150,6 +151,7 @@ size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V) { return (V + VB - 1) / VB *
 
 void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                          size_t BT, size_t C, size_t V, float *lse, float *losses) {
+    assert(((uintptr_t)scratch & 63) == 0 && ((uintptr_t)keep & 63) == 0); /* streaming stores need it */
     block_fn block = kernels[pick_kernel()].fn;
     int eval = keep == NULL;
     size_t nb = (V + VB - 1) / VB, nk = chunks(nt, V, eval), cf = chunk_floats(BT, C, eval), ld = lanes(BT);

@@ -47,15 +47,16 @@ size_t sm_gpt2_cpu_act_floats(const sm_gpt2_config *cfg, int B, int T, int threa
 
 /* The fused classifier (sm_gpt2_classifier.c); x is the final LayerNorm's output (BT x C), wte the token
  * embedding (its first V rows are the classifier). Scratch: sm_gpt2_cls_scratch_floats(nt, BT, C, V) floats,
- * 64-byte aligned, for nt threads. */
+ * 64-byte aligned, for nt threads (a multiple of 16 floats, so a keep buffer right after it stays aligned). */
 size_t sm_gpt2_cls_scratch_floats(int nt, size_t BT, size_t C, size_t V);
-/* Floats to keep a training forward's logits for backward (tile by tile). */
+/* Floats to keep a training forward's exps for backward (block by block). */
 size_t sm_gpt2_cls_keep_floats(size_t BT, size_t V);
-/* lse[i] = log-sum-exp of row i's logits, losses[i] = lse[i] - logit of targets[i]; the logits are kept
- * in keep (sm_gpt2_cls_keep_floats) for backward, or nowhere when keep is NULL. */
+/* lse[i] = log-sum-exp of row i's logits, losses[i] = lse[i] - logit of targets[i]; the exps are kept in
+ * keep (sm_gpt2_cls_keep_floats floats, 64-byte aligned: written with aligned streaming stores) for
+ * backward, or nowhere when keep is NULL. */
 void sm_gpt2_cls_forward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets, size_t BT,
                          size_t C, size_t V, float *lse, float *losses);
-/* With dlogits = (softmax - onehot(targets)) * dscale made in place from the kept logits and lse:
+/* With dlogits = (softmax - onehot(targets)) * dscale made in place from the kept exps and lse:
  * dwte += dlogits^T . x, dx = dlogits . wte. */
 void sm_gpt2_cls_backward(int nt, float *scratch, float *keep, const float *x, const float *wte, const int32_t *targets,
                           const float *lse, float dscale, size_t BT, size_t C, size_t V, float *dwte, float *dx);
