@@ -145,10 +145,16 @@ static int for_each_kernel(void (*body)(const char *isa)) {
 
 static void moderate(const char *isa) {
     (void)isa;
-    /* 45 positions: a strip and a part; 300 rows: two blocks and a part */
-    problem p = make(45, 48, 300, 0.6, 0);
-    for (int nt = 1; nt <= 3; nt++) check_problem(&p, nt, 1e-4, "moderate logits");
-    drop(&p);
+    /* positions x channels x vocabulary: a strip and a part x two blocks and a part; one position x fewer
+     * rows than a micro-tile; a strip and one x a block and one row */
+    static const size_t shapes[][3] = {{45, 48, 300}, {1, 3, 5}, {33, 7, 129}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        problem p = make(shapes[k][0], shapes[k][1], shapes[k][2], 0.6, 0);
+        char what[96];
+        snprintf(what, sizeof what, "moderate logits, BT %zu C %zu V %zu", shapes[k][0], shapes[k][1], shapes[k][2]);
+        for (int nt = 1; nt <= 3; nt++) check_problem(&p, nt, 1e-4, what);
+        drop(&p);
+    }
 }
 
 static void wide(const char *isa) {
