@@ -18,8 +18,10 @@
  * recomputing the logits in backward at all three shapes of issue 13.
  *
  * The kernel is instantiated for AVX-512, AVX2+FMA and baseline x86-64 (GCC vector extensions) and picked
- * by what the CPU supports (the baseline, for CPUs without AVX2 and FMA, ran the forward 3.3x slower than
- * the AVX2 kernel on this machine; whether OpenBLAS's sgemm did better on such a CPU was not measured); the file is built with -ffp-contract=fast, so the AVX-512 and AVX2 kernels fuse
+ * by what the CPU supports (the baseline, for CPUs without AVX2 and FMA, ran the forward in 200-240 ms on
+ * one thread at the demo proxy's shape, where the previous sgemm path with OpenBLAS's SSE kernel forced
+ * (OPENBLAS_CORETYPE=Nehalem) took 150 ms: slower on such CPUs; the AVX2 kernel took 60 ms against 73 with
+ * OpenBLAS's Haswell kernel); the file is built with -ffp-contract=fast, so the AVX-512 and AVX2 kernels fuse
  * the exp polynomial's multiply-adds and their results differ in the last bits from the baseline's, as
  * OpenBLAS's sgemm kernels already differ between CPUs. For a CPU, results depend only on the inputs and the
  * thread count (through the chunk count), not on which thread ran which chunk. */
