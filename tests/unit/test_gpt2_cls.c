@@ -87,7 +87,11 @@ static double worst(const float *got, const double *want, const double *scale, s
     double w = 0;
     for (size_t i = 0; i < n; i++) {
         double r = fabs(got[i] - want[i]) / (tol * (scale[i] + 1e-30));
-        if (!(r <= w)) { w = r; *at = i; } /* a NaN is the worst */
+        if (isnan(r)) { /* a NaN is the worst */
+            *at = i;
+            return r;
+        }
+        if (r > w) { w = r; *at = i; }
     }
     return w;
 }
