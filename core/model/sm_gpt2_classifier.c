@@ -10,12 +10,13 @@
  * each chunk's running (max, sum of exp) per position, combined in chunk order into the log-sum-exp.
  * OpenBLAS's sgemm at K = C = 64 wrote each tile of logits (zeroing it first), the exps pass read and
  * rewrote it; at the demo proxy's shape the kernel took the classifier's forward from 29.5-33.9 to
- * 20.5-21.2 ms on 2 threads (tests/bench/bench_gpt2_cls, core/model/NOTES.md). A training forward keeps the exps vocabulary-major (block by block, VB x
- * ld) with each block's reference per position; backward turns a kept tile into dlogits in place (scaling
- * position i by exp(ref_i - lse_i) times the gradient scale, minus it at the target: no exps again) and adds
- * its share of dwte (rows of the chunk's own blocks: race free) and of dx (a per-chunk partial, summed in
- * chunk order) with OpenBLAS, whose kernels run these two products at large K near their peak. Keeping beat
- * recomputing the logits in backward at all three shapes of issue 13.
+ * 20.5-21.2 ms on 2 threads (tests/bench/bench_gpt2_cls, core/model/NOTES.md). A training forward keeps
+ * the exps vocabulary-major (block by block, VB x ld) with each block's reference per position; backward
+ * turns a kept tile into dlogits in place (scaling position i by exp(ref_i - lse_i) times the gradient
+ * scale, minus it at the target: no exps again) and adds its share of dwte (rows of the chunk's own blocks:
+ * race free) and of dx (a per-chunk partial, summed in chunk order) with OpenBLAS, whose kernels run these
+ * two products at large K near their peak. Keeping beat recomputing the logits in backward at all three
+ * shapes of issue 13 (measured with the earlier sgemm forward).
  *
  * The kernel is instantiated for AVX-512, AVX2+FMA and baseline x86-64 (GCC vector extensions) and picked
  * by what the CPU supports (the baseline, for CPUs without AVX2 and FMA, ran the forward in 200-240 ms on
@@ -89,7 +90,6 @@ static int forced = -1; /* sm_gpt2_cls_use_isa */
 
 static int isa_supported(int k) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
     if (k == 0) return __builtin_cpu_supports("x86-64-v4");
     if (k == 1) return __builtin_cpu_supports("x86-64-v3");
 #endif
