@@ -280,10 +280,10 @@ TEST(evaluate_matches_forward_and_keeps_nothing) {
     free(p);
 }
 
-/* Evaluation folds 16 positions at a time (the last group padded), raises a logit more than 87 below its
- * position's reference to it, and sums a block again where its max is more than 64 over the reference: a
- * batch of 21 positions whose logits spread over ~100 units (wte scaled up), on 1 and 2 threads, against the
- * double-precision reference. */
+/* Evaluation takes positions a strip at a time (the last strip padded), raises a logit more than 87 below
+ * its position's reference to it, and does a block again where its max is more than 64 over the reference:
+ * a batch of 21 positions whose logits spread over ~100 units (wte scaled up), on 1 and 2 threads, against
+ * the double-precision reference through the whole model (the classifier alone: test_gpt2_cls.c). */
 TEST(evaluate_odd_batch_wide_logits_matches_double_reference) {
     sm_gpt2_config c = {.max_seq_len = 8, .vocab_size = 700, .padded_vocab_size = 704, .num_layers = 1, .num_heads = 2, .channels = 32};
     size_t n;
